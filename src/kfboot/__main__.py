@@ -1,0 +1,3 @@
+from kfboot.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""kfboot's command line. Each module is one command group: it parses, loads config, calls core and
+renders. Nothing else."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kfboot import __version__
+from kfboot.cli import config as config_cmd
+from kfboot.cli import sandbox as sandbox_cmd
+from kfboot.cli._common import Output, State
+
+app = typer.Typer(
+    name="kfboot",
+    help="Turn a bare Kubernetes cluster into a working Kubeflow environment — and rehearse it on a "
+    "local sandbox.\n\nGlobal options (--config, --kubeconfig, --context, -o/--output, --yes, -v) "
+    "may be given before or after the command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(sandbox_cmd.app, name="sandbox")
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kfboot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="kfboot.yaml (default: ./kfboot.yaml when present)")
+    ] = None,
+    kubeconfig: Annotated[
+        str | None, typer.Option("--kubeconfig", help="default: $KUBECONFIG, then ~/.kube/config")
+    ] = None,
+    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context")] = None,
+    output: Annotated[Output, typer.Option("--output", "-o", help="text or json")] = Output.text,
+    yes: Annotated[bool, typer.Option("--yes", help="no prompts (never confirms destroying data)")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    ctx.obj = State(output=output, config_path=config, kubeconfig=kubeconfig, context=context, yes=yes, verbose=verbose)
+
+
+_GLOBAL_WITH_VALUE = {"--config", "--kubeconfig", "--context", "--output", "-o"}
+_GLOBAL_FLAGS = {"--yes", "--verbose", "-v"}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options given after the command to the front, so `kfboot sandbox status -o json`
+    works like `kfboot -o json sandbox status`. Stops at `--`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_WITH_VALUE:
+            if "=" in arg or i + 1 >= len(argv):
+                front.append(arg)
+            else:
+                front.extend(argv[i : i + 2])
+                i += 1
+        elif arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
+            front.append(arg)  # -ojson
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    app(args=args, prog_name="kfboot")

@@ -1,0 +1,118 @@
+"""What every command shares: global options, the one console, the reporter, error → exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from kfboot.config import Environment, load_config
+from kfboot.errors import ExitCode, KfbootError
+from kfboot.ui import JsonReporter, PlainReporter, Reporter, RichReporter
+
+T = TypeVar("T")
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@dataclass
+class State:
+    output: Output = Output.text
+    config_path: Path | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    yes: bool = False
+    verbose: bool = False
+    _config: Environment | None = field(default=None, repr=False)
+
+    @property
+    def json(self) -> bool:
+        return self.output is Output.json
+
+    @property
+    def out(self) -> Console:
+        """stdout: results."""
+        return Console(highlight=False, soft_wrap=True)
+
+    @property
+    def err(self) -> Console:
+        """stderr: progress, warnings, errors — the one console for live output."""
+        return _stderr_console()
+
+    def reporter(self) -> Reporter:
+        if self.json:
+            return JsonReporter()
+        console = self.err
+        return RichReporter(console) if console.is_terminal else PlainReporter()
+
+    def config(self) -> Environment:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+_console: Console | None = None
+
+
+def _stderr_console() -> Console:
+    global _console
+    if _console is None:
+        _console = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):
+        obj = State()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def render_error(st: State, exc: KfbootError) -> None:
+    if st.json:
+        emit_json(exc.to_dict())
+        return
+    console = st.err
+    console.print(f"[bold red]error:[/] {exc.reason}", highlight=False)
+    if exc.remedy:
+        console.print(f"  [dim]fix:[/] {exc.remedy}", highlight=False)
+
+
+@contextmanager
+def handled(st: State) -> Iterator[None]:
+    """Turn kfboot's typed errors into one clear message and the contract's exit code."""
+    try:
+        yield
+    except KfbootError as exc:
+        render_error(st, exc)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        st.err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def run(st: State, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async core call under :func:`handled`."""
+    with handled(st):
+        return asyncio.run(fn())  # type: ignore[arg-type]
+
+
+EXIT = ExitCode

@@ -1,0 +1,135 @@
+"""`kfboot sandbox up | down | status | kubeconfig`: a local kwok cluster to rehearse installs on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from kfboot.cli._common import emit_json, handled, run, state
+from kfboot.errors import BadInputError, ExitCode
+from kfboot.sandbox import cluster
+from kfboot.sandbox.versions import KUBERNETES_VERSION
+
+app = typer.Typer(
+    help="A local sandbox: real etcd, kube-apiserver, controller-manager and scheduler; nodes, pods and "
+    "operators simulated by kwok.",
+    no_args_is_help=True,
+)
+
+NameOpt = Annotated[str, typer.Option("--name", help="sandbox name")]
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    name: NameOpt = "kfboot",
+    nodes: Annotated[int, typer.Option("--nodes", help="number of simulated nodes")] = 3,
+    node_cpu: Annotated[str, typer.Option("--node-cpu", help="CPU capacity of each node")] = "8",
+    node_memory: Annotated[str, typer.Option("--node-memory", help="memory capacity of each node")] = "32Gi",
+    node_pods: Annotated[int, typer.Option("--node-pods", help="pod capacity of each node")] = 110,
+    kubernetes_version: Annotated[
+        str, typer.Option("--kubernetes-version", help="Kubernetes release")
+    ] = KUBERNETES_VERSION,
+    port: Annotated[
+        int | None, typer.Option("--port", help="kube-apiserver port on 127.0.0.1 (default: a free one)")
+    ] = None,
+    strict_admission: Annotated[
+        bool, typer.Option("--strict-admission", help="enable admission webhooks (for real URL webhooks on 127.0.0.1)")
+    ] = False,
+    merge_kubeconfig: Annotated[
+        bool, typer.Option("--merge-kubeconfig", help="also add the context to ~/.kube/config")
+    ] = False,
+    bin_dir: Annotated[
+        Path | None, typer.Option("--bin-dir", help="directory with the binaries (or $KFBOOT_SANDBOX_BIN_DIR)")
+    ] = None,
+) -> None:
+    """Create and start a sandbox, and wait until its nodes are Ready."""
+    st = state(ctx)
+    spec = cluster.SandboxSpec(
+        name=name,
+        nodes=nodes,
+        node_cpu=node_cpu,
+        node_memory=node_memory,
+        node_pods=node_pods,
+        kubernetes_version=kubernetes_version,
+        port=port,
+        strict_admission=strict_admission,
+        merge_kubeconfig=merge_kubeconfig,
+    )
+    result = run(st, lambda: cluster.up(spec, st.reporter(), bin_dir=bin_dir))
+    if st.json:
+        emit_json(result.to_dict())
+        return
+    out = st.out
+    out.print(
+        f"[green]✓[/] sandbox [bold]{result.name}[/] is up: Kubernetes {result.version}, "
+        f"{result.nodes} Ready nodes, {result.seconds:.1f} s"
+    )
+    out.print(f"  API server  {result.server}")
+    out.print(f"  kubeconfig  {result.kubeconfig}")
+    out.print(f"  note        {result.admission}")
+    out.print(f"\n  export KUBECONFIG={result.kubeconfig}")
+
+
+@app.command("down")
+def down(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
+    """Stop a sandbox and delete it: its processes, ports and data."""
+    st = state(ctx)
+    result = run(st, lambda: cluster.down(name, st.reporter()))
+    if st.json:
+        emit_json(result.to_dict())
+        return
+    st.out.print(
+        f"[green]✓[/] sandbox [bold]{name}[/] removed ({len(result.stopped)} processes stopped"
+        + (f", {len(result.killed)} killed" if result.killed else "")
+        + ")"
+    )
+
+
+@app.command("status")
+def status(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
+    """Show a sandbox's processes, API server, nodes and admission profile. Exit 1 unless running."""
+    st = state(ctx)
+    result = run(st, lambda: cluster.status(name))
+    if st.json:
+        emit_json(result.to_dict())
+    else:
+        out = st.out
+        colour = {"running": "green", "degraded": "yellow"}.get(result.state, "red")
+        out.print(f"sandbox [bold]{result.name}[/]: [{colour}]{result.state}[/]")
+        if result.version:
+            out.print(f"  Kubernetes  {result.version}")
+        if result.server:
+            out.print(f"  API server  {result.server}")
+        out.print(f"  kubeconfig  {result.kubeconfig}")
+        out.print(f"  admission   {result.admission}")
+        table = Table("component", "state", box=None, pad_edge=False)
+        for comp, s in result.components.items():
+            table.add_row(comp, s)
+        out.print(table)
+        if result.nodes:
+            nodes = Table("node", "ready", "cpu", "memory", "pods", box=None, pad_edge=False)
+            for n in result.nodes:
+                nodes.add_row(n.name, "Ready" if n.ready else "NotReady", n.cpu, n.memory, n.pods)
+            out.print(nodes)
+        for p in result.problems:
+            out.print(f"  [yellow]problem:[/] {p}")
+    if result.state != "running":
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))
+
+
+@app.command("kubeconfig")
+def kubeconfig(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
+    """Print the path of the sandbox's kubeconfig file."""
+    st = state(ctx)
+    with handled(st):
+        if not cluster.exists(name):
+            raise BadInputError(f"no sandbox named {name!r}", "create it with `kfboot sandbox up`")
+        path = cluster.kubeconfig_path(name)
+        if st.json:
+            emit_json({"name": name, "kubeconfig": str(path)})
+        else:
+            print(path)

@@ -1,0 +1,187 @@
+"""The ``kfboot.yaml`` model (pydantic v2), its defaults, its JSON schema and a loader whose errors
+name the field and the line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from kfboot.errors import BadInputError
+from kfboot.yamlio import SafeLoader
+
+API_VERSION: Final = "kfboot/v1alpha1"
+DEFAULT_CONFIG_NAME = "kfboot.yaml"
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """``"30m"``, ``"1h30m"``, ``"90s"`` or a number of seconds → seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(value.strip())
+    if not value.strip() or not m or not any(m.groups()):
+        raise ValueError(f"{value!r} is not a duration like 30m, 1h30m or 90s")
+    h, mi, s = (int(g) if g else 0 for g in m.groups())
+    return float(h * 3600 + mi * 60 + s)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+
+class ClusterConfig(_Model):
+    kubeconfig: str | None = Field(None, description="default: $KUBECONFIG, then ~/.kube/config")
+    context: str | None = Field(None, description="default: the current context")
+
+
+class SshConfig(_Model):
+    user: str = "root"
+    key: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+
+
+class NodeConfig(_Model):
+    name: str = Field(description="the Kubernetes node name")
+    address: str | None = Field(None, description="omitted = this machine")
+    ssh: SshConfig | None = None
+
+
+class RookDevice(_Model):
+    node: str
+    path: str
+
+
+class RookConfig(_Model):
+    version: str = Field("auto", description="auto = chosen by the cluster's Kubernetes version")
+    manifests: str | None = Field(None, description="base URL or local directory (air-gapped)")
+    devices: list[RookDevice] = Field(default_factory=list)
+    deviceFilter: str | None = None
+    allowLoopDevices: bool = Field(False, description="test rigs only (Rook ignores loop devices otherwise)")
+    replicas: Literal["auto"] | Annotated[int, Field(ge=1, le=10)] = "auto"
+
+
+class StorageConfig(_Model):
+    provider: Literal["auto", "rook-ceph", "existing", "none"] = "auto"
+    defaultClass: bool = True
+    rook: RookConfig = Field(default_factory=RookConfig)
+
+
+class KustomizeConfig(_Model):
+    version: str = "5.8.1"
+    mirror: str | None = Field(None, description="base URL replacing the GitHub releases URL")
+
+
+class ToolsConfig(_Model):
+    kustomize: KustomizeConfig = Field(default_factory=KustomizeConfig)
+
+
+class ComponentsConfig(_Model):
+    exclude: list[str] = Field(default_factory=list)
+
+
+class KubeflowConfig(_Model):
+    release: str = "26.03"
+    source: str | None = Field(None, description="null = the release archive; or a directory / .tar.gz / .yaml")
+    components: ComponentsConfig = Field(default_factory=ComponentsConfig)
+    timeout: str = "30m"
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class AccessConfig(_Model):
+    address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+
+class UserConfig(_Model):
+    email: str
+    passwordHash: SecretStr
+
+
+class AuthConfig(_Model):
+    users: list[UserConfig] = Field(default_factory=list)
+
+
+class Environment(_Model):
+    """The whole of kfboot.yaml."""
+
+    apiVersion: Literal["kfboot/v1alpha1"] = API_VERSION
+    kind: Literal["Environment"] = "Environment"
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    nodes: list[NodeConfig] = Field(default_factory=list)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+
+
+def json_schema() -> dict[str, Any]:
+    return Environment.model_json_schema()
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            nxt = node.value[key]
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node, line = nxt, nxt.start_mark.line + 1
+    return line
+
+
+def load_config(path: Path | None) -> Environment:
+    """Load ``path`` (``None`` → ``./kfboot.yaml`` when present, else the defaults)."""
+    if path is None:
+        candidate = Path(DEFAULT_CONFIG_NAME)
+        if not candidate.is_file():
+            return Environment()
+        path = candidate
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BadInputError(f"cannot read config {path}: {exc.strerror}", "pass an existing file to --config") from exc
+    try:
+        data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 (SafeLoader subclass)
+        root = yaml.compose(text, Loader=SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise BadInputError(
+            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax at that line"
+        ) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BadInputError(
+            f"{path}:1: kfboot.yaml must be a mapping, got {type(data).__name__}", "start from `kfboot init`"
+        )
+    try:
+        return Environment.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(root, loc)
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise BadInputError(
+            f"{path}:{line}: {field}: {msg}{more}", "see `kfboot config schema` for the allowed keys and values"
+        ) from exc

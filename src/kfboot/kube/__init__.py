@@ -1,0 +1,1 @@
+"""Generic Kubernetes engine: knows nothing of Kubeflow or Rook."""

@@ -1,0 +1,66 @@
+"""lightkube clients from a kubeconfig (file, context), with errors that say what to fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ConfigError
+from lightkube.types import OnErrorAction, OnErrorResult
+
+from kfboot.errors import BadInputError
+
+
+def kubeconfig_path(explicit: str | Path | None) -> Path:
+    """``explicit``, else ``$KUBECONFIG`` (first entry), else ``~/.kube/config``."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return Path(env.split(os.pathsep)[0]).expanduser()
+    return Path.home() / ".kube" / "config"
+
+
+def load_kubeconfig(path: str | Path | None, context: str | None = None) -> KubeConfig:
+    p = kubeconfig_path(path)
+    if not p.is_file():
+        raise BadInputError(f"kubeconfig {p} does not exist", "pass --kubeconfig PATH or set KUBECONFIG")
+    try:
+        config = KubeConfig.from_file(p)
+        if context is not None and config.get(context) is None:
+            raise BadInputError(
+                f"context {context!r} is not in {p}", "pass a context that `kubectl config get-contexts` lists"
+            )
+    except ConfigError as exc:
+        raise BadInputError(
+            f"kubeconfig {p} is unusable: {exc}", "check the file or pass another --kubeconfig"
+        ) from exc
+    return config
+
+
+def async_client(
+    path: str | Path | None, context: str | None = None, *, timeout: float = 30.0, field_manager: str = "kfboot"
+) -> AsyncClient:
+    config = load_kubeconfig(path, context)
+    single = config.get(context)
+    return AsyncClient(config=single, timeout=httpx.Timeout(timeout), field_manager=field_manager)
+
+
+def watch_retry(exc: Exception, count: int) -> OnErrorResult:
+    """lightkube watch error handler: reconnect with a growing pause (for API server restarts)."""
+    return OnErrorResult(OnErrorAction.RETRY, sleep=min(0.5 * 2 ** min(count, 4), 5.0))
+
+
+async def raw_get_json(client: AsyncClient, path: str) -> Any:
+    """GET a non-resource path (``/openapi/v3``, ``/version``) with the client's credentials.
+
+    lightkube has no public call for non-resource URLs; this is the one place that reaches into its
+    httpx client.
+    """
+    http: httpx.AsyncClient = client._client._client
+    resp = await http.get(path)
+    resp.raise_for_status()
+    return resp.json()

@@ -1,0 +1,228 @@
+"""Find or fetch the sandbox's binaries.
+
+Order: ``--bin-dir`` / ``$KFBOOT_SANDBOX_BIN_DIR`` (flat, or in the cache layout), the cache that
+``scripts/build-sandbox-binaries`` fills (``<cache>/bin/<component>/<version>/<binary>``), then a
+download of the official release binaries into that cache, each verified by sha256 before it is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kfboot import paths
+from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text
+from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
+from kfboot.sandbox import versions
+from kfboot.ui import Reporter
+
+ENV_BIN_DIR = "KFBOOT_SANDBOX_BIN_DIR"
+ENV_MIRROR = "KFBOOT_SANDBOX_MIRROR"
+ORIGINS = {"dl.k8s.io": "https://dl.k8s.io", "github.com": "https://github.com"}
+MARKER = ".kfboot-built"
+
+
+@dataclass(frozen=True)
+class Release:
+    """The component versions that go with one Kubernetes version."""
+
+    kubernetes: str
+    etcd: str
+    kwok: str
+
+
+#: Kubernetes versions the sandbox can run, newest first.
+RELEASES: dict[str, Release] = {
+    versions.KUBERNETES_VERSION: Release(versions.KUBERNETES_VERSION, versions.ETCD_VERSION, versions.KWOK_VERSION),
+}
+
+_KWOK_RELEASE = "/kubernetes-sigs/kwok/releases/download"
+
+#: sha256 of official release files. kwok publishes no checksum file, so its pins are the only check;
+#: where the publisher has one (dl.k8s.io's .sha256, etcd's SHA256SUMS) a pin must agree with it too.
+#: Key: the file's path on its origin.
+PINNED_SHA256: dict[str, str] = {
+    f"{_KWOK_RELEASE}/v0.8.0/kwok-linux-amd64": "f5a4385a2ae1b9dd7f8acae18e002a75c0ebba124ae9d7259aa8dadb50711f46",
+    f"{_KWOK_RELEASE}/v0.8.0/kwokctl-linux-amd64": "d5743166c657283d6e827c7c4c20cacfd9009fd94830f06718ca7b2c7099461f",
+    f"{_KWOK_RELEASE}/v0.8.0/kwok-darwin-arm64": "69a064ec98d37844d9d742b5b28ff57825659a983ccc3e208daa6948b94d64ba",
+    f"{_KWOK_RELEASE}/v0.8.0/kwokctl-darwin-arm64": "9323a59adb9c27854bd2a76652ad00258bcbb68acc40aba0dc21e362b67b7d6a",
+    "/release/v1.36.3/bin/linux/amd64/kubectl": "ebbd080e7c2e275093b55915722043257eb24004363e20acb3c4d71919f88336",
+}
+
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl")
+
+
+@dataclass
+class SandboxBinaries:
+    paths: dict[str, Path]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Path:
+        return self.paths[name]
+
+
+def release_for(kubernetes_version: str) -> Release:
+    version = kubernetes_version if kubernetes_version.startswith("v") else f"v{kubernetes_version}"
+    try:
+        return RELEASES[version]
+    except KeyError:
+        supported = ", ".join(RELEASES)
+        raise BadInputError(
+            f"unknown Kubernetes version {kubernetes_version!r} for the sandbox (supported: {supported})",
+            f"pass --kubernetes-version {next(iter(RELEASES))} or omit it",
+        ) from None
+
+
+def host_platform() -> tuple[str, str]:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    return platform.system().lower(), arch
+
+
+def _component(binary: str, rel: Release) -> tuple[str, str]:
+    if binary == "etcd":
+        return "etcd", rel.etcd
+    if binary in ("kwok", "kwokctl"):
+        return "kwok", rel.kwok
+    return "kubernetes", rel.kubernetes
+
+
+def _executable(p: Path) -> bool:
+    return p.is_file() and os.access(p, os.X_OK)
+
+
+def _find_local(root: Path, binary: str, rel: Release, *, flat: bool) -> Path | None:
+    component, version = _component(binary, rel)
+    candidates = [root / component / version / binary]
+    if flat:
+        candidates.insert(0, root / binary)
+    return next((c for c in candidates if _executable(c)), None)
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    origin: str  # key of ORIGINS
+    path: str  # URL path of the file
+    checksum_path: str | None  # URL path of the publisher's checksum file, if it publishes one
+    member: str | None = None  # file inside a tar.gz
+
+    def url(self, mirror: str | None) -> str:
+        return (mirror.rstrip("/") if mirror else ORIGINS[self.origin]) + self.path
+
+
+def _artifact(binary: str, rel: Release, os_: str, arch: str) -> _Artifact:
+    if binary == "etcd":
+        base = f"/etcd-io/etcd/releases/download/{rel.etcd}"
+        ext = "zip" if os_ == "darwin" else "tar.gz"
+        return _Artifact("github.com", f"{base}/etcd-{rel.etcd}-{os_}-{arch}.{ext}", f"{base}/SHA256SUMS", "etcd")
+    if binary in ("kwok", "kwokctl"):
+        return _Artifact(
+            "github.com", f"/kubernetes-sigs/kwok/releases/download/{rel.kwok}/{binary}-{os_}-{arch}", None
+        )
+    path = f"/release/{rel.kubernetes}/bin/{os_}/{arch}/{binary}"
+    return _Artifact("dl.k8s.io", path, f"{path}.sha256")
+
+
+def _expected_sha256(art: _Artifact, mirror: str | None) -> str:
+    """The sha256 the file must have: the pin, and the publisher's checksum file, which must agree."""
+    pin = PINNED_SHA256.get(art.path) if not mirror else None
+    # A mirror is trusted to serve a checksum file beside each file (same path + ".sha256" where the
+    # publisher has none); the official origins are checked against pins where kfboot has them.
+    checksum_path = art.checksum_path or (f"{art.path}.sha256" if mirror else None)
+    published = None
+    if checksum_path:
+        text = fetch_text(art.url(mirror).removesuffix(art.path) + checksum_path)
+        published = checksum_from_file(text, art.path.rsplit("/", 1)[-1])
+        if published is None:
+            raise RuntimeFailure(
+                f"{checksum_path} lists no sha256 for {art.path.rsplit('/', 1)[-1]}",
+                "the release or mirror is incomplete",
+            )
+    if pin and published and pin != published:
+        raise RuntimeFailure(
+            f"published sha256 of {art.path} ({published}) differs from kfboot's pin ({pin})",
+            "refusing the download; report this to the kfboot maintainers",
+        )
+    expected = pin or published
+    if expected is None:
+        raise RuntimeFailure(
+            f"no sha256 is known for {art.url(mirror)}",
+            "build the binaries with scripts/build-sandbox-binaries or pass --bin-dir",
+        )
+    return expected
+
+
+def _download(binary: str, rel: Release, cache: Path, mirror: str | None, reporter: Reporter) -> Path:
+    os_, arch = host_platform()
+    art = _artifact(binary, rel, os_, arch)
+    component, version = _component(binary, rel)
+    folder = cache / component / version
+    dest = folder / binary
+    sha = _expected_sha256(art, mirror)
+    url = art.url(mirror)
+    with reporter.progress(f"downloading {binary} {version}") as task:
+
+        def on_progress(done: int, total: int | None) -> None:
+            task.update(
+                f"downloading {binary} {version}: {done / 1e6:.0f}" + (f"/{total / 1e6:.0f} MB" if total else " MB")
+            )
+
+        if art.member:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                archive = download_verified(url, Path(tmp) / Path(art.path).name, sha, mode=0o644, progress=on_progress)
+                extract_member(archive, art.member, dest)
+        else:
+            download_verified(url, dest, sha, progress=on_progress)
+    (folder / MARKER).write_text(f"downloaded from {url}\n")
+    return dest
+
+
+def resolve(
+    kubernetes_version: str = versions.KUBERNETES_VERSION,
+    *,
+    bin_dir: Path | None = None,
+    reporter: Reporter,
+    allow_download: bool = True,
+) -> SandboxBinaries:
+    """Every sandbox binary for ``kubernetes_version``, as local executable paths."""
+    rel = release_for(kubernetes_version)
+    if bin_dir is None and os.environ.get(ENV_BIN_DIR):
+        bin_dir = Path(os.environ[ENV_BIN_DIR])
+    if bin_dir is not None and not bin_dir.is_dir():
+        raise BadInputError(
+            f"binary directory {bin_dir} does not exist", f"pass an existing directory to --bin-dir / {ENV_BIN_DIR}"
+        )
+    cache = paths.binary_cache_dir()
+    mirror = os.environ.get(ENV_MIRROR) or None
+    found: dict[str, Path] = {}
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    for binary in BINARIES:
+        hit = _find_local(bin_dir, binary, rel, flat=True) if bin_dir else None
+        if hit:
+            found[binary], sources[binary] = hit, f"bin-dir {bin_dir}"
+            continue
+        hit = _find_local(cache, binary, rel, flat=False)
+        if hit:
+            found[binary], sources[binary] = hit, "cache"
+            continue
+        missing.append(binary)
+    if missing and not allow_download:
+        raise RuntimeFailure(
+            f"sandbox binaries missing: {', '.join(missing)}",
+            "run scripts/build-sandbox-binaries or set KFBOOT_SANDBOX_BIN_DIR",
+        )
+    for binary in missing:
+        try:
+            found[binary] = _download(binary, rel, cache, mirror, reporter)
+        except KfbootError as exc:
+            raise RuntimeFailure(
+                f"sandbox binaries missing ({', '.join(missing)}) and no download possible: {exc.reason}",
+                f"run scripts/build-sandbox-binaries, set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
+            ) from exc
+        sources[binary] = f"download {mirror or ORIGINS[_artifact(binary, rel, *host_platform()).origin]}"
+    return SandboxBinaries(found, sources)

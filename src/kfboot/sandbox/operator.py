@@ -1,0 +1,332 @@
+"""The sandbox's own controller: the parts of a real cluster that kwok Stages cannot express.
+
+It runs as a kwokctl component (``kfboot-sandbox-operator``) next to the kwok controller, started and
+stopped with the sandbox, and does two things:
+
+1. **Stage refresh.** kwok starts a controller for a Stage's ``resourceRef`` only when it first sees the
+   Stage; a custom resource whose CRD is installed later (Rook's CephCluster) is never watched. When a
+   CRD becomes Established and some Stage targets its kind, this touches those Stages (an annotation), so
+   kwok's stages manager retries and starts watching the new kind.
+2. **CSI provisioning for Rook's StorageClasses**, as ceph-csi's external-provisioner would: a Pending
+   PVC whose class is provisioned by ``*.rbd.csi.ceph.com`` / ``*.cephfs.csi.ceph.com`` gets a PV (bound
+   by the real PV controller), a Released PV with reclaim policy Delete is deleted, and a grown request on
+   an expandable class is resized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_global_resource
+from lightkube.models.core_v1 import (
+    CSIPersistentVolumeSource,
+    ObjectReference,
+    PersistentVolumeClaimSpec,
+    PersistentVolumeSpec,
+)
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import PersistentVolume, PersistentVolumeClaim
+from lightkube.resources.storage_v1 import StorageClass
+from lightkube.types import PatchType
+
+from kfboot.kube import objects as o
+from kfboot.kube.client import async_client, raw_get_json, watch_retry
+
+log = logging.getLogger("kfboot.sandbox.operator")
+
+Stage = create_global_resource("kwok.x-k8s.io", "v1alpha1", "Stage", "stages")
+
+PROVISIONER_SUFFIXES = (".rbd.csi.ceph.com", ".cephfs.csi.ceph.com")
+PROVISIONER_ANNOTATIONS = ("volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner")
+PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+REFRESH_ANNOTATION = "sandbox.kfboot.io/refreshed-for"
+PV_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
+
+
+def simulated(provisioner: str | None) -> bool:
+    return provisioner is not None and provisioner.endswith(PROVISIONER_SUFFIXES)
+
+
+def _established(crd: CustomResourceDefinition) -> bool:
+    conds = (crd.status.conditions if crd.status else None) or []
+    return any(c.type == "Established" and c.status == "True" for c in conds)
+
+
+async def refresh_stages_for(client: AsyncClient, crd: CustomResourceDefinition) -> int:
+    """Touch every Stage whose resourceRef is a served version of ``crd``; returns how many."""
+    spec = crd.spec
+    refs = {(f"{spec.group}/{v.name}", spec.names.kind) for v in spec.versions if v.served}
+    marker = o.meta(crd).uid or ""
+    touched = 0
+    async for stage in client.list(Stage):
+        ref = (stage.get("spec") or {}).get("resourceRef") or {}
+        if (ref.get("apiGroup"), ref.get("kind")) not in refs:
+            continue
+        if o.annotations_of(stage).get(REFRESH_ANNOTATION) == marker:
+            continue
+        patch = {"metadata": {"annotations": {REFRESH_ANNOTATION: marker}}}
+        await client.patch(Stage, o.name(stage), patch, patch_type=PatchType.MERGE)
+        log.info("CRD %s established: refreshed Stage %s", o.name(crd), o.name(stage))
+        touched += 1
+    return touched
+
+
+async def wait_openapi(client: AsyncClient, crd: CustomResourceDefinition, timeout: float = 60.0) -> bool:
+    """Wait until the API server publishes OpenAPI v3 for every served version of ``crd``.
+
+    kwok looks up a kind's schema there before it watches it; the CRD is Established a moment before
+    its OpenAPI is published, and a Stage refreshed in between would fail again.
+    """
+    want = {f"apis/{crd.spec.group}/{v.name}" for v in crd.spec.versions if v.served}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            paths = (await raw_get_json(client, "/openapi/v3")).get("paths", {})
+            if want <= set(paths):
+                return True
+        except Exception as exc:  # API restarting: keep waiting
+            log.debug("openapi not ready: %s", exc)
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def _on_established(client: AsyncClient, crd: CustomResourceDefinition) -> None:
+    try:
+        if not await wait_openapi(client, crd):
+            log.warning("OpenAPI for %s was not published within 60 s; refreshing its Stages anyway", o.name(crd))
+        await refresh_stages_for(client, crd)
+    except ApiError as exc:
+        log.warning("refreshing stages for %s: %s", o.name(crd), exc)
+
+
+async def watch_crds(client: AsyncClient) -> None:
+    pending: dict[str, asyncio.Task[None]] = {}
+    async for _, crd in client.watch(CustomResourceDefinition, on_error=watch_retry):
+        uid = o.meta(crd).uid or ""
+        if _established(crd) and uid not in pending:
+            pending[uid] = asyncio.create_task(_on_established(client, crd))
+
+
+def _provisioner_of(pvc: PersistentVolumeClaim) -> str | None:
+    anns = o.annotations_of(pvc)
+    return next((anns[a] for a in PROVISIONER_ANNOTATIONS if a in anns), None)
+
+
+def _request(spec: PersistentVolumeClaimSpec) -> str | None:
+    return ((spec.resources.requests if spec.resources else None) or {}).get("storage")
+
+
+def build_pv(pvc: PersistentVolumeClaim, sc: StorageClass, provisioner: str) -> PersistentVolume:
+    """The PV ceph-csi would create for ``pvc``."""
+    m, spec = o.meta(pvc), pvc.spec or PersistentVolumeClaimSpec()
+    params = sc.parameters or {}
+    request = _request(spec) or "1Gi"
+    kind = "cephfs" if provisioner.endswith(".cephfs.csi.ceph.com") else "rbd"
+    cluster_id = params.get("clusterID", "rook-ceph")
+    attrs = {"clusterID": cluster_id, "storage.kubernetes.io/csiProvisionerIdentity": "kfboot-sandbox"}
+    if kind == "rbd":
+        attrs |= {
+            "pool": params.get("pool", "replicapool"),
+            "imageName": f"csi-vol-{m.uid}",
+            "imageFeatures": params.get("imageFeatures", "layering"),
+        }
+    else:
+        attrs |= {"fsName": params.get("fsName", "myfs"), "subvolumeName": f"csi-vol-{m.uid}"}
+    secret = "csi.storage.k8s.io/provisioner-secret-"  # noqa: S105 (a parameter name, not a secret)
+    return PersistentVolume(
+        metadata=ObjectMeta(
+            name=f"pvc-{m.uid}",
+            annotations={
+                PROVISIONED_BY: provisioner,
+                "volume.kubernetes.io/provisioner-deletion-secret-name": params.get(f"{secret}name", ""),
+                "volume.kubernetes.io/provisioner-deletion-secret-namespace": params.get(f"{secret}namespace", ""),
+            },
+            finalizers=[PV_FINALIZER],
+        ),
+        spec=PersistentVolumeSpec(
+            accessModes=spec.accessModes or ["ReadWriteOnce"],
+            capacity={"storage": request},
+            claimRef=ObjectReference(
+                apiVersion="v1",
+                kind="PersistentVolumeClaim",
+                namespace=m.namespace,
+                name=m.name,
+                uid=m.uid,
+                resourceVersion=m.resourceVersion,
+            ),
+            persistentVolumeReclaimPolicy=sc.reclaimPolicy or "Delete",
+            storageClassName=spec.storageClassName,
+            volumeMode=spec.volumeMode or "Filesystem",
+            mountOptions=sc.mountOptions,
+            csi=CSIPersistentVolumeSource(
+                driver=provisioner,
+                volumeHandle=f"0001-0009-{cluster_id}-0000000000000001-{m.uid}",
+                fsType=params.get("csi.storage.k8s.io/fstype", "ext4") if kind == "rbd" else None,
+                volumeAttributes=attrs,
+            ),
+        ),
+    )
+
+
+async def provision(client: AsyncClient, pvc: PersistentVolumeClaim) -> PersistentVolume | None:
+    """Create the PV for a Pending claim of a simulated provisioner (idempotent)."""
+    provisioner = _provisioner_of(pvc)
+    m, spec = o.meta(pvc), pvc.spec
+    if provisioner is None or not simulated(provisioner) or spec is None or spec.volumeName or m.deletionTimestamp:
+        return None
+    if (pvc.status.phase if pvc.status else None) not in (None, "Pending") or not spec.storageClassName:
+        return None
+    try:
+        sc = await client.get(StorageClass, spec.storageClassName)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    if sc.volumeBindingMode == "WaitForFirstConsumer" and "volume.kubernetes.io/selected-node" not in (
+        m.annotations or {}
+    ):
+        return None
+    pv = build_pv(pvc, sc, provisioner)
+    try:
+        created = await client.create(pv)
+    except ApiError as exc:
+        if exc.status.code == 409:  # already provisioned
+            return None
+        raise
+    log.info("provisioned %s for %s/%s (%s)", o.name(pv), m.namespace, m.name, provisioner)
+    return created
+
+
+async def resize(client: AsyncClient, pvc: PersistentVolumeClaim) -> bool:
+    """Grow a bound volume whose request grew, if its class allows expansion (csi-resizer)."""
+    spec, status = pvc.spec, pvc.status
+    if spec is None or not spec.volumeName or status is None or status.phase != "Bound":
+        return False
+    want = _request(spec)
+    have = (status.capacity or {}).get("storage")
+    if not want or want == have or not simulated(_provisioner_of(pvc)) or not spec.storageClassName:
+        return False
+    sc = await client.get(StorageClass, spec.storageClassName)
+    if not sc.allowVolumeExpansion or _quantity(want) <= _quantity(have or "0"):
+        return False
+    grow = {"spec": {"capacity": {"storage": want}}}
+    await client.patch(PersistentVolume, spec.volumeName, grow, patch_type=PatchType.MERGE)
+    await client.patch(
+        PersistentVolumeClaim.Status,
+        o.name(pvc),
+        {"status": {"capacity": {"storage": want}}},
+        namespace=o.namespace(pvc),
+        patch_type=PatchType.MERGE,
+    )
+    log.info("resized %s/%s to %s", o.namespace(pvc), o.name(pvc), want)
+    return True
+
+
+_UNITS = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+}  # fmt: skip
+
+
+def _quantity(q: str) -> float:
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if q.endswith(unit):
+            return float(q[: -len(unit)]) * _UNITS[unit]
+    return float(q)
+
+
+async def watch_pvcs(client: AsyncClient) -> None:
+    async for event, pvc in client.watch(PersistentVolumeClaim, namespace="*", on_error=watch_retry):
+        if event == "DELETED":
+            continue
+        try:
+            await provision(client, pvc)
+            await resize(client, pvc)
+        except ApiError as exc:
+            log.warning("PVC %s/%s: %s", o.namespace(pvc), o.name(pvc), exc)
+
+
+async def reclaim(client: AsyncClient, pv: PersistentVolume) -> bool:
+    """Delete a Released PV we provisioned whose policy is Delete (what external-provisioner does)."""
+    m = o.meta(pv)
+    if (
+        not simulated((m.annotations or {}).get(PROVISIONED_BY))
+        or (pv.status.phase if pv.status else None) != "Released"
+    ):
+        return False
+    if pv.spec is None or pv.spec.persistentVolumeReclaimPolicy != "Delete":
+        return False
+    if m.finalizers and PV_FINALIZER in m.finalizers:
+        rest = [f for f in m.finalizers if f != PV_FINALIZER]
+        await client.patch(PersistentVolume, o.name(pv), {"metadata": {"finalizers": rest}}, patch_type=PatchType.MERGE)
+    try:
+        await client.delete(PersistentVolume, o.name(pv))
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return False
+        raise
+    log.info("deleted released volume %s", o.name(pv))
+    return True
+
+
+async def watch_pvs(client: AsyncClient) -> None:
+    async for event, pv in client.watch(PersistentVolume, on_error=watch_retry):
+        if event != "DELETED":
+            try:
+                await reclaim(client, pv)
+            except ApiError as exc:
+                log.warning("PV %s: %s", o.name(pv), exc)
+
+
+async def run(kubeconfig: str) -> None:
+    client = async_client(kubeconfig, field_manager="kfboot-sandbox-operator")
+    # wait for the API: the component may start before kube-apiserver serves
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            async for _ in client.list(Stage, chunk_size=1):
+                break
+            break
+        except Exception as exc:  # the API or the Stage CRD is not there yet
+            if time.monotonic() > deadline:
+                raise
+            log.info("waiting for the API server: %s", exc)
+            await asyncio.sleep(1)
+    log.info("kfboot sandbox operator running")
+    await asyncio.gather(watch_crds(client), watch_pvcs(client), watch_pvs(client))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="kfboot-sandbox-operator")
+    ap.add_argument("--kubeconfig", required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loop = asyncio.new_event_loop()
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    task = loop.create_task(run(args.kubeconfig))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        log.info("stopped")
+    finally:
+        loop.close()
+    return 0
+
+
+def _entry(args: Any = None) -> None:
+    sys.exit(main(args))
+
+
+if __name__ == "__main__":
+    _entry()

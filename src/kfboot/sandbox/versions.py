@@ -1,0 +1,23 @@
+"""Pinned versions of the sandbox's components.
+
+Pure constants (no imports beyond typing) so that ``scripts/build-sandbox-binaries`` can read them
+without kfboot's dependencies installed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Kubernetes release the sandbox runs (kube-apiserver, -controller-manager, -scheduler, kubectl).
+KUBERNETES_VERSION: Final = "v1.36.3"
+#: Releases of the ``k8s.io/*`` staging modules that match ``KUBERNETES_VERSION``.
+KUBERNETES_STAGING_VERSION: Final = "v0.36.3"
+ETCD_VERSION: Final = "v3.6.16"
+KWOK_VERSION: Final = "v0.8.0"
+#: kustomize v5: the release Kubeflow's CI pins; builds with Go 1.26.
+KUSTOMIZE_VERSION: Final = "v5.8.1"
+#: An old kustomize, only to prove that kfboot rejects it.
+KUSTOMIZE_V4_VERSION: Final = "v4.5.7"
+
+#: Kubernetes binaries by cache component.
+KUBERNETES_BINARIES: Final = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
