@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import stamina
 import typer
 
 from kfboot import __version__
@@ -87,5 +88,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # retries are reported by kfboot's own messages, not by stamina's default log lines
+    stamina.instrumentation.set_on_retry_hooks([])
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     app(args=args, prog_name="kfboot")

@@ -42,6 +42,7 @@ def up(
     merge_kubeconfig: Annotated[
         bool, typer.Option("--merge-kubeconfig", help="also add the context to ~/.kube/config")
     ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for each start-up stage")] = 120.0,
     bin_dir: Annotated[
         Path | None, typer.Option("--bin-dir", help="directory with the binaries (or $KFBOOT_SANDBOX_BIN_DIR)")
     ] = None,
@@ -58,6 +59,7 @@ def up(
         port=port,
         strict_admission=strict_admission,
         merge_kubeconfig=merge_kubeconfig,
+        timeout=timeout,
     )
     result = run(st, lambda: cluster.up(spec, st.reporter(), bin_dir=bin_dir))
     if st.json:

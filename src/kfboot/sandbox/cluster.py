@@ -73,6 +73,7 @@ class SandboxSpec:
     strict_admission: bool = False
     port: int | None = None
     merge_kubeconfig: bool = False
+    timeout: float = 120.0  # seconds for each wait of start-up (API server, nodes, operator)
 
     def validate(self) -> None:
         if not NAME_RE.match(self.name):
@@ -85,6 +86,8 @@ class SandboxSpec:
         for flag, value in (("--node-cpu", self.node_cpu), ("--node-memory", self.node_memory)):
             if not _QUANTITY_RE.match(str(value)):
                 raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity", f"e.g. {flag} 8 / 32Gi")
+        if not 1 <= self.timeout <= 3600:
+            raise BadInputError(f"--timeout {self.timeout:g} is out of range", "use 1 to 3600 seconds")
         if not 1 <= self.node_pods <= 10000:
             raise BadInputError(f"--node-pods {self.node_pods} is out of range", "use 1 to 10000")
         if self.port is not None and not 1 <= self.port <= 65535:
@@ -297,9 +300,25 @@ def _kwokctl_error(text: str) -> str:
         with contextlib.suppress(ValueError):
             rec = json.loads(line)
             if rec.get("level") == "ERROR":
-                return str(rec.get("err") or rec.get("msg"))
+                return str(rec.get("err") or rec.get("msg")).strip()
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "no output"
+
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+
+
+def _dead_components(name: str) -> str:
+    """Which control-plane processes died, each with the last line of its log (for error messages)."""
+    running = component_pids(name)
+    parts = []
+    for comp in CONTROL_PLANE:
+        log = workdir(name) / "logs" / f"{comp}.log"
+        if comp in running or not log.is_file():
+            continue
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        parts.append(f"{comp} exited ({lines[-1][:200] if lines else 'empty log'})")
+    return "; ".join(parts)
 
 
 def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, operator_script: Path) -> str:
@@ -436,7 +455,7 @@ async def _setup_cluster(spec: SandboxSpec, reporter: Reporter) -> str:
     client = async_client(kubeconfig_path(spec.name), field_manager=FIELD_MANAGER)
     try:
         with reporter.progress("waiting for the API server") as task:
-            version = await wait_api(client, 60)
+            version = await wait_api(client, spec.timeout)
             task.update(f"API server ready ({version})")
         with reporter.progress("installing kwok Stages") as task:
             stages = load_bundled_stages()
@@ -450,12 +469,12 @@ async def _setup_cluster(spec: SandboxSpec, reporter: Reporter) -> str:
                 node = _node(spec, i)
                 names.add(o.name(node))
                 await client.create(node)
-            await _wait_nodes_ready(client, names, 60)
+            await _wait_nodes_ready(client, names, spec.timeout)
             task.update(
                 f"{spec.nodes} nodes Ready ({spec.node_cpu} CPU, {spec.node_memory}, {spec.node_pods} pods each)"
             )
         with reporter.progress("starting the sandbox operator") as task:
-            await _wait_operator(spec.name, 60)
+            await _wait_operator(spec.name, spec.timeout)
             task.update("sandbox operator running (Stage refresh, Rook CSI provisioning)")
         return version
     except ApiError as exc:
@@ -513,10 +532,13 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         with reporter.progress(
             f"starting etcd, kube-apiserver, controller-manager, scheduler, kwok on 127.0.0.1:{port}"
         ) as task:
-            code, out = await _kwokctl(b["kwokctl"], args, mine / "kwokctl.log", timeout=180)
+            args += ["--timeout", f"{spec.timeout:.0f}s"]
+            code, out = await _kwokctl(b["kwokctl"], args, mine / "kwokctl.log", timeout=spec.timeout + 30)
             if code != 0:
+                dead = _dead_components(spec.name)
+                why = f"; {dead}" if dead else ""
                 raise RuntimeFailure(
-                    f"kwokctl could not start the sandbox: {_kwokctl_error(out)}",
+                    f"kwokctl could not start the sandbox: {_kwokctl_error(out)}{why}",
                     f"see {mine / 'kwokctl.log'} and {workdir(spec.name) / 'logs'}",
                 )
             task.update(f"control plane started on https://127.0.0.1:{port}")
@@ -610,7 +632,7 @@ async def status(name: str) -> SandboxStatus:
         admission=ADMISSION_STRICT if spec.get("strict_admission") else ADMISSION_DEFAULT,
     )
     pids = component_pids(name)
-    expected = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller", OPERATOR]
+    expected = [*CONTROL_PLANE, OPERATOR]
     for comp in expected:
         st.components[comp] = f"running (pid {pids[comp]})" if comp in pids else "not running"
     if not pids:

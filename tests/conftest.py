@@ -1,0 +1,207 @@
+"""Shared fixtures: isolated kfboot dirs, the real sandbox (session-wide and fresh), kubectl as an
+independent observer, component logs attached to failing tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kfboot.sandbox import versions
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl")
+
+
+def _default_bin_dir() -> Path:
+    if os.environ.get("KFBOOT_SANDBOX_BIN_DIR"):
+        return Path(os.environ["KFBOOT_SANDBOX_BIN_DIR"])
+    if os.environ.get("KFBOOT_CACHE_DIR"):
+        return Path(os.environ["KFBOOT_CACHE_DIR"]) / "bin"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kfboot" / "bin"
+
+
+#: Where the sandbox binaries are (computed once, before any test changes HOME).
+BIN_DIR = _default_bin_dir()
+
+
+def find_binary(name: str) -> Path | None:
+    """A sandbox binary in BIN_DIR, flat or in the cache layout."""
+    component, version = {
+        "etcd": ("etcd", versions.ETCD_VERSION),
+        "kwok": ("kwok", versions.KWOK_VERSION),
+        "kwokctl": ("kwok", versions.KWOK_VERSION),
+        "kustomize": ("kustomize", versions.KUSTOMIZE_VERSION),
+    }.get(name, ("kubernetes", versions.KUBERNETES_VERSION))
+    for cand in (BIN_DIR / name, BIN_DIR / component / version / name):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def require_sandbox_binaries() -> None:
+    missing = [b for b in SANDBOX_BINARIES if find_binary(b) is None]
+    if not missing:
+        return
+    msg = f"sandbox binaries missing in {BIN_DIR} ({', '.join(missing)}): run scripts/build-sandbox-binaries"
+    if os.environ.get("KFBOOT_REQUIRE_SANDBOX"):
+        pytest.fail(msg + " (KFBOOT_REQUIRE_SANDBOX is set)")
+    pytest.skip(msg)
+
+
+def testdata() -> Path:
+    return Path(os.environ.get("KFBOOT_TESTDATA", REPO.parent / "shared" / "testdata")).resolve()
+
+
+@pytest.fixture(scope="session")
+def testdata_dir() -> Path:
+    path = testdata()
+    if not path.is_dir():
+        pytest.fail(f"test data not found at {path}; set KFBOOT_TESTDATA")
+    return path
+
+
+@dataclass
+class Env:
+    """An isolated environment for running the kfboot CLI as a user would."""
+
+    home: Path
+    data: Path
+    env: dict[str, str]
+
+    def kfboot(
+        self,
+        *args: str,
+        check: bool = False,
+        timeout: float = 300,
+        input: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env, **(extra_env or {}))
+        proc = subprocess.run(
+            [sys.executable, "-m", "kfboot", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kfboot {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+def make_env(root: Path, *, with_bin_dir: bool = True) -> Env:
+    home = root / "home"
+    data = root / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFBOOT_", "KWOK_", "KUBECONFIG"))}
+    env.update(
+        {
+            "HOME": str(home),
+            "KFBOOT_DATA_DIR": str(data),
+            "KFBOOT_CACHE_DIR": str(root / "cache"),
+            "XDG_CACHE_HOME": str(root / "xdg-cache"),
+            "NO_COLOR": "1",
+            "COLUMNS": "200",
+        }
+    )
+    if with_bin_dir:
+        env["KFBOOT_SANDBOX_BIN_DIR"] = str(BIN_DIR)
+    return Env(home=home, data=data, env=env)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> Env:
+    return make_env(tmp_path)
+
+
+@dataclass
+class Sandbox:
+    name: str
+    env: Env
+    kubeconfig: Path
+    info: dict[str, object]
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.env.data / "sandbox" / "clusters" / self.name / "logs"
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        kubectl = find_binary("kubectl")
+        assert kubectl is not None
+        proc = subprocess.run(
+            [str(kubectl), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def kubectl_json(self, *args: str) -> dict[str, object]:
+        return dict(json.loads(self.kubectl(*args, "-o", "json").stdout))
+
+    def log_tails(self, lines: int = 40) -> str:
+        out = []
+        if self.logs_dir.is_dir():
+            for log in sorted(self.logs_dir.glob("*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+        return "\n".join(out)
+
+
+def start_sandbox(env: Env, name: str, *args: str) -> Sandbox:
+    require_sandbox_binaries()
+    proc = env.kfboot("sandbox", "up", "--name", name, "-o", "json", *args, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"sandbox up failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
+    info = json.loads(proc.stdout)
+    return Sandbox(name=name, env=env, kubeconfig=Path(info["kubeconfig"]), info=info)
+
+
+def stop_sandbox(sb: Sandbox) -> None:
+    sb.env.kfboot("sandbox", "down", "--name", sb.name, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One sandbox shared by the tests that do not conflict (3 nodes, default profile)."""
+    env = make_env(tmp_path_factory.mktemp("session-sandbox"))
+    sb = start_sandbox(env, "shared")
+    try:
+        yield sb
+    finally:
+        stop_sandbox(sb)
+
+
+@pytest.fixture
+def fresh_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A new, empty sandbox for a test that needs one to itself."""
+    sb = start_sandbox(make_env(tmp_path), f"t{uuid.uuid4().hex[:8]}", "--nodes", "1")
+    try:
+        yield sb
+    finally:
+        stop_sandbox(sb)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.failed and hasattr(item, "funcargs"):
+        for value in item.funcargs.values():
+            if isinstance(value, Sandbox):
+                report.sections.append((f"sandbox {value.name} component logs", value.log_tails()))
+    return report
