@@ -253,6 +253,7 @@ def test_merge_kubeconfig_adds_and_down_removes_context(tmp_path: Path) -> None:
     user_config = env.home / ".kube" / "config"
     try:
         assert user_config.is_file()
+        assert sb.kubeconfig != user_config  # the sandbox's own file exists too
         kubectl = find_binary("kubectl")
         assert kubectl is not None
         out = subprocess.run(

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kfboot.cli import hoist_global_options
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["sandbox", "status", "-o", "json"], ["-o", "json", "sandbox", "status"]),
+        (
+            ["sandbox", "up", "--nodes", "1", "--output=json", "-v"],
+            ["--output=json", "-v", "sandbox", "up", "--nodes", "1"],
+        ),
+        (["sandbox", "status", "-ojson"], ["-ojson", "sandbox", "status"]),
+        (["--kubeconfig", "k", "sandbox", "kubeconfig"], ["--kubeconfig", "k", "sandbox", "kubeconfig"]),
+        (["sandbox", "up", "--", "-o", "x"], ["sandbox", "up", "--", "-o", "x"]),
+    ],
+)
+def test_global_options_anywhere(argv: list[str], expected: list[str]) -> None:
+    assert hoist_global_options(argv) == expected
+
+
+def kfboot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kfboot", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_version() -> None:
+    proc = kfboot("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("kfboot ")
+
+
+def test_config_schema_is_json() -> None:
+    proc = kfboot("config", "schema")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["title"] == "Environment"
+
+
+def test_usage_error_exit_code_2() -> None:
+    proc = kfboot("sandbox", "up", "--nodes", "many")
+    assert proc.returncode == 2
+    assert "--nodes" in proc.stderr
+
+
+def test_json_error_goes_to_stdout_with_exit_code(tmp_path: Path) -> None:
+    env = dict(os.environ, KFBOOT_DATA_DIR=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kfboot", "sandbox", "down", "--name", "absent", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout) == {
+        "error": "BadInputError",
+        "reason": "no sandbox named 'absent'",
+        "remedy": "there are no sandboxes; nothing to do",
+        "exitCode": 2,
+    }

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kfboot.config import Environment, json_schema, load_config, parse_duration
+from kfboot.errors import BadInputError, ExitCode
+
+
+def test_defaults_match_the_interface_contract() -> None:
+    env = Environment()
+    assert env.apiVersion == "kfboot/v1alpha1"
+    assert env.storage.provider == "auto"
+    assert env.storage.rook.replicas == "auto"
+    assert env.tools.kustomize.version == "5.8.1"
+    assert env.kubeflow.release == "26.03"
+    assert env.access.address == "127.0.0.1" and env.access.port == 8080
+
+
+def test_missing_file_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None) == Environment()
+
+
+def test_unknown_key_names_field_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text("apiVersion: kfboot/v1alpha1\nkind: Environment\nstorage:\n  provider: auto\n  rok: {}\n")
+    with pytest.raises(BadInputError) as err:
+        load_config(cfg)
+    assert err.value.exit_code == ExitCode.BAD_INPUT
+    assert err.value.reason == f"{cfg}:5: storage.rok: unknown key"
+
+
+def test_bad_value_names_field_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text("access:\n  port: 99999\n")
+    with pytest.raises(BadInputError) as err:
+        load_config(cfg)
+    assert err.value.reason.startswith(f"{cfg}:2: access.port:")
+
+
+def test_bad_duration(tmp_path: Path) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text("kubeflow:\n  timeout: soon\n")
+    with pytest.raises(BadInputError) as err:
+        load_config(cfg)
+    assert "kubeflow.timeout" in err.value.reason and ":2:" in err.value.reason
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text("storage:\n  provider: [auto\n")
+    with pytest.raises(BadInputError) as err:
+        load_config(cfg)
+    assert "not valid YAML" in err.value.reason
+
+
+def test_password_hash_is_secret(tmp_path: Path) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text("auth:\n  users:\n  - {email: a@b.c, passwordHash: '$2y$12$abcdefghijklmnopqrstuv'}\n")
+    env = load_config(cfg)
+    assert "$2y$12" not in repr(env) and "$2y$12" not in str(env.model_dump())
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("1h30m", 5400), ("90s", 90), (45, 45)])
+def test_parse_duration(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_schema_forbids_extra_keys() -> None:
+    schema = json_schema()
+    assert schema["additionalProperties"] is False
+    assert {"cluster", "nodes", "storage", "tools", "kubeflow", "access", "auth"} <= set(schema["properties"])
