@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -57,6 +61,34 @@ def require_sandbox_binaries() -> None:
     pytest.skip(msg)
 
 
+@contextmanager
+def http_server(handler: Callable[..., BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """Serve ``handler`` on 127.0.0.1 (optionally over TLS) in a thread; yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_cmd(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 300,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 def testdata() -> Path:
     return Path(os.environ.get("KFBOOT_TESTDATA", REPO.parent / "shared" / "testdata")).resolve()
 
@@ -86,17 +118,7 @@ class Env:
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = dict(self.env, **(extra_env or {}))
-        proc = subprocess.run(
-            [sys.executable, "-m", "kfboot", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kfboot {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return run_cmd([sys.executable, "-m", "kfboot", *args], env=env, input=input, timeout=timeout, check=check)
 
 
 def make_env(root: Path, *, with_bin_dir: bool = True) -> Env:
@@ -140,16 +162,9 @@ class Sandbox:
     ) -> subprocess.CompletedProcess[str]:
         kubectl = find_binary("kubectl")
         assert kubectl is not None
-        proc = subprocess.run(
-            [str(kubectl), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=timeout,
+        return run_cmd(
+            [str(kubectl), "--kubeconfig", str(self.kubeconfig), *args], input=input, timeout=timeout, check=check
         )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-        return proc
 
     def kubectl_json(self, *args: str) -> dict[str, object]:
         return dict(json.loads(self.kubectl(*args, "-o", "json").stdout))

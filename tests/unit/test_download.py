@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import stamina
 
 from kfboot.download import ChecksumMismatch, download_verified
 from kfboot.errors import RuntimeFailure
+from tests.conftest import http_server
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -41,15 +41,12 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Handler.drops_left, Handler.requests = 0, 0
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
     stamina.set_testing(True, attempts=3)
     try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}/file"
+        with http_server(Handler) as port:
+            yield f"http://127.0.0.1:{port}/file"
     finally:
         stamina.set_testing(False)
-        srv.shutdown()
-        srv.server_close()
 
 
 GOOD = hashlib.sha256(PAYLOAD).hexdigest()

@@ -8,9 +8,8 @@ import datetime as dt
 import ipaddress
 import json
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.conftest import Sandbox, http_server, make_env, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -82,18 +81,11 @@ class Webhook(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
     crt, key, pem = self_signed(tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
     Webhook.calls = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/validate", pem
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Webhook, tls=ctx) as port:
+        yield f"https://127.0.0.1:{port}/validate", pem
 
 
 def register(sb: Sandbox, url: str, pem: bytes) -> None:

@@ -6,16 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-import threading
 from collections.abc import Iterator
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from kfboot.sandbox import versions
-from tests.conftest import find_binary, make_env, require_sandbox_binaries
+from tests.conftest import find_binary, http_server, make_env, require_sandbox_binaries
 
 pytestmark = pytest.mark.sandbox
 
@@ -73,14 +72,8 @@ def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", k8s
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(partial(Quiet, directory=str(root))) as port:
+        yield f"http://127.0.0.1:{port}", k8s
 
 
 def test_up_downloads_verifies_and_caches(tmp_path: Path, mirror: tuple[str, Path]) -> None:
