@@ -25,6 +25,10 @@ class Task(Protocol):
 
     def advance(self, amount: float = 1) -> None: ...
 
+    def fail(self, description: str) -> None:
+        """End state: this work did not succeed (rendered with ✗ instead of ✓)."""
+        ...
+
 
 class Reporter(Protocol):
     def info(self, message: str) -> None: ...
@@ -35,11 +39,16 @@ class Reporter(Protocol):
 
 
 class _NullTask:
+    failed = False
+
     def update(self, description: str | None = None, *, completed: float | None = None) -> None:
         pass
 
     def advance(self, amount: float = 1) -> None:
         pass
+
+    def fail(self, description: str) -> None:
+        self.failed = True
 
 
 class NullReporter:
@@ -64,15 +73,18 @@ class _PlainTask:
     def __init__(self, reporter: PlainReporter, description: str, total: float | None) -> None:
         self._r, self.description, self.total, self.completed = reporter, description, total, 0.0
         self._last_line = 0.0
+        self.failed = False
+
+    def fail(self, description: str) -> None:
+        self.description, self.failed = description, True
 
     def update(self, description: str | None = None, *, completed: float | None = None) -> None:
-        changed = description is not None and description != self.description
         if description is not None:
             self.description = description
         if completed is not None:
             self.completed = completed
-        # plain output: a line when the description changes, else at most one every 5 s
-        if changed or time.monotonic() - self._last_line > 5:
+        # plain output (logs, CI): at most one line every 5 s; the final state is printed on exit
+        if time.monotonic() - self._last_line > 5:
             self._emit()
 
     def advance(self, amount: float = 1) -> None:
@@ -107,12 +119,17 @@ class PlainReporter:
         task._emit()
         start = time.monotonic()
         yield task
-        self.line(f"✓ {task.description} ({time.monotonic() - start:.1f} s)")
+        self.line(f"{'✗' if task.failed else '✓'} {task.description} ({time.monotonic() - start:.1f} s)")
 
 
 class _RichTask:
     def __init__(self, progress: Progress, task_id: int) -> None:
         self._p, self._id = progress, task_id
+        self.failed = False
+
+    def fail(self, description: str) -> None:
+        self.failed = True
+        self.update(description)
 
     def update(self, description: str | None = None, *, completed: float | None = None) -> None:
         self._p.update(self._id, description=description, completed=completed)  # type: ignore[arg-type]
@@ -145,7 +162,8 @@ class RichReporter:
             start = time.monotonic()
             yield task
             final = progress.tasks[0].description
-        self.console.print(f"[green]✓[/] {final} [dim]({time.monotonic() - start:.1f} s)[/]", highlight=False)
+        mark = "[red]✗[/]" if task.failed else "[green]✓[/]"
+        self.console.print(f"{mark} {final} [dim]({time.monotonic() - start:.1f} s)[/]", highlight=False)
 
 
 class JsonReporter:
@@ -171,4 +189,6 @@ class JsonReporter:
         start = time.monotonic()
         task = _NullTask()
         yield task
-        self.event("done", description=description, seconds=round(time.monotonic() - start, 2))
+        self.event(
+            "failed" if task.failed else "done", description=description, seconds=round(time.monotonic() - start, 2)
+        )

@@ -12,6 +12,7 @@ import typer
 
 from kfboot import __version__
 from kfboot.cli import config as config_cmd
+from kfboot.cli import kubeflow as kubeflow_cmd
 from kfboot.cli import sandbox as sandbox_cmd
 from kfboot.cli._common import Output, State
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(sandbox_cmd.app, name="sandbox")
+app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")
 
 
@@ -71,6 +73,11 @@ def hoist_global_options(argv: list[str]) -> list[str]:
             rest.extend(argv[i:])
             break
         name = arg.split("=", 1)[0]
+        if arg == "-o" and i + 1 < len(argv) and argv[i + 1] not in ("text", "json"):
+            # `kfboot kubeflow render -o FILE|DIR`: -o there is the command's output path
+            rest.extend(argv[i : i + 2])
+            i += 2
+            continue
         if name in _GLOBAL_WITH_VALUE:
             if "=" in arg or i + 1 >= len(argv):
                 front.append(arg)

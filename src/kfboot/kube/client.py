@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,19 @@ async def raw_get_json(client: AsyncClient, path: str) -> Any:
     resp = await http.get(path)
     resp.raise_for_status()
     return resp.json()
+
+
+@dataclass
+class RequestCounter:
+    count: int = 0
+
+
+def count_requests(client: AsyncClient) -> RequestCounter:
+    """Count the HTTP requests ``client`` sends from now on."""
+    counter = RequestCounter()
+
+    async def hook(request: httpx.Request) -> None:
+        counter.count += 1
+
+    client._client._client.event_hooks["request"].append(hook)
+    return counter

@@ -1,0 +1,174 @@
+"""`kfboot kubeflow render | install | status`: guide step 5 without the retry loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from kfboot.cli._common import State, emit_json, run, state
+from kfboot.config import KubeflowConfig
+from kfboot.errors import BadInputError, ExitCode
+from kfboot.kube.client import async_client
+from kfboot.steps import kubeflow as kf
+from kfboot.yamlio import dump_all
+
+app = typer.Typer(help="Kubeflow: render the manifests, install them, show their state.", no_args_is_help=True)
+
+SourceOpt = Annotated[str | None, typer.Option("--source", help="manifests folder, .tar.gz or rendered .yaml")]
+ReleaseOpt = Annotated[str | None, typer.Option("--release", help="Kubeflow release (26.03 or v1.11.0)")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="leave out a component (repeatable)")]
+
+
+def _kubeflow_config(
+    st: State, source: str | None, release: str | None, exclude: list[str] | None, timeout: str | None = None
+) -> KubeflowConfig:
+    cfg = st.config().kubeflow.model_copy(deep=True)
+    updates: dict[str, Any] = {}
+    if source is not None:
+        updates["source"] = source
+    if release is not None:
+        updates["release"] = release
+    if timeout is not None:
+        updates["timeout"] = timeout
+    data = {**cfg.model_dump(), **updates}
+    if exclude:
+        data["components"] = {"exclude": list(exclude)}
+    try:
+        return KubeflowConfig.model_validate(data)
+    except ValueError as exc:
+        raise BadInputError(f"invalid option: {exc}".splitlines()[0], "see `kfboot kubeflow install --help`") from exc
+
+
+def _client(st: State) -> Any:
+    cfg = st.config().cluster
+    return async_client(st.kubeconfig or cfg.kubeconfig, st.context or cfg.context)
+
+
+@app.command("render")
+def render(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("-o", "--out", help="a .yaml file, or a folder for one file per object")],
+    source: SourceOpt = None,
+    release: ReleaseOpt = None,
+    exclude: ExcludeOpt = None,
+) -> None:
+    """Build the manifests (kustomize ≥ 5, component selection, render cache) and write them."""
+    st = state(ctx)
+
+    async def go() -> tuple[int, Path]:
+        cfg = _kubeflow_config(st, source, release, exclude)
+        rendered = await kf.render(cfg, st.reporter())
+        docs = [m.body for m in rendered.manifests]
+        if out.suffix in (".yaml", ".yml"):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(dump_all(docs))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            for i, m in enumerate(rendered.manifests):
+                name = f"{i:04d}-{m.kind.lower()}-{(m.namespace + '-') if m.namespace else ''}{m.name}.yaml"
+                (out / name.replace("/", "_").replace(":", "_")).write_text(dump_all([m.body]))
+        return len(docs), out
+
+    count, path = run(st, go)
+    if st.json:
+        emit_json({"objects": count, "output": str(path)})
+    else:
+        st.out.print(f"[green]✓[/] {count} objects written to {path}")
+
+
+@app.command("install")
+def install(
+    ctx: typer.Context,
+    source: SourceOpt = None,
+    release: ReleaseOpt = None,
+    exclude: ExcludeOpt = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="overall deadline, e.g. 30m")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the platform to be Ready")] = True,
+) -> None:
+    """Apply the Kubeflow manifests in one dependency-aware pass and wait until the platform is Ready."""
+    st = state(ctx)
+
+    async def go() -> kf.InstallResult:
+        cfg = _kubeflow_config(st, source, release, exclude, timeout)
+        client = _client(st)
+        try:
+            return await kf.install(client, cfg, st.reporter(), wait=wait)
+        finally:
+            await client.close()
+
+    result = run(st, go)
+    if st.json:
+        emit_json(result.to_dict())
+    else:
+        _render_install(st, result)
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.RUNTIME))
+
+
+def _render_install(st: State, result: kf.InstallResult) -> None:
+    out, rep = st.out, result.apply
+    mark = "[green]✓[/]" if rep.ok else "[red]✗[/]"
+    out.print(
+        f"{mark} applied {len(rep.applied)}/{rep.total} objects of Kubeflow {result.release} in "
+        f"{rep.seconds:.1f} s ({rep.requests} API requests)"
+    )
+    for p in rep.problems:
+        out.print(f"  [red]{p.outcome}[/] {p.object}: {p.reason}")
+        if p.hint:
+            out.print(f"      [dim]fix:[/] {p.hint}")
+    if result.readiness is not None:
+        r = result.readiness
+        table = Table("namespace", "pods ready", "workloads ready", box=None, pad_edge=False)
+        for ns in r.namespaces:
+            table.add_row(
+                ns.namespace,
+                f"{ns.pods_ready}/{ns.pods_total}" if ns.exists else "absent",
+                f"{ns.workloads_ready}/{ns.workloads_total}",
+            )
+        out.print(table)
+        if r.ready:
+            out.print(f"[green]✓[/] Kubeflow is ready ({r.seconds:.0f} s)")
+        else:
+            out.print(f"[red]✗[/] not ready after {r.seconds:.0f} s:")
+            for d in r.diagnoses:
+                out.print(f"  {d.object}: {d.problem}")
+                if d.hint:
+                    out.print(f"      [dim]fix:[/] {d.hint}")
+            for line in r.not_ready[:20]:
+                out.print(f"  {line}")
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """What kfboot installed of Kubeflow and how ready it is. Exit 1 unless everything is ready."""
+    st = state(ctx)
+
+    async def go() -> dict[str, Any]:
+        client = _client(st)
+        try:
+            return await kf.status(client)
+        finally:
+            await client.close()
+
+    result = run(st, go)
+    if st.json:
+        emit_json(result)
+    else:
+        if not result["installed"]:
+            st.out.print("Kubeflow is not installed by kfboot on this cluster")
+        else:
+            st.out.print(
+                f"Kubeflow {', '.join(result['releases'])}: "
+                f"{'[green]ready[/]' if result['ready'] else '[yellow]not ready[/]'}"
+            )
+            table = Table("namespace", "workloads ready", box=None, pad_edge=False)
+            for ns, (ready, total) in sorted(result["namespaces"].items()):
+                table.add_row(ns, f"{ready}/{total}")
+            st.out.print(table)
+            for line in result["not_ready"][:20]:
+                st.out.print(f"  {line}")
+    if not result["ready"]:
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))

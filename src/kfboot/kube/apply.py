@@ -1,0 +1,290 @@
+"""Apply a bundle in one pass: every object waits for exactly what it needs (its Namespace, its CRD
+Established, the endpoints of the webhooks that intercept it), then goes in by server-side apply with
+bounded concurrency. Transient errors are retried with jittered backoff under one deadline; a permanent
+error stops that object only, and everything that failed is reported at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import stamina
+from lightkube import AsyncClient
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.discovery_v1 import EndpointSlice
+
+from kfboot.kube import objects as o
+from kfboot.kube.client import count_requests, watch_retry
+from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
+from kfboot.kube.errors import Classified, classify
+from kfboot.kube.gates import BundleGates, ServiceRef
+from kfboot.kube.manifest import Manifest
+from kfboot.ui import Reporter
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+@dataclass
+class ApplyOptions:
+    field_manager: str = "kfboot"
+    concurrency: int = 16
+    timeout: float = 900.0
+    labels: dict[str, str] = field(default_factory=dict)
+    #: how long an object of a kind nobody serves keeps waiting for a CRD from elsewhere
+    unknown_kind_grace: float = 30.0
+
+
+@dataclass
+class ObjectResult:
+    object: str
+    outcome: str  # applied | failed | held
+    reason: str = ""
+    hint: str = ""
+    attempts: int = 0
+
+
+@dataclass
+class ApplyReport:
+    total: int
+    seconds: float
+    requests: int
+    results: list[ObjectResult]
+
+    @property
+    def applied(self) -> list[ObjectResult]:
+        return [r for r in self.results if r.outcome == "applied"]
+
+    @property
+    def problems(self) -> list[ObjectResult]:
+        return [r for r in self.results if r.outcome != "applied"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "applied": len(self.applied),
+            "seconds": self.seconds,
+            "requests": self.requests,
+            "problems": [asdict(r) for r in self.problems],
+        }
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+
+class Applier:
+    def __init__(self, client: AsyncClient, manifests: list[Manifest], opts: ApplyOptions, reporter: Reporter) -> None:
+        self.client, self.manifests, self.opts, self.reporter = client, manifests, opts, reporter
+        self.catalog = ResourceCatalog()
+        self.gates = BundleGates.of(manifests)
+        self.sem = asyncio.Semaphore(opts.concurrency)
+        self.ns_events: dict[str, asyncio.Event] = {}
+        self.ns_failed: set[str] = set()
+        self.crd_events: dict[tuple[str, str], asyncio.Event] = {}
+        self.svc_events: dict[ServiceRef, asyncio.Event] = {}
+        self.cluster_ns_labels: dict[str, dict[str, str]] = {}
+        self.waiting: Counter[str] = Counter()
+        self.done = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_discovery = 0.0
+        self._discovery_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------------------------------ gates
+
+    async def _watch_crds(self) -> None:
+        async for _, crd in self.client.watch(CustomResourceDefinition, on_error=watch_retry):
+            conds = (crd.status.conditions if crd.status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conds):
+                ev = self.crd_events.get((crd.spec.group, crd.spec.names.kind))
+                if ev is not None:
+                    ev.set()
+
+    async def _watch_service(self, svc: ServiceRef, ev: asyncio.Event) -> None:
+        while not ev.is_set():
+            async for es in self.client.list(
+                EndpointSlice, namespace=svc.namespace, labels={"kubernetes.io/service-name": svc.name}
+            ):
+                if any(ep.conditions is None or ep.conditions.ready is not False for ep in es.endpoints or []):
+                    ev.set()
+                    return
+            await asyncio.sleep(1.0)
+
+    def _service_event(self, svc: ServiceRef) -> asyncio.Event:
+        if svc not in self.svc_events:
+            ev = self.svc_events[svc] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._watch_service(svc, ev)))
+        return self.svc_events[svc]
+
+    async def _wait(self, ev: asyncio.Event, what: str, deadline: _Deadline) -> bool:
+        if ev.is_set():
+            return True
+        self.waiting[what] += 1
+        try:
+            await asyncio.wait_for(ev.wait(), timeout=deadline.left)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.waiting[what] -= 1
+
+    async def _resolve_kind(self, m: Manifest, deadline: _Deadline) -> ResourceInfo | None:
+        """The resource for ``m``; for a kind nobody serves yet, re-discover for a while."""
+        info = self.catalog.for_manifest(m)
+        grace = _Deadline(min(self.opts.unknown_kind_grace, deadline.left))
+        while info is None and grace.left > 0:
+            async with self._discovery_lock:
+                if time.monotonic() - self._last_discovery > 3:
+                    await self.catalog.refresh(self.client)
+                    self._last_discovery = time.monotonic()
+            info = self.catalog.for_manifest(m)
+            if info is None:
+                await asyncio.sleep(min(3.0, grace.left))
+        return info
+
+    # ------------------------------------------------------------------------------------------ apply
+
+    def _body(self, m: Manifest, info: ResourceInfo) -> dict[str, Any]:
+        body = copy.deepcopy(m.body)
+        meta = body["metadata"]
+        meta["labels"] = {**(meta.get("labels") or {}), **self.opts.labels}
+        if info.namespaced and not meta.get("namespace"):
+            meta["namespace"] = "default"
+        if not info.namespaced:
+            meta.pop("namespace", None)
+        return body
+
+    async def _apply_one(self, m: Manifest, info: ResourceInfo, deadline: _Deadline) -> ObjectResult:
+        key = str(m.key(info.namespaced))
+        res = self.catalog.resource_class(info)
+        obj = res.from_dict(self._body(m, info))
+        attempts = 0
+        last: Classified | None = None
+
+        def retryable(exc: Exception) -> bool | float:
+            nonlocal last
+            last = classify(exc)
+            if not last.transient:
+                return False
+            return last.retry_after if last.retry_after is not None else True
+
+        try:
+            async for attempt in stamina.retry_context(
+                on=retryable, attempts=None, timeout=deadline.left, wait_initial=0.5, wait_max=10.0, wait_jitter=1.0
+            ):
+                with attempt:
+                    attempts += 1
+                    async with self.sem:
+                        await self.client.apply(obj, field_manager=self.opts.field_manager, force=True)
+        except Exception as exc:
+            c = last if last is not None else classify(exc)
+            if c.transient:
+                return ObjectResult(
+                    key, "failed", f"still failing when the deadline passed: {c.reason}", c.hint, attempts
+                )
+            return ObjectResult(key, "failed", c.reason, c.hint, attempts)
+        return ObjectResult(key, "applied", attempts=attempts)
+
+    async def _one(self, m: Manifest, deadline: _Deadline) -> ObjectResult:
+        info = await self._resolve_kind(m, deadline)
+        if info is None:
+            return ObjectResult(
+                str(m.key()),
+                "failed",
+                f"no API serves {m.kind} in {m.api_version}",
+                "install the CRD that defines it, or remove the object from the bundle",
+            )
+        key = str(m.key(info.namespaced))
+        if info.namespaced:
+            ns = m.namespace or "default"
+            if ns in self.ns_events and not await self._wait(self.ns_events[ns], f"namespace {ns}", deadline):
+                return ObjectResult(key, "held", f"namespace {ns} was not created in time")
+            if ns in self.ns_failed:
+                return ObjectResult(key, "held", f"namespace {ns} failed to apply", "see the Namespace's error")
+        if (info.group, info.kind) in self.crd_events and not await self._wait(
+            self.crd_events[(info.group, info.kind)], f"CRD of {info.kind}.{info.group}", deadline
+        ):
+            return ObjectResult(
+                key,
+                "held",
+                f"the CRD of {info.kind}.{info.group} did not become Established",
+                "check the CRD's status conditions",
+            )
+        for svc, what in self.gates.webhook_services(m, self.catalog, self.cluster_ns_labels):
+            if not await self._wait(self._service_event(svc), what, deadline):
+                return ObjectResult(
+                    key,
+                    "held",
+                    f"{what} has no ready endpoints",
+                    f"the pods behind Service {svc} are not Ready; see `kubectl -n {svc.namespace} get pods`",
+                )
+        return await self._apply_one(m, info, deadline)
+
+    async def _run_one(self, m: Manifest, deadline: _Deadline, task: Any) -> ObjectResult:
+        try:
+            result = await self._one(m, deadline)
+        except Exception as exc:  # never lose an object's outcome
+            c = classify(exc)
+            result = ObjectResult(str(m.key()), "failed", c.reason, c.hint)
+        if m.kind == "Namespace" and m.group == "" and m.name in self.ns_events:
+            if result.outcome != "applied":
+                self.ns_failed.add(m.name)
+            self.ns_events[m.name].set()
+        self.done += 1
+        waiting = ", ".join(f"{n} on {w}" for w, n in self.waiting.most_common(2) if n)
+        task.update(
+            f"applying {len(self.manifests)} objects: {self.done} done" + (f", waiting: {waiting}" if waiting else ""),
+            completed=self.done,
+        )
+        return result
+
+    async def run(self) -> ApplyReport:
+        start = time.monotonic()
+        deadline = _Deadline(self.opts.timeout)
+        requests = count_requests(self.client)
+        await self.catalog.refresh(self.client)
+        for m in self.manifests:
+            if m.kind == "CustomResourceDefinition" and m.group == "apiextensions.k8s.io":
+                for info in self.catalog.add_crd(m.body):
+                    self.crd_events.setdefault((info.group, info.kind), asyncio.Event())
+        async for ns in self.client.list(Namespace):
+            self.cluster_ns_labels[o.name(ns)] = o.labels_of(ns)
+        self.ns_events = {name: asyncio.Event() for name in self.gates.namespaces}
+        self._tasks.append(asyncio.create_task(self._watch_crds()))
+        try:
+            with self.reporter.progress(f"applying {len(self.manifests)} objects", total=len(self.manifests)) as task:
+                results = await asyncio.gather(*(self._run_one(m, deadline, task) for m in self.manifests))
+                ok = sum(r.outcome == "applied" for r in results)
+                if ok == len(self.manifests):
+                    task.update(f"applied {ok}/{len(self.manifests)} objects")
+                else:
+                    task.fail(f"applied {ok}/{len(self.manifests)} objects, {len(self.manifests) - ok} failed or held")
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        return ApplyReport(
+            total=len(self.manifests),
+            seconds=round(time.monotonic() - start, 2),
+            requests=requests.count,
+            results=list(results),
+        )
+
+
+async def apply_manifests(
+    client: AsyncClient, manifests: list[Manifest], opts: ApplyOptions, reporter: Reporter
+) -> ApplyReport:
+    return await Applier(client, manifests, opts, reporter).run()

@@ -1,0 +1,1 @@
+"""The guide's knowledge, one module per step: each idempotent and resumable."""

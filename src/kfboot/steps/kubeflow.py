@@ -1,0 +1,347 @@
+"""Guide step 5: the Kubeflow manifests — find them, build them with kustomize ≥ 5, select components,
+apply them in one dependency-aware pass, and wait for the platform like an expert would."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightkube import AsyncClient
+
+from kfboot import paths
+from kfboot.config import KubeflowConfig, parse_duration
+from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
+from kfboot.kube.manifest import Manifest, parse_manifests, read_manifest_file
+from kfboot.kube.readiness import ReadinessReport, WorkloadRef, pvc_problems, wait_ready
+from kfboot.ui import Reporter
+from kfboot.yamlio import dump, load
+
+RELEASE_LABEL = "kfboot.io/kubeflow-release"
+
+#: The namespaces the guide waits for (kubeflow-user-example-com is created by the profile controller).
+GUIDE_NAMESPACES = (
+    "cert-manager",
+    "istio-system",
+    "auth",
+    "oauth2-proxy",
+    "knative-serving",
+    "kubeflow",
+    "kubeflow-system",
+    "kubeflow-user-example-com",
+)
+
+
+@dataclass(frozen=True)
+class Release:
+    tag: str
+    #: kubeflow/manifests (now kubeflow/community-distribution) source archive of the tag
+    url: str
+    #: sha256 of that archive; None until a maintainer with network access pins it
+    sha256: str | None
+
+
+RELEASES: dict[str, Release] = {
+    "26.03": Release("26.03", "https://github.com/kubeflow/manifests/archive/refs/tags/26.03.tar.gz", None),
+    "v1.11.0": Release("v1.11.0", "https://github.com/kubeflow/manifests/archive/refs/tags/v1.11.0.tar.gz", None),
+}
+
+#: Optional components: name → substrings of example/kustomization.yaml entries they consist of.
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "pipelines": ("/applications/pipeline/",),
+    "katib": ("/applications/katib/",),
+    "jupyter": ("/applications/jupyter/",),
+    "tensorboard": ("/applications/tensorboard/",),
+    "volumes": ("/applications/volumes-web-app/",),
+    "pvcviewer": ("/applications/pvcviewer-controller/",),
+    "trainer": ("/applications/trainer/", "/applications/training-operator/"),
+    "kserve": ("/applications/kserve/",),
+    "spark": ("/applications/spark/",),
+    "knative": ("/common/knative/", "/common/istio/cluster-local-gateway/"),
+}
+
+_REMOTE = re.compile(r"((?:https?://|git@|ssh://)?github\.com[/:][^\s:'\"]+)")
+
+
+@dataclass
+class Rendered:
+    manifests: list[Manifest]
+    source: str
+    cache_file: Path | None = None
+    excluded: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------- sources
+
+
+def find_kustomize() -> Path:
+    """kustomize ≥ 5 on PATH or in kfboot's bin dir."""
+    candidates = [shutil.which("kustomize"), str(paths.data_dir() / "bin" / "kustomize")]
+    seen_old: list[str] = []
+    for cand in candidates:
+        if not cand or not os.access(cand, os.X_OK):
+            continue
+        version = kustomize_version(Path(cand))
+        if version and version[0] >= 5:
+            return Path(cand)
+        seen_old.append(f"{cand} ({'.'.join(map(str, version)) if version else 'unknown version'})")
+    if seen_old:
+        raise BadInputError(
+            f"kustomize is too old: {', '.join(seen_old)}; Kubeflow needs kustomize ≥ 5",
+            "install kustomize v5 (`kfboot tools install`) and put it on PATH",
+        )
+    raise BadInputError(
+        "kustomize not found (on PATH or in kfboot's bin dir)",
+        "install kustomize v5 (`kfboot tools install`), or pass a rendered .yaml as kubeflow.source",
+    )
+
+
+def kustomize_version(binary: Path) -> tuple[int, int, int] | None:
+    import subprocess
+
+    try:
+        out = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"v?(\d+)\.(\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def _tree_root(folder: Path) -> Path:
+    """The folder holding example/kustomization.yaml (a GitHub archive wraps it in one more folder)."""
+    if (folder / "example" / "kustomization.yaml").is_file():
+        return folder
+    subs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    if len(subs) == 1 and (subs[0] / "example" / "kustomization.yaml").is_file():
+        return subs[0]
+    raise BadInputError(
+        f"{folder} is not a Kubeflow manifests tree (no example/kustomization.yaml)",
+        "point kubeflow.source at the manifests folder, its .tar.gz, or a rendered .yaml",
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tree_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and ".kfboot-" not in p.as_posix():
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _extract(archive: Path) -> Path:
+    """Unpack a manifests .tar.gz once into the cache (keyed by its sha256), safely."""
+    digest = _sha256_file(archive)
+    dest = paths.cache_dir() / "manifests" / digest[:16]
+    if not (dest / ".complete").is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".extract-"))
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(tmp, filter="data")
+            (tmp / ".complete").write_text(digest + "\n")
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
+        except (tarfile.TarError, OSError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BadInputError(f"cannot unpack {archive}: {exc}", "pass a .tar.gz of a manifests tree") from exc
+    return _tree_root(dest)
+
+
+def selection_kustomization(root: Path, exclude: list[str]) -> Path:
+    """example/ itself, or a generated kustomization beside it over the chosen entries of example/."""
+    unknown = sorted(set(exclude) - set(COMPONENTS))
+    if unknown:
+        raise BadInputError(
+            f"unknown component(s) in kubeflow.components.exclude: {', '.join(unknown)}",
+            f"choose from: {', '.join(sorted(COMPONENTS))}",
+        )
+    if not exclude:
+        return root / "example"
+    doc = load((root / "example" / "kustomization.yaml").read_text())
+    patterns = [p for name in exclude for p in COMPONENTS[name]]
+    kept = [r for r in doc.get("resources") or [] if not any(p in f"/{r.lstrip('./')}" or p in r for p in patterns)]
+    doc["resources"] = kept
+    out = root / ".kfboot-example"
+    out.mkdir(exist_ok=True)
+    (out / "kustomization.yaml").write_text(
+        "# generated by kfboot from example/kustomization.yaml without: "
+        + ", ".join(sorted(exclude))
+        + "\n"
+        + dump(doc)
+    )
+    return out
+
+
+async def kustomize_build(kustomize: Path, folder: Path) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        str(kustomize), "build", str(folder), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        text = err.decode(errors="replace")
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("# Warning")]
+        remote = _REMOTE.search(text)
+        if remote:
+            raise RuntimeFailure(
+                f"kustomize cannot fetch the remote base {remote.group(1).rstrip('.,')} (offline?)",
+                "vendor it: download that repository at the referenced ref into the tree (e.g. vendor/) and point "
+                "the kustomization's resources entry at the local copy; or render on a connected machine and pass "
+                "the .yaml",
+            )
+        raise RuntimeFailure(
+            f"kustomize build {folder} failed: {lines[-1] if lines else 'no output'}",
+            "fix the manifests tree, or pass a rendered .yaml as kubeflow.source",
+        )
+    return out.decode()
+
+
+async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
+    """The Kubeflow objects for ``cfg``: from a rendered file, or built (and cached) from a tree/archive."""
+    source = cfg.source
+    if source is None:
+        rel = RELEASES.get(cfg.release)
+        if rel is None:
+            raise BadInputError(f"unknown Kubeflow release {cfg.release!r}", f"choose from: {', '.join(RELEASES)}")
+        # kfboot downloads only what it can verify; the pins are still to be taken (see RELEASES)
+        raise BadInputError(
+            f"kfboot has no sha256 pinned for the Kubeflow {rel.tag} source archive, so it will not download it",
+            f"download {rel.url} yourself, check it, and set kubeflow.source to the file",
+        )
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise BadInputError(f"kubeflow.source {path} does not exist", "point it at a folder, .tar.gz or .yaml")
+    if path.is_file() and re.search(r"\.(ya?ml|json)(\.gz)?$", path.name):
+        if cfg.components.exclude:
+            raise BadInputError(
+                "kubeflow.components.exclude needs a manifests tree, not a rendered bundle",
+                "point kubeflow.source at the manifests tree or archive, or clear exclude",
+            )
+        with reporter.progress(f"reading {path.name}") as task:
+            manifests = read_manifest_file(path)
+            task.update(f"read {len(manifests)} objects from {path.name}")
+        return Rendered(manifests, str(path))
+    root = _extract(path) if path.is_file() else _tree_root(path)
+    kustomize = find_kustomize()
+    target = selection_kustomization(root, cfg.components.exclude)
+    version = kustomize_version(kustomize)
+    key = hashlib.sha256(f"{_tree_hash(root)}|{version}|{sorted(cfg.components.exclude)}".encode()).hexdigest()
+    cache = paths.cache_dir() / "render" / f"{key[:32]}.yaml"
+    if cache.is_file():
+        with reporter.progress("reading the cached render") as task:
+            manifests = parse_manifests(cache.read_text(), str(cache))
+            task.update(f"{len(manifests)} objects from the render cache")
+        return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
+    with reporter.progress(f"kustomize build {target.relative_to(root)}") as task:
+        text = await kustomize_build(kustomize, target)
+        manifests = parse_manifests(text, f"kustomize build {target}")
+        task.update(f"kustomize built {len(manifests)} objects")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, cache)
+    return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
+
+
+# ------------------------------------------------------------------------------------------- install
+
+
+@dataclass
+class InstallResult:
+    release: str
+    source: str
+    apply: ApplyReport
+    readiness: ReadinessReport | None
+
+    @property
+    def ok(self) -> bool:
+        return self.apply.ok and (self.readiness is None or self.readiness.ready)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "release": self.release,
+            "source": self.source,
+            "ok": self.ok,
+            "apply": self.apply.to_dict(),
+            "readiness": self.readiness.to_dict() if self.readiness else None,
+        }
+
+
+def workloads_of(manifests: list[Manifest]) -> list[WorkloadRef]:
+    return [
+        WorkloadRef(m.kind, m.namespace or "default", m.name)
+        for m in manifests
+        if m.kind in ("Deployment", "StatefulSet", "DaemonSet") and m.group == "apps"
+    ]
+
+
+def namespaces_to_wait(manifests: list[Manifest]) -> list[str]:
+    """The guide's namespaces that this bundle populates (a Profile's namespace counts)."""
+    present = {m.namespace for m in manifests if m.namespace} | {m.name for m in manifests if m.kind == "Namespace"}
+    present |= {m.name for m in manifests if m.kind == "Profile"}
+    return [ns for ns in GUIDE_NAMESPACES if ns in present]
+
+
+async def install(
+    client: AsyncClient, cfg: KubeflowConfig, reporter: Reporter, *, wait: bool = True, concurrency: int = 16
+) -> InstallResult:
+    rendered = await render(cfg, reporter)
+    timeout = parse_duration(cfg.timeout)
+    labels = {MANAGED_BY: "kfboot", RELEASE_LABEL: cfg.release}
+    report = await apply_manifests(
+        client, rendered.manifests, ApplyOptions(labels=labels, timeout=timeout, concurrency=concurrency), reporter
+    )
+    readiness = None
+    if wait and report.ok:
+        namespaces = namespaces_to_wait(rendered.manifests)
+        readiness = await wait_ready(
+            client, workloads_of(rendered.manifests), namespaces, max(60.0, timeout - report.seconds), reporter
+        )
+        if not readiness.ready:
+            readiness.diagnoses[:0] = await pvc_problems(client, namespaces)
+    return InstallResult(cfg.release, rendered.source, report, readiness)
+
+
+async def status(client: AsyncClient) -> dict[str, Any]:
+    """Kubeflow workloads kfboot installed (by its label) and how ready they are."""
+    from kfboot.kube import objects as o
+    from kfboot.kube.readiness import WORKLOAD_KINDS, Workload, workload_ready
+
+    releases: set[str] = set()
+    namespaces: dict[str, list[int]] = {}
+    not_ready: list[str] = []
+    for kind, res in WORKLOAD_KINDS.items():
+        obj: Workload
+        async for obj in client.list(res, namespace="*", labels={MANAGED_BY: "kfboot"}):
+            releases.add(o.labels_of(obj).get(RELEASE_LABEL, "?"))
+            counts = namespaces.setdefault(o.namespace(obj), [0, 0])
+            counts[1] += 1
+            ok, why = workload_ready(obj)
+            if ok:
+                counts[0] += 1
+            else:
+                not_ready.append(f"{kind} {o.namespace(obj)}/{o.name(obj)}: {why}")
+    installed = bool(namespaces)
+    return {
+        "installed": installed,
+        "releases": sorted(releases),
+        "ready": installed and not not_ready,
+        "namespaces": {ns: tuple(c) for ns, c in namespaces.items()},
+        "not_ready": not_ready,
+    }
