@@ -73,6 +73,7 @@ class ApplyReport:
             "applied": len(self.applied),
             "seconds": self.seconds,
             "requests": self.requests,
+            "attempts": sum(r.attempts for r in self.results),
             "problems": [asdict(r) for r in self.problems],
         }
 
@@ -165,6 +166,10 @@ class Applier:
             meta["namespace"] = "default"
         if not info.namespaced:
             meta.pop("namespace", None)
+        if body.get("aggregationRule") and not body.get("rules"):
+            # an aggregated ClusterRole's rules belong to the aggregation controller: applying the
+            # manifest's empty list would take them away again on every run
+            body.pop("rules", None)
         return body
 
     async def _apply_one(self, m: Manifest, info: ResourceInfo, deadline: _Deadline) -> ObjectResult:

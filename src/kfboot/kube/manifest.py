@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,22 @@ def _check(doc: Any, where: str) -> Manifest:
 
 def parse_manifests(text: str, source: str = "<stream>") -> list[Manifest]:
     """All objects of a YAML stream, in order; ``List`` kinds are expanded; empty documents skipped."""
-    out: list[Manifest] = []
     try:
         docs = list(load_all(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         raise ManifestError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML") from exc
+    return manifests_of(docs, source)
+
+
+def parse_json_manifests(text: str, source: str) -> list[Manifest]:
+    """A JSON array of objects (kfboot's render cache)."""
+    return manifests_of(json.loads(text), source)
+
+
+def manifests_of(docs: list[Any], source: str) -> list[Manifest]:
+    out: list[Manifest] = []
     for i, doc in enumerate(docs, start=1):
         if doc is None:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from kfboot import paths
 from kfboot.config import KubeflowConfig, parse_duration
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
-from kfboot.kube.manifest import Manifest, parse_manifests, read_manifest_file
+from kfboot.kube.manifest import Manifest, parse_json_manifests, parse_manifests, read_manifest_file
 from kfboot.kube.readiness import ReadinessReport, WorkloadRef, pvc_problems, wait_ready
 from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
@@ -243,9 +244,10 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
     version = kustomize_version(kustomize)
     key = hashlib.sha256(f"{_tree_hash(root)}|{version}|{sorted(cfg.components.exclude)}".encode()).hexdigest()
     cache = paths.cache_dir() / "render" / f"{key[:32]}.yaml"
-    if cache.is_file():
+    fast = cache.with_suffix(".json")  # the same objects as JSON: parsed ~10x faster than YAML
+    if cache.is_file() and fast.is_file():
         with reporter.progress("reading the cached render") as task:
-            manifests = parse_manifests(cache.read_text(), str(cache))
+            manifests = parse_json_manifests(fast.read_text(), str(cache))
             task.update(f"{len(manifests)} objects from the render cache")
         return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
     with reporter.progress(f"kustomize build {target.relative_to(root)}") as task:
@@ -253,9 +255,10 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
         manifests = parse_manifests(text, f"kustomize build {target}")
         task.update(f"kustomize built {len(manifests)} objects")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, cache)
+    for dest, content in ((cache, text), (fast, json.dumps([m.body for m in manifests]))):
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_text(content)
+        os.replace(tmp, dest)
     return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
 
 
@@ -302,16 +305,21 @@ async def install(
     client: AsyncClient, cfg: KubeflowConfig, reporter: Reporter, *, wait: bool = True, concurrency: int = 16
 ) -> InstallResult:
     rendered = await render(cfg, reporter)
+    for m in rendered.manifests:
+        if "$(" in m.name:
+            reporter.warn(f"{m.key()} has an unreplaced kustomize variable in its name; the API will reject it")
     timeout = parse_duration(cfg.timeout)
     labels = {MANAGED_BY: "kfboot", RELEASE_LABEL: cfg.release}
     report = await apply_manifests(
         client, rendered.manifests, ApplyOptions(labels=labels, timeout=timeout, concurrency=concurrency), reporter
     )
     readiness = None
-    if wait and report.ok:
-        namespaces = namespaces_to_wait(rendered.manifests)
+    if wait:
+        failed = {p.object for p in report.problems}
+        applied = [m for m in rendered.manifests if str(m.key()) not in failed]
+        namespaces = namespaces_to_wait(applied)
         readiness = await wait_ready(
-            client, workloads_of(rendered.manifests), namespaces, max(60.0, timeout - report.seconds), reporter
+            client, workloads_of(applied), namespaces, max(10.0, timeout - report.seconds), reporter
         )
         if not readiness.ready:
             readiness.diagnoses[:0] = await pvc_problems(client, namespaces)
