@@ -93,9 +93,11 @@ def install(
 
     async def go() -> kf.InstallResult:
         cfg = _kubeflow_config(st, source, release, exclude, timeout)
+        reporter = st.reporter()
+        rendered = await kf.render(cfg, reporter)  # a bad bundle stops here, before any connection
         client = _client(st)
         try:
-            return await kf.install(client, cfg, st.reporter(), wait=wait)
+            return await kf.install(client, cfg, rendered, reporter, wait=wait)
         finally:
             await client.close()
 

@@ -34,6 +34,9 @@ def classify(exc: BaseException) -> Classified:
                 f"admission webhook unreachable: {msg}",
                 "the webhook's pods are not ready yet, or its Service has no endpoints",
             )
+        if "failed to create typed patch object" in msg:
+            # server-side apply rejects a value of the wrong type with a 500; retrying cannot help
+            return Classified(False, msg, "the object does not match its schema; fix the manifest")
         if code == 429:
             return Classified(True, f"throttled by the API server: {msg}", retry_after=_retry_after(exc))
         if code >= 500 or code == 409:

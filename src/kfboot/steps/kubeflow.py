@@ -302,9 +302,15 @@ def namespaces_to_wait(manifests: list[Manifest]) -> list[str]:
 
 
 async def install(
-    client: AsyncClient, cfg: KubeflowConfig, reporter: Reporter, *, wait: bool = True, concurrency: int = 16
+    client: AsyncClient,
+    cfg: KubeflowConfig,
+    rendered: Rendered,
+    reporter: Reporter,
+    *,
+    wait: bool = True,
+    concurrency: int = 16,
 ) -> InstallResult:
-    rendered = await render(cfg, reporter)
+    """Apply ``rendered`` (see :func:`render`: the bundle is checked before anything is sent) and wait."""
     for m in rendered.manifests:
         if "$(" in m.name:
             reporter.warn(f"{m.key()} has an unreplaced kustomize variable in its name; the API will reject it")
