@@ -271,7 +271,9 @@ class Applier:
         self._tasks.append(asyncio.create_task(self._watch_crds()))
         try:
             with self.reporter.progress(f"applying {len(self.manifests)} objects", total=len(self.manifests)) as task:
-                results = await asyncio.gather(*(self._run_one(m, deadline, task) for m in self.manifests))
+                order = sorted(range(len(self.manifests)), key=lambda i: self.gates.priority(self.manifests[i]))
+                started = {i: asyncio.ensure_future(self._run_one(self.manifests[i], deadline, task)) for i in order}
+                results = await asyncio.gather(*(started[i] for i in range(len(self.manifests))))
                 ok = sum(r.outcome == "applied" for r in results)
                 if ok == len(self.manifests):
                     task.update(f"applied {ok}/{len(self.manifests)} objects")

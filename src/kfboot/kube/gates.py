@@ -177,3 +177,18 @@ class BundleGates:
         if api_service is not None and not self._backs(m, api_service):
             out.append((api_service, f"APIService {m.api_version} ({api_service})"))
         return out
+
+    def priority(self, m: Manifest) -> int:
+        """Order in which to start objects (all run concurrently; this decides who queues first):
+        namespaces, then the backends of webhooks and APIServices (their pods take longest and other
+        objects wait for them), then CRDs, then other workloads, then everything else."""
+        if m.kind == "Namespace" and m.group == "":
+            return 0
+        backends = {w.service for w in self.webhooks} | set(self.api_services.values())
+        if any(self._backs(m, svc) for svc in backends):
+            return 1
+        if m.kind == "CustomResourceDefinition":
+            return 2
+        if m.kind in WORKLOAD_KINDS:
+            return 3
+        return 4
