@@ -125,6 +125,46 @@ class Environment(_Model):
     auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
+TEMPLATE = """\
+# kfboot.yaml — written by `kfboot init` with every default; delete what you do not change.
+# Schema for editors: `kfboot config schema`.
+apiVersion: kfboot/v1alpha1
+kind: Environment
+cluster:
+  kubeconfig: null              # default: $KUBECONFIG, then ~/.kube/config
+  context: null                 # default: the current context
+nodes: []                       # host steps; empty = the local machine only
+#  - name: node-1               # the Kubernetes node name
+#    address: 10.0.0.11         # omitted = this machine
+#    ssh: {user: ubuntu, key: ~/.ssh/id_ed25519, port: 22}
+storage:
+  provider: auto                # auto | rook-ceph | existing | none
+  defaultClass: true            # make the provided class the cluster default
+  rook:
+    version: auto               # auto = chosen by the cluster's Kubernetes version
+    manifests: null             # base URL or local directory (air-gapped)
+    devices: []                 # explicit: [{node: node-1, path: /dev/sdb}]; empty = discovery's eligible disks
+    deviceFilter: null
+    allowLoopDevices: false     # test rigs only (Rook ignores loop devices otherwise)
+    replicas: auto              # auto = 1 for one storage node, 3 for three or more
+tools:
+  kustomize:
+    version: 5.8.1              # what Kubeflow's CI pins; kustomize >= 5 is required
+    mirror: null                # base URL replacing the GitHub releases URL
+kubeflow:
+  release: "26.03"              # or v1.11.0
+  source: null                  # a manifests folder, its .tar.gz, or a rendered .yaml
+  components:
+    exclude: []                 # e.g. [kserve, spark, katib]
+  timeout: 30m
+access:
+  address: 127.0.0.1
+  port: 8080
+auth:
+  users: []                     # extra users: [{email: a@b.c, passwordHash: "$2y$12$..."}]
+"""
+
+
 def json_schema() -> dict[str, Any]:
     return Environment.model_json_schema()
 

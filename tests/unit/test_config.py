@@ -72,3 +72,12 @@ def test_schema_forbids_extra_keys() -> None:
     schema = json_schema()
     assert schema["additionalProperties"] is False
     assert {"cluster", "nodes", "storage", "tools", "kubeflow", "access", "auth"} <= set(schema["properties"])
+
+
+def test_init_template_is_exactly_the_defaults(tmp_path: Path) -> None:
+    from kfboot.config import TEMPLATE
+
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text(TEMPLATE)
+    assert load_config(cfg) == Environment()
+    assert TEMPLATE.count("#") > 20  # commented

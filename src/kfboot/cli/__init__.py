@@ -14,6 +14,7 @@ from kfboot import __version__
 from kfboot.cli import config as config_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
 from kfboot.cli import sandbox as sandbox_cmd
+from kfboot.cli import tools as tools_cmd
 from kfboot.cli._common import Output, State
 
 app = typer.Typer(
@@ -27,8 +28,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(sandbox_cmd.app, name="sandbox")
+app.add_typer(tools_cmd.app, name="tools")
 app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")
+app.command("init")(config_cmd.init)
 
 
 def _version(value: bool) -> None:

@@ -65,3 +65,12 @@ def test_json_error_goes_to_stdout_with_exit_code(tmp_path: Path) -> None:
         "remedy": "there are no sandboxes; nothing to do",
         "exitCode": 2,
     }
+
+
+def test_init_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "kfboot.yaml"
+    proc = kfboot("init", str(target))
+    assert proc.returncode == 0 and target.is_file()
+    again = kfboot("init", str(target))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert kfboot("init", str(target), "--force").returncode == 0
