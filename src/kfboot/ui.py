@@ -21,7 +21,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 class Task(Protocol):
     """A unit of long work in progress."""
 
-    def update(self, description: str | None = None, *, completed: float | None = None) -> None: ...
+    def update(
+        self, description: str | None = None, *, completed: float | None = None, detail: str | None = None
+    ) -> None:
+        """``detail``: extra lines shown live on a terminal only (a per-item view); plain output keeps to
+        the one-line description."""
+        ...
 
     def advance(self, amount: float = 1) -> None: ...
 
@@ -41,7 +46,9 @@ class Reporter(Protocol):
 class _NullTask:
     failed = False
 
-    def update(self, description: str | None = None, *, completed: float | None = None) -> None:
+    def update(
+        self, description: str | None = None, *, completed: float | None = None, detail: str | None = None
+    ) -> None:
         pass
 
     def advance(self, amount: float = 1) -> None:
@@ -78,7 +85,9 @@ class _PlainTask:
     def fail(self, description: str) -> None:
         self.description, self.failed = description, True
 
-    def update(self, description: str | None = None, *, completed: float | None = None) -> None:
+    def update(
+        self, description: str | None = None, *, completed: float | None = None, detail: str | None = None
+    ) -> None:
         if description is not None:
             self.description = description
         if completed is not None:
@@ -123,16 +132,24 @@ class PlainReporter:
 
 
 class _RichTask:
-    def __init__(self, progress: Progress, task_id: int) -> None:
+    def __init__(self, progress: Progress, task_id: int, description: str) -> None:
         self._p, self._id = progress, task_id
+        self._description, self._detail = description, ""
         self.failed = False
 
     def fail(self, description: str) -> None:
         self.failed = True
-        self.update(description)
+        self.update(description, detail="")
 
-    def update(self, description: str | None = None, *, completed: float | None = None) -> None:
-        self._p.update(self._id, description=description, completed=completed)  # type: ignore[arg-type]
+    def update(
+        self, description: str | None = None, *, completed: float | None = None, detail: str | None = None
+    ) -> None:
+        if description is not None:
+            self._description = description
+        if detail is not None:
+            self._detail = detail
+        text = self._description + (f"\n{self._detail}" if self._detail else "")
+        self._p.update(self._id, description=text, completed=completed)  # type: ignore[arg-type]
 
     def advance(self, amount: float = 1) -> None:
         self._p.advance(self._id, amount)  # type: ignore[arg-type]
@@ -158,10 +175,10 @@ class RichReporter:
         columns.append(TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as progress:
             task_id = progress.add_task(description, total=total)
-            task = _RichTask(progress, task_id)
+            task = _RichTask(progress, task_id, description)
             start = time.monotonic()
             yield task
-            final = progress.tasks[0].description
+            final = task._description
         mark = "[red]✗[/]" if task.failed else "[green]✓[/]"
         self.console.print(f"{mark} {final} [dim]({time.monotonic() - start:.1f} s)[/]", highlight=False)
 

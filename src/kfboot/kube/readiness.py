@@ -17,6 +17,10 @@ from lightkube.resources.storage_v1 import StorageClass
 from kfboot.kube import objects as o
 from kfboot.ui import Reporter
 
+NO_DEFAULT_CLASS = (
+    "no default StorageClass: provide one (Rook: rook-ceph-block) or mark a class default with "
+    "storageclass.kubernetes.io/is-default-class=true"
+)
 DEFAULT_CLASS_ANNOTATIONS = (
     "storageclass.kubernetes.io/is-default-class",
     "storageclass.beta.kubernetes.io/is-default-class",
@@ -163,6 +167,21 @@ async def _snapshot(
     return states, not_ready, stuck
 
 
+def namespace_table(states: dict[str, NamespaceState], namespaces: list[str], not_ready: list[str]) -> str:
+    """The live per-namespace view: pods and workloads ready, and what the slowest workloads lack."""
+    lines = [f"  {'namespace':<28} {'pods':>9} {'workloads':>10}"]  # same widths as the rows
+    for ns in namespaces:
+        st = states.get(ns)
+        if st is None or not st.exists:
+            lines.append(f"  {ns:<28} {'absent':>9} {'':>10}")
+            continue
+        mark = "✓" if st.ready else "…"
+        pods, workloads = f"{st.pods_ready}/{st.pods_total}", f"{st.workloads_ready}/{st.workloads_total}"
+        lines.append(f"{mark} {ns:<28} {pods:>9} {workloads:>10}")
+    lines += [f"    {line}" for line in not_ready[:5]]
+    return "\n".join(lines)
+
+
 async def wait_ready(
     client: AsyncClient,
     workloads: list[WorkloadRef],
@@ -192,7 +211,8 @@ async def wait_ready(
                 f"ready: {summary}"
                 if not done
                 else f"all {len(workloads)} workloads rolled out, "
-                f"{sum(s.pods_total for s in states.values())} pods Ready"
+                f"{sum(s.pods_total for s in states.values())} pods Ready",
+                detail=None if done else namespace_table(states, namespaces, not_ready),
             )
             if done:
                 break
@@ -259,7 +279,7 @@ async def diagnose(
                 if defaults is None:
                     defaults = await _default_classes(client)
                 hint = (
-                    "no default StorageClass: run `kfboot storage install` or mark a class default"
+                    NO_DEFAULT_CLASS
                     if not defaults
                     else f"the PVC is not bound; default class {defaults[0]} did not provision it"
                 )
@@ -343,7 +363,7 @@ async def pvc_problems(client: AsyncClient, namespaces: list[str]) -> list[Diagn
                 defaults = await _default_classes(client)
             cls = pvc.spec.storageClassName if pvc.spec else None
             hint = (
-                "no default StorageClass: run `kfboot storage install`"
+                NO_DEFAULT_CLASS
                 if not cls and not defaults
                 else f"StorageClass {cls or defaults[0] if defaults else '?'} has not provisioned it"
             )
