@@ -13,6 +13,7 @@ import typer
 from kfboot import __version__
 from kfboot.cli import config as config_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
+from kfboot.cli import preflight as preflight_cmd
 from kfboot.cli import sandbox as sandbox_cmd
 from kfboot.cli import tools as tools_cmd
 from kfboot.cli._common import Output, State
@@ -32,6 +33,7 @@ app.add_typer(tools_cmd.app, name="tools")
 app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")
 app.command("init")(config_cmd.init)
+app.command("preflight")(preflight_cmd.preflight)
 
 
 def _version(value: bool) -> None:

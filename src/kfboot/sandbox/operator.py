@@ -43,6 +43,7 @@ from lightkube.types import PatchType
 
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json, watch_retry
+from kfboot.kube.quantity import parse_quantity
 
 log = logging.getLogger("kfboot.sandbox.operator")
 
@@ -299,7 +300,7 @@ async def resize(client: AsyncClient, pvc: PersistentVolumeClaim) -> bool:
     if not want or want == have or not simulated(_provisioner_of(pvc)) or not spec.storageClassName:
         return False
     sc = await client.get(StorageClass, spec.storageClassName)
-    if not sc.allowVolumeExpansion or _quantity(want) <= _quantity(have or "0"):
+    if not sc.allowVolumeExpansion or parse_quantity(want) <= parse_quantity(have or "0"):
         return False
     grow = {"spec": {"capacity": {"storage": want}}}
     await client.patch(PersistentVolume, spec.volumeName, grow, patch_type=PatchType.MERGE)
@@ -312,19 +313,6 @@ async def resize(client: AsyncClient, pvc: PersistentVolumeClaim) -> bool:
     )
     log.info("resized %s/%s to %s", o.namespace(pvc), o.name(pvc), want)
     return True
-
-
-_UNITS = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-}  # fmt: skip
-
-
-def _quantity(q: str) -> float:
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if q.endswith(unit):
-            return float(q[: -len(unit)]) * _UNITS[unit]
-    return float(q)
 
 
 async def watch_pvcs(client: AsyncClient) -> None:

@@ -67,6 +67,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "kserve": ("/applications/kserve/",),
     "spark": ("/applications/spark/",),
     "knative": ("/common/knative/", "/common/istio/cluster-local-gateway/"),
+    "model-registry": ("/applications/model-registry/", "/applications/hub/"),
 }
 
 _REMOTE = re.compile(r"((?:https?://|git@|ssh://)?github\.com[/:][^\s:'\"]+)")

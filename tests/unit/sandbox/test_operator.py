@@ -5,7 +5,8 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import PersistentVolumeClaim
 from lightkube.resources.storage_v1 import StorageClass
 
-from kfboot.sandbox.operator import _quantity, build_pv, simulated
+from kfboot.kube.quantity import parse_quantity
+from kfboot.sandbox.operator import build_pv, simulated
 
 
 def test_simulated_provisioners() -> None:
@@ -42,7 +43,9 @@ def test_pv_matches_claim_and_class() -> None:
 
 
 def test_quantities() -> None:
-    assert _quantity("5Gi") == 5 * 2**30
-    assert _quantity("1G") == 10**9
-    assert _quantity("512Mi") < _quantity("1Gi")
-    assert _quantity("100") == 100
+    assert parse_quantity("5Gi") == 5 * 2**30
+    assert parse_quantity("1G") == 10**9
+    assert parse_quantity("512Mi") < parse_quantity("1Gi")
+    assert parse_quantity("100") == 100
+    assert parse_quantity("250m") == 0.25
+    assert parse_quantity(2) == 2.0
