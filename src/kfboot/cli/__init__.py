@@ -13,6 +13,7 @@ import typer
 from kfboot import __version__
 from kfboot.cli import config as config_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
+from kfboot.cli import plan as plan_cmd
 from kfboot.cli import preflight as preflight_cmd
 from kfboot.cli import sandbox as sandbox_cmd
 from kfboot.cli import tools as tools_cmd
@@ -34,6 +35,7 @@ app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")
 app.command("init")(config_cmd.init)
 app.command("preflight")(preflight_cmd.preflight)
+app.command("plan")(plan_cmd.plan)
 
 
 def _version(value: bool) -> None:

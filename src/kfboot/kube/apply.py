@@ -78,6 +78,22 @@ class ApplyReport:
         }
 
 
+def prepare_body(m: Manifest, info: ResourceInfo, labels: dict[str, str]) -> dict[str, Any]:
+    """The object as kfboot sends it: kfboot's labels added, namespace set as the API will."""
+    body = copy.deepcopy(m.body)
+    meta = body["metadata"]
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    if info.namespaced and not meta.get("namespace"):
+        meta["namespace"] = "default"
+    if not info.namespaced:
+        meta.pop("namespace", None)
+    if body.get("aggregationRule") and not body.get("rules"):
+        # an aggregated ClusterRole's rules belong to the aggregation controller: applying the
+        # manifest's empty list would take them away again on every run
+        body.pop("rules", None)
+    return body
+
+
 class _Deadline:
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
@@ -158,24 +174,10 @@ class Applier:
 
     # ------------------------------------------------------------------------------------------ apply
 
-    def _body(self, m: Manifest, info: ResourceInfo) -> dict[str, Any]:
-        body = copy.deepcopy(m.body)
-        meta = body["metadata"]
-        meta["labels"] = {**(meta.get("labels") or {}), **self.opts.labels}
-        if info.namespaced and not meta.get("namespace"):
-            meta["namespace"] = "default"
-        if not info.namespaced:
-            meta.pop("namespace", None)
-        if body.get("aggregationRule") and not body.get("rules"):
-            # an aggregated ClusterRole's rules belong to the aggregation controller: applying the
-            # manifest's empty list would take them away again on every run
-            body.pop("rules", None)
-        return body
-
     async def _apply_one(self, m: Manifest, info: ResourceInfo, deadline: _Deadline) -> ObjectResult:
         key = str(m.key(info.namespaced))
         res = self.catalog.resource_class(info)
-        obj = res.from_dict(self._body(m, info))
+        obj = res.from_dict(prepare_body(m, info, self.opts.labels))
         attempts = 0
         last: Classified | None = None
 

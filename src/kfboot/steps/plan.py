@@ -1,0 +1,146 @@
+"""`kfboot plan`: what `kfboot up` would do for this config and cluster, step by step, changing nothing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lightkube.resources.storage_v1 import StorageClass
+
+from kfboot.config import Environment
+from kfboot.errors import KfbootError
+from kfboot.kube import objects as o
+from kfboot.kube.apply import MANAGED_BY
+from kfboot.kube.client import async_client
+from kfboot.kube.dryrun import BundlePlan, dry_run
+from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
+from kfboot.steps import kubeflow as kf
+from kfboot.steps import preflight as pf
+from kfboot.steps import tools
+from kfboot.ui import Reporter
+
+NOT_AVAILABLE = "not available in this kfboot version"
+
+
+@dataclass
+class StepPlan:
+    step: str
+    action: str  # run | skip | blocked | unavailable
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    steps: list[StepPlan] = field(default_factory=list)
+    kubeflow: BundlePlan | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"steps": [asdict(s) for s in self.steps]}
+        if self.kubeflow is not None:
+            out["kubeflow"] = {
+                "counts": self.kubeflow.counts(),
+                "namespaces": self.kubeflow.by_namespace(),
+                "objects": [asdict(p) for p in self.kubeflow.objects],
+            }
+        return out
+
+
+async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | None, reporter: Reporter) -> Plan:
+    plan = Plan()
+    with reporter.progress("running the preflight checks") as task:
+        report = await pf.run(cfg, kubeconfig, context)
+        fails = [c for c in report.checks if c.status == pf.FAIL]
+        task.update(f"preflight: {len(fails)} FAIL" if fails else "preflight: no FAIL")
+    plan.steps.append(
+        StepPlan(
+            "preflight",
+            "blocked" if fails else "run",
+            [f"{c.name}: {c.message}" for c in fails] or ["all checks pass or warn"],
+        )
+    )
+    if any(c.name == "api" for c in fails):
+        return plan
+
+    nodes = [n.name for n in cfg.nodes] or ["this machine"]
+    plan.steps.append(
+        StepPlan(
+            "host",
+            "unavailable",
+            [f"would install lvm2, load and persist rbd, raise inotify limits on: {', '.join(nodes)}", NOT_AVAILABLE],
+        )
+    )
+
+    client = async_client(kubeconfig, context)
+    try:
+        defaults = [
+            o.name(sc)
+            async for sc in client.list(StorageClass)
+            if any(o.annotations_of(sc).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS)
+        ]
+        if cfg.storage.provider == "none":
+            plan.steps.append(StepPlan("storage", "skip", ["storage.provider is none"]))
+        elif cfg.storage.provider in ("auto", "existing") and defaults:
+            plan.steps.append(StepPlan("storage", "skip", [f"the default StorageClass {defaults[0]} is used"]))
+        elif cfg.storage.provider == "existing":
+            plan.steps.append(StepPlan("storage", "blocked", ["storage.provider is existing but no class is default"]))
+        else:
+            plan.steps.append(
+                StepPlan(
+                    "storage",
+                    "unavailable",
+                    [
+                        "would install Rook v1.20 and create StorageClass rook-ceph-block"
+                        + (
+                            f", demoting the default class {', '.join(defaults)}"
+                            if defaults and cfg.storage.defaultClass
+                            else ""
+                        ),
+                        NOT_AVAILABLE,
+                    ],
+                )
+            )
+
+        st = tools.status()
+        if st.kustomize is not None:
+            plan.steps.append(StepPlan("tools", "skip", [f"kustomize {st.kustomize.version} at {st.kustomize.path}"]))
+        else:
+            version = cfg.tools.kustomize.version
+            base = cfg.tools.kustomize.mirror or tools.RELEASES_URL
+            plan.steps.append(
+                StepPlan(
+                    "tools",
+                    "run",
+                    [f"would download kustomize v{version} from {base}/kustomize/v{version}/ into {tools.bin_dir()}"],
+                )
+            )
+
+        try:
+            rendered = await kf.render(cfg.kubeflow, reporter)
+        except KfbootError as exc:
+            plan.steps.append(StepPlan("kubeflow", "blocked", [exc.reason, exc.remedy or ""]))
+        else:
+            with reporter.progress(f"server-side dry run of {len(rendered.manifests)} objects") as task:
+                labels = {MANAGED_BY: "kfboot", kf.RELEASE_LABEL: cfg.kubeflow.release}
+                plan.kubeflow = await dry_run(client, rendered.manifests, labels)
+                counts = plan.kubeflow.counts()
+                task.update("dry run: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+            plan.steps.append(
+                StepPlan(
+                    "kubeflow",
+                    "run",
+                    [
+                        f"Kubeflow {cfg.kubeflow.release} from {rendered.source}: {len(rendered.manifests)} objects, "
+                        + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items()))
+                    ],
+                )
+            )
+    finally:
+        await client.close()
+    plan.steps.append(
+        StepPlan(
+            "access",
+            "unavailable",
+            [f"would print how to reach the dashboard on http://{cfg.access.address}:{cfg.access.port}", NOT_AVAILABLE],
+        )
+    )
+    return plan

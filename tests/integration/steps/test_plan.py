@@ -1,0 +1,59 @@
+"""`kfboot plan` changes nothing and says what `up` would do (server-side dry run of the real bundle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.integration.steps.test_kubeflow import kustomize_path
+
+pytestmark = pytest.mark.sandbox
+
+#: written by controllers on their own schedule, not by kfboot
+CONTROLLER_CHURN = {"Node", "Lease", "Event", "EndpointSlice", "Endpoints"}
+
+
+def everything(sb: Sandbox) -> dict[tuple[str, str, str], str]:
+    names = sb.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
+    items = json.loads(sb.kubectl("get", ",".join(names), "-A", "-o", "json", timeout=300).stdout)["items"]
+    return {
+        (i["kind"], i["metadata"].get("namespace", ""), i["metadata"]["name"]): i["metadata"].get("resourceVersion", "")
+        for i in items
+        if i["kind"] not in CONTROLLER_CHURN
+    }
+
+
+def test_plan_changes_nothing_and_matches_the_cluster(tmp_path: Path, testdata_dir: Path) -> None:
+    sb = start_sandbox(make_env(tmp_path), "plan")
+    try:
+        sb.env.env.update(KUBECONFIG=str(sb.kubeconfig), PATH=kustomize_path())
+        cfg = tmp_path / "kfboot.yaml"
+        cfg.write_text(f"kubeflow:\n  source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n")
+        before = everything(sb)
+        proc = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert everything(sb) == before, "plan changed the cluster"
+        plan = json.loads(proc.stdout)
+        assert [s["step"] for s in plan["steps"]] == ["preflight", "host", "storage", "tools", "kubeflow", "access"]
+        assert plan["kubeflow"]["counts"] == {"create": 675}
+        assert plan["kubeflow"]["namespaces"]["cert-manager"] == {"create": 15}
+        tools_step = next(s for s in plan["steps"] if s["step"] == "tools")
+        assert tools_step["action"] == "skip" and "v5.8.1" in tools_step["details"][0]
+
+        assert sb.env.kfboot("kubeflow", "install", "--config", str(cfg), "--no-wait", timeout=600).returncode == 0
+        sb.kubectl("-n", "kubeflow", "label", "configmap", "--all", "drifted=yes", "--overwrite")  # kept: not ours
+        sb.kubectl(
+            "-n", "kubeflow", "patch", "deployment", "centraldashboard", "--type=merge", "-p", '{"spec":{"replicas":3}}'
+        )
+        again = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        counts = json.loads(again.stdout)["kubeflow"]["counts"]
+        changed = [o["object"] for o in json.loads(again.stdout)["kubeflow"]["objects"] if o["action"] == "change"]
+        assert changed == ["Deployment.apps kubeflow/centraldashboard"]
+        assert counts == {"unchanged": 674, "change": 1}
+        text = sb.env.kfboot("plan", "--config", str(cfg), timeout=300)
+        assert "kubeflow" in text.stdout and "674" in text.stdout
+    finally:
+        stop_sandbox(sb)
