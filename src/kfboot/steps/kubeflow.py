@@ -19,10 +19,12 @@ from lightkube import AsyncClient
 
 from kfboot import paths
 from kfboot.config import KubeflowConfig, parse_duration
+from kfboot.download import sha256_file
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
 from kfboot.kube.manifest import Manifest, parse_json_manifests, parse_manifests, read_manifest_file
 from kfboot.kube.readiness import ReadinessReport, WorkloadRef, pvc_problems, wait_ready
+from kfboot.steps import tools
 from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
 
@@ -85,36 +87,20 @@ class Rendered:
 
 
 def find_kustomize() -> Path:
-    """kustomize ≥ 5 on PATH or in kfboot's bin dir."""
-    candidates = [shutil.which("kustomize"), str(paths.data_dir() / "bin" / "kustomize")]
-    seen_old: list[str] = []
-    for cand in candidates:
-        if not cand or not os.access(cand, os.X_OK):
-            continue
-        version = kustomize_version(Path(cand))
-        if version and version[0] >= 5:
-            return Path(cand)
-        seen_old.append(f"{cand} ({'.'.join(map(str, version)) if version else 'unknown version'})")
-    if seen_old:
+    """kustomize ≥ 5 on PATH or in kfboot's bin dir (see :func:`kfboot.steps.tools.status`)."""
+    st = tools.status()
+    if st.kustomize is not None:
+        return Path(st.kustomize.path)
+    if st.candidates:
+        old = ", ".join(f"{f.path} ({f.version or 'unknown version'})" for f in st.candidates)
         raise BadInputError(
-            f"kustomize is too old: {', '.join(seen_old)}; Kubeflow needs kustomize ≥ 5",
+            f"kustomize is too old: {old}; Kubeflow needs kustomize ≥ 5",
             "install kustomize v5 (`kfboot tools install`) and put it on PATH",
         )
     raise BadInputError(
         "kustomize not found (on PATH or in kfboot's bin dir)",
         "install kustomize v5 (`kfboot tools install`), or pass a rendered .yaml as kubeflow.source",
     )
-
-
-def kustomize_version(binary: Path) -> tuple[int, int, int] | None:
-    import subprocess
-
-    try:
-        out = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"v?(\d+)\.(\d+)\.(\d+)", out)
-    return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
 def _tree_root(folder: Path) -> Path:
@@ -130,14 +116,6 @@ def _tree_root(folder: Path) -> Path:
     )
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _tree_hash(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
@@ -149,7 +127,7 @@ def _tree_hash(root: Path) -> str:
 
 def _extract(archive: Path) -> Path:
     """Unpack a manifests .tar.gz once into the cache (keyed by its sha256), safely."""
-    digest = _sha256_file(archive)
+    digest = sha256_file(archive)
     dest = paths.cache_dir() / "manifests" / digest[:16]
     if not (dest / ".complete").is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -242,7 +220,7 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
     root = _extract(path) if path.is_file() else _tree_root(path)
     kustomize = find_kustomize()
     target = selection_kustomization(root, cfg.components.exclude)
-    version = kustomize_version(kustomize)
+    version = tools.kustomize_version(kustomize)
     key = hashlib.sha256(f"{_tree_hash(root)}|{version}|{sorted(cfg.components.exclude)}".encode()).hexdigest()
     cache = paths.cache_dir() / "render" / f"{key[:32]}.yaml"
     fast = cache.with_suffix(".json")  # the same objects as JSON: parsed ~10x faster than YAML

@@ -4,6 +4,8 @@ into kfboot's bin dir. Nothing downloaded is executed before its sha256 has been
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +15,6 @@ from kfboot import paths
 from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.sandbox.binaries import host_platform
-from kfboot.steps.kubeflow import kustomize_version
 from kfboot.ui import Reporter
 
 RELEASES_URL = "https://github.com/kubernetes-sigs/kustomize/releases/download"
@@ -26,6 +27,16 @@ PINNED_SHA256: dict[tuple[str, str], str] = {
     ("5.8.1", "darwin_amd64"): "ee7cf0c1e3592aa7bb66ba82b359933a95e7f2e0b36e5f53ed0a4535b017f2f8",
     ("5.8.1", "darwin_arm64"): "8886f8a78474e608cc81234f729fda188a9767da23e28925802f00ece2bab288",
 }
+
+
+def kustomize_version(binary: Path) -> tuple[int, int, int] | None:
+    """What ``binary version`` reports (v4 prints a struct, v5 a bare version)."""
+    try:
+        out = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"v?(\d+)\.(\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
 def bin_dir() -> Path:

@@ -3,7 +3,6 @@ locally built binaries in the official release layout (dl.k8s.io, etcd and kwok 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kfboot.download import sha256_file
 from kfboot.sandbox import versions
 from tests.conftest import find_binary, http_server, make_env, require_sandbox_binaries
 
@@ -21,12 +21,7 @@ pytestmark = pytest.mark.sandbox
 K8S = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256 = sha256_file
 
 
 def build_mirror(root: Path) -> Path:
