@@ -12,6 +12,7 @@ import typer
 
 from kfboot import __version__
 from kfboot.cli import config as config_cmd
+from kfboot.cli import host as host_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
 from kfboot.cli import plan as plan_cmd
 from kfboot.cli import preflight as preflight_cmd
@@ -30,6 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(sandbox_cmd.app, name="sandbox")
+app.add_typer(host_cmd.app, name="host")
 app.add_typer(tools_cmd.app, name="tools")
 app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")

@@ -21,7 +21,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json
 from kfboot.kube.quantity import parse_quantity
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
-from kfboot.steps import tools
+from kfboot.steps import host, tools
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 
@@ -238,7 +238,8 @@ async def _nodes(client: AsyncClient, cfg: Environment, report: PreflightReport)
         report.add("architecture", PASS, "all nodes are amd64")
 
 
-async def _storage(client: AsyncClient, cfg: Environment, report: PreflightReport) -> None:
+async def _storage(client: AsyncClient, cfg: Environment, report: PreflightReport) -> bool:
+    """Check the default StorageClass; returns whether the storage step would install Rook."""
     defaults = []
     async for sc in client.list(StorageClass):
         if any(o.annotations_of(sc).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS):
@@ -261,6 +262,7 @@ async def _storage(client: AsyncClient, cfg: Environment, report: PreflightRepor
             f"no default StorageClass and storage.provider is {cfg.storage.provider}",
             "create a default StorageClass with dynamic provisioning, or set storage.provider: auto",
         )
+    return cfg.storage.provider == "rook-ceph" or (cfg.storage.provider == "auto" and not defaults)
 
 
 def _read_int(path: Path) -> int | None:
@@ -299,6 +301,36 @@ def _local_node(cfg: Environment, report: PreflightReport) -> None:
             )
 
 
+async def _disks(cfg: Environment, rook_planned: bool, report: PreflightReport) -> None:
+    if not rook_planned:
+        report.add("disks", SKIP, "Rook is not planned (a default StorageClass exists or storage.provider says so)")
+        return
+    if any(n.address for n in cfg.nodes):
+        report.add(
+            "disks",
+            WARN,
+            "disks of remote nodes are not checked by this version",
+            "run `kfboot host devices` on each storage node",
+        )
+        return
+    try:
+        found = await host.local_devices(allow_loop=cfg.storage.rook.allowLoopDevices)
+    except KfbootError as exc:
+        report.add("disks", WARN, f"cannot list this machine's disks: {exc.reason}", exc.remedy or "")
+        return
+    eligible = [d.path for d in found if d.eligible]
+    if eligible:
+        report.add("disks", PASS, f"eligible for Rook on this machine: {', '.join(eligible)}")
+    else:
+        report.add(
+            "disks",
+            FAIL,
+            "no disk on this machine that Rook could use (an empty whole disk ≥ 5 GiB)",
+            "attach an empty disk (see `kfboot host devices` for why each one is refused), "
+            "or provide a default StorageClass",
+        )
+
+
 def _kustomize(cfg: Environment, report: PreflightReport) -> None:
     source = cfg.kubeflow.source or ""
     if re.search(r"\.(ya?ml|json)(\.gz)?$", source):
@@ -332,7 +364,8 @@ async def run(cfg: Environment, kubeconfig: str | None, context: str | None) -> 
                 await _rights(client, report)
                 try:
                     await _nodes(client, cfg, report)
-                    await _storage(client, cfg, report)
+                    rook_planned = await _storage(client, cfg, report)
+                    await _disks(cfg, rook_planned, report)
                 except ApiError as exc:
                     report.add(
                         "cluster",

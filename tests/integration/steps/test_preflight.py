@@ -28,8 +28,20 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         "8Gi",
     )
     sb.env.env["KUBECONFIG"] = str(sb.kubeconfig)
+    # a default class, as on a cluster that has storage: Rook is not planned, so this machine's disks are not
+    # checked here (tests/integration/steps/test_host.py does that with loop devices)
+    sb.kubectl("apply", "-f", "-", input=json.dumps(default_class("standard")))
     yield sb
     stop_sandbox(sb)
+
+
+def default_class(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "provisioner": "example.com/none",
+        "metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    }
 
 
 def checks(proc_stdout: str) -> dict[str, dict[str, str]]:
