@@ -74,3 +74,26 @@ def test_init_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
     again = kfboot("init", str(target))
     assert again.returncode == 2 and "already exists" in again.stderr
     assert kfboot("init", str(target), "--force").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("storage:\n  provder: auto\n", ":2: storage.provder: unknown key"),
+        ("access:\n  port: eighty\n", ":2: access.port:"),
+        ("kubeflow: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_config_errors_are_exit_2_with_field_and_line(tmp_path: Path, content: str, expected: str) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text(content)
+    env = dict(os.environ, KUBECONFIG=str(tmp_path / "none"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kfboot", "--config", str(cfg), "preflight"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert expected in proc.stderr and str(cfg) in proc.stderr
