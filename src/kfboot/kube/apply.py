@@ -125,7 +125,7 @@ class Applier:
     async def _watch_crds(self) -> None:
         async for _, crd in self.client.watch(CustomResourceDefinition, on_error=watch_retry):
             conds = (crd.status.conditions if crd.status else None) or []
-            if any(c.type == "Established" and c.status == "True" for c in conds):
+            if o.condition_true(conds, "Established"):
                 ev = self.crd_events.get((crd.spec.group, crd.spec.names.kind))
                 if ev is not None:
                     ev.set()

@@ -55,14 +55,19 @@ def watch_retry(exc: Exception, count: int) -> OnErrorResult:
     return OnErrorResult(OnErrorAction.RETRY, sleep=min(0.5 * 2 ** min(count, 4), 5.0))
 
 
-async def raw_get_json(client: AsyncClient, path: str) -> Any:
-    """GET a non-resource path (``/openapi/v3``, ``/version``) with the client's credentials.
+def http_client(client: AsyncClient) -> httpx.AsyncClient:
+    """The httpx client (base URL and credentials set) under a lightkube client.
 
-    lightkube has no public call for non-resource URLs; this is the one place that reaches into its
-    httpx client.
+    lightkube has no public call for non-resource URLs (``/version``, ``/readyz``, discovery documents);
+    this is the one place that reaches into it.
     """
     http: httpx.AsyncClient = client._client._client
-    resp = await http.get(path)
+    return http
+
+
+async def raw_get_json(client: AsyncClient, path: str) -> Any:
+    """GET a non-resource path (``/openapi/v3``, ``/version``) with the client's credentials."""
+    resp = await http_client(client).get(path)
     resp.raise_for_status()
     return resp.json()
 
@@ -79,5 +84,5 @@ def count_requests(client: AsyncClient) -> RequestCounter:
     async def hook(request: httpx.Request) -> None:
         counter.count += 1
 
-    client._client._client.event_hooks["request"].append(hook)
+    http_client(client).event_hooks["request"].append(hook)
     return counter

@@ -15,6 +15,7 @@ from lightkube.generic_resource import (
     create_namespaced_resource,
 )
 
+from kfboot.kube.client import http_client
 from kfboot.kube.manifest import Manifest, group_of
 
 _AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
@@ -82,7 +83,7 @@ class ResourceCatalog:
 
     async def refresh(self, client: AsyncClient) -> None:
         """Load every served resource of the cluster (aggregated discovery, two requests)."""
-        http = client._client._client  # lightkube has no public call for discovery documents
+        http = http_client(client)
         for path in ("/api", "/apis"):
             resp = await http.get(path, headers={"Accept": _AGGREGATED})
             resp.raise_for_status()
@@ -103,7 +104,7 @@ class ResourceCatalog:
                             )
 
     async def _refresh_legacy(self, client: AsyncClient, path: str, doc: dict[str, Any]) -> None:
-        http = client._client._client
+        http = http_client(client)
         gvs = (
             [f"/api/{v}" for v in doc.get("versions", [])]
             if path == "/api"

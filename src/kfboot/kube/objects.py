@@ -6,6 +6,7 @@ state the invariant once instead of scattering ``assert x is not None``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from lightkube.models.meta_v1 import ObjectMeta
@@ -49,3 +50,8 @@ def dig(obj: Any, *path: str) -> Any:
             return None
         cur = cur.get(step) if isinstance(cur, dict) else getattr(cur, step, None)
     return cur
+
+
+def condition_true(conditions: Iterable[Any] | None, kind: str) -> bool:
+    """Whether the status condition of type ``kind`` is "True" (typed models or dicts)."""
+    return any(dig(c, "type") == kind and dig(c, "status") == "True" for c in conditions or [])

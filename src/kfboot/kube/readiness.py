@@ -116,7 +116,7 @@ def pod_ready(pod: Pod) -> bool:
         return False
     if pod.status.phase == "Succeeded":
         return True
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    return o.condition_true(pod.status.conditions, "Ready")
 
 
 WORKLOAD_KINDS: dict[str, type[Deployment] | type[StatefulSet] | type[DaemonSet]] = {

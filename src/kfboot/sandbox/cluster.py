@@ -41,7 +41,7 @@ from lightkube.resources.core_v1 import Node
 from kfboot import paths
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
-from kfboot.kube.client import async_client, raw_get_json
+from kfboot.kube.client import async_client, http_client, raw_get_json
 from kfboot.sandbox import binaries as bins
 from kfboot.sandbox import versions
 from kfboot.ui import Reporter
@@ -406,8 +406,7 @@ async def wait_api(client: AsyncClient, timeout: float) -> str:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            http: httpx.AsyncClient = client._client._client
-            resp = await http.get("/readyz")
+            resp = await http_client(client).get("/readyz")
             if resp.status_code == 200:
                 return str((await raw_get_json(client, "/version"))["gitVersion"])
             last = RuntimeError(f"/readyz answered {resp.status_code}")
@@ -426,8 +425,7 @@ async def _wait_nodes_ready(client: AsyncClient, names: set[str], timeout: float
     while time.monotonic() < deadline:
         ready = set()
         async for node in client.list(Node):
-            conds = (node.status.conditions if node.status else None) or []
-            if any(c.type == "Ready" and c.status == "True" for c in conds):
+            if o.condition_true(node.status.conditions if node.status else None, "Ready"):
                 ready.add(o.name(node))
         if names <= ready:
             return
@@ -654,7 +652,7 @@ async def status(name: str) -> SandboxStatus:
             st.nodes.append(
                 NodeInfo(
                     name=o.name(node),
-                    ready=any(c.type == "Ready" and c.status == "True" for c in conds),
+                    ready=o.condition_true(conds, "Ready"),
                     cpu=cap.get("cpu", "?"),
                     memory=cap.get("memory", "?"),
                     pods=cap.get("pods", "?"),

@@ -62,7 +62,7 @@ def simulated(provisioner: str | None) -> bool:
 
 def _established(crd: CustomResourceDefinition) -> bool:
     conds = (crd.status.conditions if crd.status else None) or []
-    return any(c.type == "Established" and c.status == "True" for c in conds)
+    return o.condition_true(conds, "Established")
 
 
 async def refresh_stages_for(client: AsyncClient, crd: CustomResourceDefinition) -> int:

@@ -181,7 +181,7 @@ def _schedulable(node: Node) -> bool:
     if any(t.effect == "NoSchedule" for t in taints):
         return False
     conds = (node.status.conditions if node.status else None) or []
-    return any(c.type == "Ready" and c.status == "True" for c in conds)
+    return o.condition_true(conds, "Ready")
 
 
 async def _nodes(client: AsyncClient, cfg: Environment, report: PreflightReport) -> None:
