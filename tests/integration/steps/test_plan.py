@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,27 @@ def everything(sb: Sandbox) -> dict[tuple[str, str, str], str]:
     }
 
 
+def settled(sb: Sandbox, timeout: float = 90) -> dict[tuple[str, str, str], str]:
+    """The inventory once the fresh cluster's own controllers are done (default service accounts, root CA
+    config maps, aggregated roles): two snapshots 2 s apart that agree."""
+    deadline = time.monotonic() + timeout
+    last = everything(sb)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = everything(sb)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the sandbox did not settle")
+
+
 def test_plan_changes_nothing_and_matches_the_cluster(tmp_path: Path, testdata_dir: Path) -> None:
     sb = start_sandbox(make_env(tmp_path), "plan")
     try:
         sb.env.env.update(KUBECONFIG=str(sb.kubeconfig), PATH=kustomize_path())
         cfg = tmp_path / "kfboot.yaml"
         cfg.write_text(f"kubeflow:\n  source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n")
-        before = everything(sb)
+        before = settled(sb)
         proc = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
         assert proc.returncode == 0, proc.stderr
         assert everything(sb) == before, "plan changed the cluster"
