@@ -68,26 +68,15 @@ def test_too_small_for_the_full_platform_then_fits_with_exclusions(small: Sandbo
 
 
 def test_two_default_storage_classes_warn(small: Sandbox) -> None:
-    for name in ("first", "second"):
-        small.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=json.dumps(
-                {
-                    "apiVersion": "storage.k8s.io/v1",
-                    "kind": "StorageClass",
-                    "metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-                    "provisioner": "example.com/none",
-                }
-            ),
-        )
+    small.kubectl("apply", "-f", "-", input=json.dumps(default_class("second")))
     try:
         st = checks(small.env.kfboot("preflight", "-o", "json").stdout)["storage"]
-        assert st["status"] == "WARN" and "2 default StorageClasses: first, second" in st["message"]
+        assert st["status"] == "WARN" and "2 default StorageClasses: second, standard" in st["message"]
     finally:
-        small.kubectl("delete", "storageclass", "first", "second")
-    assert checks(small.env.kfboot("preflight", "-o", "json").stdout)["storage"]["status"] == "PASS"
+        small.kubectl("delete", "storageclass", "second")
+    after = checks(small.env.kfboot("preflight", "-o", "json").stdout)
+    assert after["storage"]["status"] == "PASS" and after["storage"]["message"] == "default StorageClass standard"
+    assert after["disks"]["status"] == "SKIP"
 
 
 def test_view_only_service_account_fails_on_rights(small: Sandbox, tmp_path: Path) -> None:
