@@ -10,6 +10,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
+from lightkube.models.apps_v1 import DaemonSetStatus, DeploymentStatus, StatefulSetStatus
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from lightkube.resources.core_v1 import Event, Namespace, PersistentVolumeClaim, Pod
 from lightkube.resources.storage_v1 import StorageClass
@@ -67,8 +68,7 @@ class ReadinessReport:
     diagnoses: list[Diagnosis] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return d
+        return asdict(self)
 
 
 Workload = Deployment | StatefulSet | DaemonSet
@@ -76,38 +76,25 @@ Workload = Deployment | StatefulSet | DaemonSet
 
 def workload_ready(obj: Workload) -> tuple[bool, str]:
     """(ready, what is missing) following `kubectl rollout status` semantics."""
-    meta = o.meta(obj)
-    if isinstance(obj, Deployment):
-        dspec, dstatus = obj.spec, obj.status
-        if dspec is None or dstatus is None:
-            return False, "no status yet"
-        if (dstatus.observedGeneration or 0) < (meta.generation or 0):
-            return False, "rollout not observed yet"
-        want = dspec.replicas if dspec.replicas is not None else 1
-        avail = next((c for c in dstatus.conditions or [] if c.type == "Available"), None)
-        if (dstatus.updatedReplicas or 0) < want:
-            return False, f"{dstatus.updatedReplicas or 0}/{want} replicas updated"
-        if (dstatus.availableReplicas or 0) < want or avail is None or avail.status != "True":
-            return False, f"{dstatus.availableReplicas or 0}/{want} replicas available"
-        return True, ""
-    if isinstance(obj, StatefulSet):
-        sspec, sstatus = obj.spec, obj.status
-        if sspec is None or sstatus is None:
-            return False, "no status yet"
-        if (sstatus.observedGeneration or 0) < (meta.generation or 0):
-            return False, "rollout not observed yet"
-        want = sspec.replicas if sspec.replicas is not None else 1
-        if (sstatus.readyReplicas or 0) < want:
-            return False, f"{sstatus.readyReplicas or 0}/{want} replicas ready"
-        return True, ""
     status = obj.status
     if status is None:
         return False, "no status yet"
-    if (status.observedGeneration or 0) < (meta.generation or 0):
+    if (status.observedGeneration or 0) < (o.meta(obj).generation or 0):
         return False, "rollout not observed yet"
-    want = status.desiredNumberScheduled
-    if (status.numberReady or 0) < want or (status.updatedNumberScheduled or 0) < want:
-        return False, f"{status.numberReady or 0}/{want} pods ready"
+    if isinstance(obj, Deployment) and isinstance(status, DeploymentStatus):
+        want = obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 1
+        if (status.updatedReplicas or 0) < want:
+            return False, f"{status.updatedReplicas or 0}/{want} replicas updated"
+        if (status.availableReplicas or 0) < want or not o.condition_true(status.conditions, "Available"):
+            return False, f"{status.availableReplicas or 0}/{want} replicas available"
+    elif isinstance(obj, StatefulSet) and isinstance(status, StatefulSetStatus):
+        want = obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 1
+        if (status.readyReplicas or 0) < want:
+            return False, f"{status.readyReplicas or 0}/{want} replicas ready"
+    elif isinstance(status, DaemonSetStatus):
+        want = status.desiredNumberScheduled
+        if (status.numberReady or 0) < want or (status.updatedNumberScheduled or 0) < want:
+            return False, f"{status.numberReady or 0}/{want} pods ready"
     return True, ""
 
 
@@ -234,7 +221,8 @@ async def wait_ready(
 _INSUFFICIENT = re.compile(r"Insufficient ([\w./-]+)")
 
 
-async def _default_classes(client: AsyncClient) -> list[str]:
+async def default_classes(client: AsyncClient) -> list[str]:
+    """Names of the StorageClasses marked default (either annotation)."""
     out = []
     async for sc in client.list(StorageClass):
         if any(o.annotations_of(sc).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS):
@@ -277,7 +265,7 @@ async def diagnose(
             hint = f"not enough {', '.join(short)} on any node: add nodes or exclude components" if short else ""
             if "unbound immediate PersistentVolumeClaims" in msg or "persistentvolumeclaim" in msg.lower():
                 if defaults is None:
-                    defaults = await _default_classes(client)
+                    defaults = await default_classes(client)
                 hint = (
                     NO_DEFAULT_CLASS
                     if not defaults
@@ -360,7 +348,7 @@ async def pvc_problems(client: AsyncClient, namespaces: list[str]) -> list[Diagn
     async for pvc in client.list(PersistentVolumeClaim, namespace="*"):
         if o.namespace(pvc) in namespaces and (pvc.status is None or pvc.status.phase == "Pending"):
             if defaults is None:
-                defaults = await _default_classes(client)
+                defaults = await default_classes(client)
             cls = pvc.spec.storageClassName if pvc.spec else None
             hint = (
                 NO_DEFAULT_CLASS

@@ -21,9 +21,18 @@ from kfboot import paths
 from kfboot.config import KubeflowConfig, parse_duration
 from kfboot.download import sha256_file
 from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.kube import objects as o
 from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
 from kfboot.kube.manifest import Manifest, parse_json_manifests, parse_manifests, read_manifest_file
-from kfboot.kube.readiness import ReadinessReport, WorkloadRef, pvc_problems, wait_ready
+from kfboot.kube.readiness import (
+    WORKLOAD_KINDS,
+    ReadinessReport,
+    Workload,
+    WorkloadRef,
+    pvc_problems,
+    wait_ready,
+    workload_ready,
+)
 from kfboot.steps import tools
 from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
@@ -313,9 +322,6 @@ async def install(
 
 async def status(client: AsyncClient) -> dict[str, Any]:
     """Kubeflow workloads kfboot installed (by its label) and how ready they are."""
-    from kfboot.kube import objects as o
-    from kfboot.kube.readiness import WORKLOAD_KINDS, Workload, workload_ready
-
     releases: set[str] = set()
     namespaces: dict[str, list[int]] = {}
     not_ready: list[str] = []

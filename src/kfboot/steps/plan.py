@@ -5,15 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lightkube.resources.storage_v1 import StorageClass
-
 from kfboot.config import Environment
 from kfboot.errors import KfbootError
-from kfboot.kube import objects as o
 from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.client import async_client
 from kfboot.kube.dryrun import BundlePlan, dry_run
-from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
+from kfboot.kube.readiness import default_classes
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
 from kfboot.steps import tools
@@ -72,11 +69,7 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
 
     client = async_client(kubeconfig, context)
     try:
-        defaults = [
-            o.name(sc)
-            async for sc in client.list(StorageClass)
-            if any(o.annotations_of(sc).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS)
-        ]
+        defaults = await default_classes(client)
         if cfg.storage.provider == "none":
             plan.steps.append(StepPlan("storage", "skip", ["storage.provider is none"]))
         elif cfg.storage.provider in ("auto", "existing") and defaults:

@@ -13,14 +13,13 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 from lightkube.resources.core_v1 import Node
-from lightkube.resources.storage_v1 import StorageClass
 
 from kfboot.config import Environment
 from kfboot.errors import KfbootError
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json
 from kfboot.kube.quantity import parse_quantity
-from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
+from kfboot.kube.readiness import default_classes
 from kfboot.steps import host, tools
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
@@ -240,10 +239,7 @@ async def _nodes(client: AsyncClient, cfg: Environment, report: PreflightReport)
 
 async def _storage(client: AsyncClient, cfg: Environment, report: PreflightReport) -> bool:
     """Check the default StorageClass; returns whether the storage step would install Rook."""
-    defaults = []
-    async for sc in client.list(StorageClass):
-        if any(o.annotations_of(sc).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS):
-            defaults.append(o.name(sc))
+    defaults = await default_classes(client)
     if len(defaults) > 1:
         report.add(
             "storage",
