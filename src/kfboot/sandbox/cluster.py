@@ -425,13 +425,18 @@ async def _wait_nodes_ready(client: AsyncClient, names: set[str], timeout: float
     while time.monotonic() < deadline:
         ready = set()
         async for node in client.list(Node):
-            if o.condition_true(node.status.conditions if node.status else None, "Ready"):
+            # Ready *and* schedulable: the node lifecycle controller removes its startup taint
+            # node.kubernetes.io/not-ready:NoSchedule a moment after kwok reports Ready
+            taints = (node.spec.taints if node.spec else None) or []
+            if o.condition_true(node.status.conditions if node.status else None, "Ready") and not any(
+                t.key.startswith("node.kubernetes.io/") for t in taints
+            ):
                 ready.add(o.name(node))
         if names <= ready:
             return
         await asyncio.sleep(0.2)
     raise RuntimeFailure(
-        f"nodes not Ready within {timeout:.0f} s: {', '.join(sorted(names - ready))}",
+        f"nodes not Ready and schedulable within {timeout:.0f} s: {', '.join(sorted(names - ready))}",
         "see the kwok-controller log under the sandbox's logs/ folder",
     )
 
