@@ -146,6 +146,10 @@ def cli_env(tmp_path: Path) -> Env:
     return make_env(tmp_path)
 
 
+#: kinds whose objects come and go by themselves (controllers, leases, events, tokens)
+VOLATILE_KINDS = ("events", "leases", "endpoints", "endpointslices", "componentstatuses")
+
+
 @dataclass
 class Sandbox:
     name: str
@@ -168,6 +172,22 @@ class Sandbox:
 
     def kubectl_json(self, *args: str) -> dict[str, object]:
         return dict(json.loads(self.kubectl(*args, "-o", "json").stdout))
+
+    def inventory(self, exclude: tuple[str, ...] = VOLATILE_KINDS) -> set[str]:
+        """Every object of every listable kind as "kind.group ns/name", observed with the real kubectl
+        (kinds that churn on their own — events, leases, … — left out)."""
+        kinds = [
+            k
+            for k in self.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
+            if k.split(".", 1)[0] not in exclude
+        ]
+        items = self.kubectl_json("get", ",".join(kinds), "-A", "--ignore-not-found")["items"]
+        out = set()
+        for item in items:  # type: ignore[attr-defined]
+            group = item["apiVersion"].rsplit("/", 1)[0] if "/" in item["apiVersion"] else ""
+            ns = item["metadata"].get("namespace")
+            out.add(f"{item['kind']}.{group} {ns + '/' if ns else ''}{item['metadata']['name']}")
+        return out
 
     def log_tails(self, lines: int = 40) -> str:
         out = []

@@ -69,6 +69,13 @@ class StorageConfig(_Model):
     provider: Literal["auto", "rook-ceph", "existing", "none"] = "auto"
     defaultClass: bool = True
     rook: RookConfig = Field(default_factory=RookConfig)
+    timeout: str = Field("20m", description="deadline for the storage step (operator, Ceph health, probe PVC)")
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class KustomizeConfig(_Model):
@@ -147,6 +154,7 @@ storage:
     deviceFilter: null
     allowLoopDevices: false     # test rigs only (Rook ignores loop devices otherwise)
     replicas: auto              # auto = 1 for one storage node, 3 for three or more
+  timeout: 20m                  # deadline for the storage step (operator, Ceph health, probe PVC)
 tools:
   kustomize:
     version: 5.8.1              # what Kubeflow's CI pins; kustomize >= 5 is required

@@ -17,6 +17,7 @@ from kfboot.cli import kubeflow as kubeflow_cmd
 from kfboot.cli import plan as plan_cmd
 from kfboot.cli import preflight as preflight_cmd
 from kfboot.cli import sandbox as sandbox_cmd
+from kfboot.cli import storage as storage_cmd
 from kfboot.cli import tools as tools_cmd
 from kfboot.cli._common import Output, State
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_cmd.app, name="sandbox")
 app.add_typer(host_cmd.app, name="host")
+app.add_typer(storage_cmd.app, name="storage")
 app.add_typer(tools_cmd.app, name="tools")
 app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")

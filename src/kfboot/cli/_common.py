@@ -12,11 +12,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2 as httpx
 import typer
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 from rich.console import Console
 
 from kfboot.config import Environment, load_config
-from kfboot.errors import ExitCode, KfbootError
+from kfboot.errors import BadInputError, ExitCode, KfbootError, RuntimeFailure
+from kfboot.kube.client import async_client
+from kfboot.kube.errors import classify
 from kfboot.ui import JsonReporter, PlainReporter, Reporter, RichReporter
 
 T = TypeVar("T")
@@ -104,6 +109,12 @@ def handled(st: State) -> Iterator[None]:
     except KfbootError as exc:
         render_error(st, exc)
         raise typer.Exit(int(exc.exit_code)) from None
+    except (ApiError, httpx.HTTPError) as exc:
+        # what no step anticipated: still one line, never a traceback
+        c = classify(exc)
+        failure = RuntimeFailure(c.reason, c.hint or "kfboot's steps are idempotent: run the command again")
+        render_error(st, failure)
+        raise typer.Exit(int(failure.exit_code)) from None
     except KeyboardInterrupt:
         st.err.print("interrupted")
         raise typer.Exit(130) from None
@@ -113,6 +124,30 @@ def run(st: State, fn: Callable[[], Awaitable[T]]) -> T:
     """Run an async core call under :func:`handled`."""
     with handled(st):
         return asyncio.run(fn())  # type: ignore[arg-type]
+
+
+def client_of(st: State) -> AsyncClient:
+    """A client for the cluster of --kubeconfig/--context, else kfboot.yaml's cluster section."""
+    cfg = st.config().cluster
+    return async_client(st.kubeconfig or cfg.kubeconfig, st.context or cfg.context)
+
+
+def confirm_typed(st: State, phrase: str, given: str | None, danger: str) -> None:
+    """A data-destroying action goes ahead only when the user types ``phrase`` (``--yes`` never does).
+    ``given`` is the non-interactive answer of a --confirm option."""
+    if given is None:
+        with handled(st):
+            st.err.print(f"[bold red]warning:[/] {danger}.")
+            st.err.print(f"Type [bold]{phrase}[/] to continue: ", end="")
+            line = sys.stdin.readline()
+            if not line:
+                raise BadInputError(
+                    f"no confirmation given: this needs {phrase!r} typed", f"type it, or pass --confirm {phrase}"
+                )
+            given = line.strip()
+    if given != phrase:
+        with handled(st):
+            raise BadInputError(f"confirmation {given!r} is not {phrase!r}; nothing was changed", f"type {phrase}")
 
 
 EXIT = ExitCode

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kfboot.cli._common import State, emit_json, run, state
+from kfboot.cli._common import State, client_of, emit_json, run, state
 from kfboot.config import KubeflowConfig
 from kfboot.errors import BadInputError, ExitCode
-from kfboot.kube.client import async_client
 from kfboot.steps import kubeflow as kf
 from kfboot.yamlio import dump_all
 
@@ -40,11 +39,6 @@ def _kubeflow_config(
         return KubeflowConfig.model_validate(data)
     except ValueError as exc:
         raise BadInputError(f"invalid option: {exc}".splitlines()[0], "see `kfboot kubeflow install --help`") from exc
-
-
-def _client(st: State) -> Any:
-    cfg = st.config().cluster
-    return async_client(st.kubeconfig or cfg.kubeconfig, st.context or cfg.context)
 
 
 @app.command("render")
@@ -95,7 +89,7 @@ def install(
         cfg = _kubeflow_config(st, source, release, exclude, timeout)
         reporter = st.reporter()
         rendered = await kf.render(cfg, reporter)  # a bad bundle stops here, before any connection
-        client = _client(st)
+        client = client_of(st)
         try:
             return await kf.install(client, cfg, rendered, reporter, wait=wait)
         finally:
@@ -149,7 +143,7 @@ def status(ctx: typer.Context) -> None:
     st = state(ctx)
 
     async def go() -> dict[str, Any]:
-        client = _client(st)
+        client = client_of(st)
         try:
             return await kf.status(client)
         finally:

@@ -28,6 +28,8 @@ class ResourceInfo:
     kind: str
     plural: str
     namespaced: bool
+    #: the verbs discovery reports (a CRD of a bundle that is not served yet: the standard ones)
+    verbs: tuple[str, ...] = ("create", "delete", "get", "list", "patch", "update", "watch")
 
     @property
     def api_version(self) -> str:
@@ -35,6 +37,7 @@ class ResourceInfo:
 
 
 GenericResource = type[GenericNamespacedResource] | type[GenericGlobalResource]
+_CLASSES: dict[tuple[str, str], GenericResource] = {}
 
 
 class ResourceCatalog:
@@ -42,7 +45,6 @@ class ResourceCatalog:
 
     def __init__(self) -> None:
         self._infos: dict[tuple[str, str], ResourceInfo] = {}
-        self._classes: dict[tuple[str, str], GenericResource] = {}
 
     def add(self, info: ResourceInfo) -> None:
         self._infos[(info.api_version, info.kind)] = info
@@ -71,12 +73,22 @@ class ResourceCatalog:
     def known_kinds(self) -> set[tuple[str, str]]:
         return {(i.group, i.kind) for i in self._infos.values()}
 
+    def listable(self) -> list[ResourceInfo]:
+        """One served version (discovery's preferred: the first) of every kind that can be listed."""
+        seen: dict[tuple[str, str], ResourceInfo] = {}
+        for info in self._infos.values():
+            if "list" in info.verbs and (info.group, info.kind) not in seen:
+                seen[(info.group, info.kind)] = info
+        return list(seen.values())
+
     def resource_class(self, info: ResourceInfo) -> GenericResource:
+        # one class per kind for the whole process: lightkube registers generic classes globally and
+        # refuses a second class for a core ("v1") kind
         key = (info.api_version, info.kind)
-        if key not in self._classes:
+        if key not in _CLASSES:
             make = create_namespaced_resource if info.namespaced else create_global_resource
-            self._classes[key] = make(info.group, info.version, info.kind, info.plural)
-        return self._classes[key]
+            _CLASSES[key] = make(info.group, info.version, info.kind, info.plural)
+        return _CLASSES[key]
 
     def for_manifest(self, m: Manifest) -> ResourceInfo | None:
         return self.lookup(m.api_version, m.kind)
@@ -99,7 +111,12 @@ class ResourceCatalog:
                         if kind and "/" not in res["resource"]:
                             self.add(
                                 ResourceInfo(
-                                    gname, ver["version"], kind, res["resource"], res.get("scope") == "Namespaced"
+                                    gname,
+                                    ver["version"],
+                                    kind,
+                                    res["resource"],
+                                    res.get("scope") == "Namespaced",
+                                    tuple(res.get("verbs") or ()),
                                 )
                             )
 
@@ -120,6 +137,11 @@ class ResourceCatalog:
                 if "/" not in res["name"]:
                     self.add(
                         ResourceInfo(
-                            group_of(gv), gv.rsplit("/", 1)[-1], res["kind"], res["name"], bool(res.get("namespaced"))
+                            group_of(gv),
+                            gv.rsplit("/", 1)[-1],
+                            res["kind"],
+                            res["name"],
+                            bool(res.get("namespaced")),
+                            tuple(res.get("verbs") or ()),
                         )
                     )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import httpx2 as httpx
+import stamina
 from lightkube.core.exceptions import ApiError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,19 @@ def classify(exc: BaseException) -> Classified:
         code = exc.response.status_code
         return Classified(code >= 500 or code == 429, f"HTTP {code} from the API server")
     return Classified(False, f"{type(exc).__name__}: {exc}")
+
+
+def retry_hint(exc: Exception) -> bool | float:
+    """A stamina ``on=`` predicate: retry transient API errors (honouring Retry-After), not the others."""
+    c = classify(exc)
+    if not c.transient:
+        return False
+    return c.retry_after if c.retry_after is not None else True
+
+
+def api_retry(timeout: float = 60.0) -> Callable[[F], F]:
+    """Retry a call that talks to the API through transient errors (429, 5xx, connection resets)."""
+    return cast(
+        "Callable[[F], F]",
+        stamina.retry(on=retry_hint, attempts=None, timeout=timeout, wait_initial=0.3, wait_max=5.0),
+    )

@@ -369,6 +369,57 @@ def _write_operator_script(path: Path) -> None:
 # ----------------------------------------------------------------------------------------------- up
 
 
+#: a simulated node's disks as ``lsblk -J -b`` output; the storage step reads it instead of asking a host
+SANDBOX_LSBLK_ANNOTATION = "sandbox.kfboot.io/lsblk"
+#: every simulated node's disks, as ``lsblk -J -b`` prints them: a system disk in use and one empty
+#: 100 GiB disk for Ceph. The storage step classifies them with the same code as a real node's.
+SIMULATED_DISKS = json.dumps(
+    {
+        "blockdevices": [
+            {
+                "name": "sda",
+                "path": "/dev/sda",
+                "type": "disk",
+                "size": 50 * 2**30,
+                "fstype": None,
+                "pttype": "gpt",
+                "mountpoints": [None],
+                "ro": False,
+                "rm": False,
+                "rota": False,
+                "children": [
+                    {
+                        "name": "sda1",
+                        "path": "/dev/sda1",
+                        "type": "part",
+                        "size": 50 * 2**30 - 2**20,
+                        "fstype": "ext4",
+                        "pttype": "gpt",
+                        "mountpoints": ["/"],
+                        "ro": False,
+                        "rm": False,
+                        "rota": False,
+                    }
+                ],
+            },
+            {
+                "name": "sdb",
+                "path": "/dev/sdb",
+                "type": "disk",
+                "size": 100 * 2**30,
+                "fstype": None,
+                "pttype": None,
+                "mountpoints": [None],
+                "ro": False,
+                "rm": False,
+                "rota": False,
+            },
+        ]
+    },
+    separators=(",", ":"),
+)
+
+
 def _node(spec: SandboxSpec, index: int) -> Node:
     name = f"{spec.name}-node-{index}"
     resources_ = {
@@ -380,7 +431,11 @@ def _node(spec: SandboxSpec, index: int) -> Node:
     return Node(
         metadata=ObjectMeta(
             name=name,
-            annotations={NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            annotations={
+                NODE_ANNOTATION: "fake",
+                "node.alpha.kubernetes.io/ttl": "0",
+                SANDBOX_LSBLK_ANNOTATION: SIMULATED_DISKS,
+            },
             labels={
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",

@@ -1,0 +1,207 @@
+"""Deleting objects and waiting until they are really gone: the mirror of apply.
+
+Objects are deleted in waves — ordinary objects, then CRDs, then namespaces — so a controller can still
+run its finalizers while its CRDs and namespace exist. Each wave waits until its objects have disappeared;
+stuck objects are reported with the finalizers that hold them. ``clear_finalizers`` is for objects whose
+controller is already gone (nobody else will ever remove the finalizer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.types import CascadeType, PatchType
+
+from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
+from kfboot.kube.errors import api_retry
+from kfboot.ui import Reporter
+
+MERGE = PatchType.MERGE
+
+
+@dataclass(frozen=True)
+class Target:
+    res: Any  # a lightkube resource class
+    name: str
+    namespace: str | None
+    kind: str
+    group: str = ""
+
+    @property
+    def label(self) -> str:
+        """ "Kind.group ns/name" for reports."""
+        gk = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{gk} {self.namespace}/{self.name}" if self.namespace else f"{gk} {self.name}"
+
+    @property
+    def wave(self) -> int:
+        """Deletion order: ordinary objects, then CRDs, then namespaces."""
+        if self.kind == "Namespace" and self.group == "":
+            return 2
+        return 1 if self.kind == "CustomResourceDefinition" else 0
+
+    def __str__(self) -> str:
+        return self.label
+
+
+@dataclass
+class DeleteReport:
+    deleted: list[str] = field(default_factory=list)
+    finalizers_cleared: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+    def merge(self, other: DeleteReport) -> None:
+        self.deleted += other.deleted
+        self.finalizers_cleared += other.finalizers_cleared
+        self.leftovers += other.leftovers
+
+
+async def crd_exists(client: AsyncClient, name: str) -> bool:
+    try:
+        await client.get(CustomResourceDefinition, name)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return False
+        raise
+    return True
+
+
+@api_retry()
+async def _get(client: AsyncClient, t: Target) -> Any | None:
+    try:
+        return await client.get(t.res, t.name, namespace=t.namespace)
+    except ApiError as exc:
+        if exc.status.code in (404, 405):
+            return None
+        raise
+
+
+@api_retry()
+async def _delete(client: AsyncClient, t: Target) -> bool:
+    """Send the delete; False when the object was already gone."""
+    try:
+        await client.delete(t.res, t.name, namespace=t.namespace, cascade=CascadeType.BACKGROUND)
+    except ApiError as exc:
+        if exc.status.code in (404, 405):
+            return False
+        raise
+    return True
+
+
+@api_retry()
+async def _clear_finalizers(client: AsyncClient, t: Target) -> bool:
+    try:
+        await client.patch(t.res, t.name, {"metadata": {"finalizers": None}}, namespace=t.namespace, patch_type=MERGE)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return False
+        raise
+    return True
+
+
+async def delete_wave(
+    client: AsyncClient,
+    targets: list[Target],
+    deadline: float,
+    reporter: Reporter,
+    *,
+    what: str,
+    clear_finalizers: bool = False,
+    concurrency: int = 16,
+) -> DeleteReport:
+    """Delete ``targets`` and wait (until ``deadline``) for all of them to disappear."""
+    report = DeleteReport()
+    if not targets:
+        return report
+    sem = asyncio.Semaphore(concurrency)
+
+    async def send(t: Target) -> None:
+        async with sem:
+            if await _delete(client, t):
+                report.deleted.append(t.label)
+
+    await asyncio.gather(*(send(t) for t in targets))
+    pending = list(targets)
+    with reporter.progress(f"deleting {what}") as task:
+        while True:
+            still: list[tuple[Target, Any]] = []
+            for t in pending:
+                obj = await _get(client, t)
+                if obj is not None:
+                    still.append((t, obj))
+            pending = [t for t, _ in still]
+            task.update(f"deleting {what}: {len(targets) - len(pending)}/{len(targets)} gone")
+            if not pending:
+                return report
+            if clear_finalizers:
+                for t, obj in still:
+                    if obj.metadata and obj.metadata.finalizers and await _clear_finalizers(client, t):
+                        report.finalizers_cleared.append(t.label)
+            if time.monotonic() >= deadline:
+                for t, obj in still:
+                    fins = (obj.metadata.finalizers if obj.metadata else None) or []
+                    report.leftovers.append(
+                        t.label + (f" (held by finalizers {', '.join(fins)})" if fins else " (still terminating)")
+                    )
+                task.fail(f"{len(pending)} of {what} still present")
+                return report
+            await asyncio.sleep(0.5)
+
+
+async def delete_in_waves(
+    client: AsyncClient,
+    targets: list[Target],
+    deadline: float,
+    reporter: Reporter,
+    *,
+    what: str = "objects",
+    clear_finalizers: bool = False,
+) -> DeleteReport:
+    """Delete ``targets`` wave by wave (objects, CRDs, namespaces), each wave gone before the next."""
+    report = DeleteReport()
+    for i, name in enumerate(("objects", "CRDs", "namespaces")):
+        wave = [t for t in targets if t.wave == i]
+        report.merge(
+            await delete_wave(
+                client, wave, deadline, reporter, what=f"{what}: {name}", clear_finalizers=clear_finalizers
+            )
+        )
+    return report
+
+
+async def find_labelled(
+    client: AsyncClient, selector: dict[str, str], catalog: ResourceCatalog | None = None, concurrency: int = 8
+) -> list[Target]:
+    """Every object of every listable kind carrying the labels ``selector`` (an inventory by label)."""
+    if catalog is None:
+        catalog = ResourceCatalog()
+        await catalog.refresh(client)
+    sem = asyncio.Semaphore(concurrency)
+    out: list[Target] = []
+
+    @api_retry()
+    async def scan(info: ResourceInfo) -> list[Target]:
+        res: Any = catalog.resource_class(info)
+        wanted: dict[str, Any] = dict(selector)
+        found: list[Target] = []
+        async with sem:
+            try:
+                async for obj in client.list(res, namespace="*" if info.namespaced else None, labels=wanted):
+                    meta = obj.metadata
+                    if meta is not None and meta.name:
+                        ns = meta.namespace if info.namespaced else None
+                        found.append(Target(res, meta.name, ns, info.kind, info.group))
+            except ApiError as exc:
+                if exc.status.code not in (403, 404, 405):
+                    raise
+        return found
+
+    for found in await asyncio.gather(*(scan(i) for i in catalog.listable() if i.kind != "Event")):
+        out += found
+    return sorted(out, key=lambda t: (t.wave, t.label))

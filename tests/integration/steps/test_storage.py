@@ -1,0 +1,246 @@
+"""`kfboot storage install | status | uninstall` on real sandboxes: the real Rook v1.20.6 manifests are
+applied to a real API server; kwok Stages play the Rook operator (CephCluster / CephBlockPool status,
+finalizers) and the sandbox operator plays ceph-csi's provisioner. Observed with the real kubectl."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import conftest
+from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+
+pytestmark = pytest.mark.sandbox
+
+ROOK = conftest.testdata() / "rook" / "v1.20.6"
+
+
+def rook_config(tmp: Path, extra: str = "", provider: str = "rook-ceph") -> Path:
+    cfg = tmp / "kfboot.yaml"
+    cfg.write_text(f"storage:\n  provider: {provider}\n  timeout: 3m\n  rook:\n    manifests: {ROOK}\n{extra}")
+    return cfg
+
+
+def sandbox(tmp_path_factory: pytest.TempPathFactory, name: str, nodes: int) -> Sandbox:
+    sb = start_sandbox(make_env(tmp_path_factory.mktemp(name)), name, "--nodes", str(nodes))
+    sb.env.env["KUBECONFIG"] = str(sb.kubeconfig)
+    return sb
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sb = sandbox(tmp_path_factory, "stor1", 1)
+    yield sb
+    stop_sandbox(sb)
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sb = sandbox(tmp_path_factory, "stor3", 3)
+    yield sb
+    stop_sandbox(sb)
+
+
+def default_class(name: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "provisioner": "example.com/nfs",
+            "metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        }
+    )
+
+
+def classes(sb: Sandbox) -> dict[str, bool]:
+    out = {}
+    for sc in sb.kubectl_json("get", "sc")["items"]:  # type: ignore[attr-defined]
+        ann = sc["metadata"].get("annotations") or {}
+        out[sc["metadata"]["name"]] = ann.get("storageclass.kubernetes.io/is-default-class") == "true"
+    return out
+
+
+def rook_leftovers(sb: Sandbox) -> list[str]:
+    """Anything of Rook's still in the cluster (CRDs, namespace, cluster-scoped RBAC, …); the sandbox's
+    own Stages that play the operator do not count."""
+    return sorted(
+        x
+        for x in sb.inventory()
+        if ("ceph" in x.lower() or "rook" in x.lower()) and not x.startswith("Stage.kwok.x-k8s.io ")
+    )
+
+
+def cephcluster(sb: Sandbox) -> dict[str, Any]:
+    return sb.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")
+
+
+def pool(sb: Sandbox, name: str = "replicapool") -> dict[str, Any]:
+    return sb.kubectl_json("get", "cephblockpool", "-n", "rook-ceph", name)
+
+
+def test_one_node_install_demotes_default_binds_claims_and_uninstalls_cleanly(one: Sandbox, tmp_path: Path) -> None:
+    before = one.inventory()
+    one.kubectl("apply", "-f", "-", input=default_class("nfs"))
+    cfg = rook_config(tmp_path)
+    proc = one.env.kfboot("--config", str(cfg), "storage", "install", "-o", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["demoted"] == ["nfs"] and result["defaultClass"] == "rook-ceph-block"
+    assert result["health"]["probe"]["bound"] is True
+    # kubectl get sc: rook-ceph-block (default), the former default demoted
+    table = one.kubectl("get", "sc").stdout
+    assert "rook-ceph-block (default)" in table and "nfs (default)" not in table
+    assert classes(one) == {"rook-ceph-block": True, "nfs": False}
+    sc = one.kubectl_json("get", "sc", "rook-ceph-block")
+    assert sc["provisioner"] == "rook-ceph.rbd.csi.ceph.com" and sc["allowVolumeExpansion"] is True
+    assert sc["parameters"]["csi.storage.k8s.io/fstype"] == "ext4"  # type: ignore[index]
+    # the 1-node shape: one mon and mgr allowed on the same node, size 1 without the safety check,
+    # the no-redundancy warning muted, and the explicit disk discovery found (never useAllDevices)
+    spec = cephcluster(one)["spec"]
+    assert spec["mon"] == {"count": 1, "allowMultiplePerNode": True}  # type: ignore[index]
+    assert spec["mgr"]["count"] == 1 and spec["mgr"]["allowMultiplePerNode"] is True  # type: ignore[index]
+    assert spec["storage"] == {  # type: ignore[index]
+        "useAllNodes": False,
+        "useAllDevices": False,
+        "nodes": [{"name": "stor1-node-0", "devices": [{"name": "sdb"}]}],
+    }
+    assert spec["cephConfig"]["global"]["mon_warn_on_pool_no_redundancy"] == "false"  # type: ignore[index]
+    assert pool(one)["spec"]["replicated"] == {"size": 1, "requireSafeReplicaSize": False}  # type: ignore[index]
+    assert pool(one, "builtin-mgr")["spec"]["name"] == ".mgr"  # type: ignore[index]
+    # a claim without storageClassName binds through the default class
+    one.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data", "namespace": "default"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+            }
+        ),
+    )
+    one.kubectl("wait", "pvc/data", "-n", "default", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s")
+    assert one.kubectl_json("get", "pvc", "data", "-n", "default")["spec"]["storageClassName"] == "rook-ceph-block"  # type: ignore[index]
+    # status: healthy
+    st = one.env.kfboot("storage", "status", "-o", "json")
+    assert st.returncode == 0, st.stdout
+    assert json.loads(st.stdout)["rook"]["osds"] == 1
+    # a second install changes nothing and is healthy again
+    again = one.env.kfboot("--config", str(cfg), "storage", "install", "-o", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["demoted"] == []
+    assert cephcluster(one)["metadata"]["generation"] == 1
+    # uninstall refuses while a volume lives on Ceph ...
+    refused = one.env.kfboot("storage", "uninstall")
+    assert refused.returncode == 1 and "still live on Ceph" in refused.stderr
+    assert "rook-ceph-block" in classes(one)
+    one.kubectl("delete", "pvc", "data", "-n", "default", "--wait=true")
+    one.kubectl("wait", "--for=delete", "pv", "--all", "--timeout=60s")
+    # ... then removes every Rook object and gives the default back
+    gone = one.env.kfboot("storage", "uninstall", "-o", "json")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert json.loads(gone.stdout)["restoredDefault"] == ["nfs"]
+    assert rook_leftovers(one) == []
+    assert classes(one) == {"nfs": True}
+    one.kubectl("delete", "sc", "nfs")
+    one.kubectl("delete", "ns", "kfboot-system", "--wait=true")
+    assert one.inventory() == before
+
+
+def test_three_nodes_get_three_mons_and_three_replicas_across_hosts(three: Sandbox, tmp_path: Path) -> None:
+    proc = three.env.kfboot("--config", str(rook_config(tmp_path)), "storage", "install", "-o", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spec = cephcluster(three)["spec"]
+    assert spec["mon"] == {"count": 3, "allowMultiplePerNode": False}  # type: ignore[index]
+    assert spec["mgr"]["count"] == 2  # type: ignore[index]
+    assert [n["name"] for n in spec["storage"]["nodes"]] == [f"stor3-node-{i}" for i in range(3)]  # type: ignore[index]
+    assert "cephConfig" not in spec  # no muted warnings with real redundancy
+    p = pool(three)["spec"]
+    assert p["failureDomain"] == "host" and p["replicated"] == {"size": 3, "requireSafeReplicaSize": True}  # type: ignore[index]
+    # Ceph's default .mgr pool (3 replicas) fits three hosts: no 1-replica override
+    assert three.kubectl("get", "cephblockpool", "-n", "rook-ceph", "builtin-mgr", check=False).returncode != 0
+    status = json.loads(three.env.kfboot("storage", "status", "-o", "json").stdout)
+    assert status["rook"]["osds"] == 3 and status["rook"]["healthy"] is True
+
+
+def test_auto_keeps_an_existing_default_class_and_skips_rook(three: Sandbox, tmp_path: Path) -> None:
+    # runs after the 3-node install: rook-ceph-block is the default now; a fresh class shows the rule
+    cfg = rook_config(tmp_path, provider="auto")
+    proc = three.env.kfboot("--config", str(cfg), "storage", "install", "-o", "json")
+    assert proc.returncode == 0
+    # rook-ceph-block itself is the usable default: auto reconciles Rook rather than skipping it
+    assert json.loads(proc.stdout)["action"] == "installed"
+
+
+def test_auto_with_another_default_class_skips_rook(one: Sandbox, tmp_path: Path) -> None:
+    one.kubectl("apply", "-f", "-", input=default_class("local-nfs"))
+    try:
+        proc = one.env.kfboot("--config", str(rook_config(tmp_path, provider="auto")), "storage", "install")
+        assert proc.returncode == 0, proc.stderr
+        assert "already has the default StorageClass local-nfs" in proc.stdout
+        assert one.kubectl("get", "ns", "rook-ceph", check=False).returncode != 0  # nothing of Rook applied
+    finally:
+        one.kubectl("delete", "sc", "local-nfs")
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "words"),
+    [
+        ("    devices: [{node: stor1-node-0, path: /dev/sda}]\n", 2, "/dev/sda on stor1-node-0 has part devices"),
+        ("    devices: [{node: stor1-node-0, path: /dev/sdz}]\n", 2, "/dev/sdz does not exist on stor1-node-0"),
+        ("    devices: [{node: elsewhere, path: /dev/sdb}]\n", 2, "names node 'elsewhere'"),
+        ("    deviceFilter: ^nvme\n", 1, "no eligible disk for Ceph on any node"),
+        ("    replicas: 3\n", 2, "replicas is 3 but only 1 node(s) have a disk"),
+        ("    version: v1.9.0\n", 2, "storage.rook.version 'v1.9.0' is not a Rook release"),
+    ],
+)
+def test_bad_storage_input_is_one_line_and_changes_nothing(
+    one: Sandbox, tmp_path: Path, extra: str, code: int, words: str
+) -> None:
+    before = one.inventory()
+    proc = one.env.kfboot("--config", str(rook_config(tmp_path, extra)), "storage", "install")
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and words in error[0], proc.stderr
+    assert "fix:" in proc.stderr
+    assert one.inventory() == before
+
+
+def test_destroy_data_needs_the_typed_phrase(three: Sandbox) -> None:
+    for answer in ("", "yes\n", "rook-ceph\n"):
+        proc = three.env.kfboot("--yes", "storage", "uninstall", "--destroy-data", input=answer)
+        assert proc.returncode == 2, proc.stderr
+        assert "nothing was changed" in proc.stderr or "no confirmation given" in proc.stderr
+    assert cephcluster(three)["spec"]["cleanupPolicy"]["confirmation"] == ""  # type: ignore[index]
+    assert "rook-ceph-block" in classes(three)
+
+
+def test_uninstall_clears_finalizers_when_the_operator_is_gone(three: Sandbox) -> None:
+    """Rook's finalizers stay when no operator runs: the simulated operator's delete Stages are removed and
+    its Deployment scaled to zero, so only kfboot can release the CephCluster and the pool."""
+    three.kubectl("delete", "stage", "rook-cephcluster-delete", "rook-cephblockpool-delete")
+    three.kubectl("scale", "deployment", "rook-ceph-operator", "-n", "rook-ceph", "--replicas=0")
+    three.kubectl(
+        "wait",
+        "deployment/rook-ceph-operator",
+        "-n",
+        "rook-ceph",
+        "--for=jsonpath={.status.replicas}=0",
+        "--timeout=60s",
+        check=False,
+    )
+    assert "cephcluster.ceph.rook.io" in cephcluster(three)["metadata"]["finalizers"]  # type: ignore[operator]
+    proc = three.env.kfboot(
+        "storage", "uninstall", "--destroy-data", "--confirm", "yes-really-destroy-data", "-o", "json"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert "CephCluster.ceph.rook.io rook-ceph/rook-ceph" in result["finalizersCleared"]
+    assert result["dataDestroyed"] is True and result["leftovers"] == []
+    assert rook_leftovers(three) == []
