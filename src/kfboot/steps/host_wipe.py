@@ -59,7 +59,11 @@ async def inspect(runner: Runner, path: str, *, allow_loop: bool = False) -> tup
         raise BadInputError(
             f"{path} is not a block device on {runner.where}", "pick one from `kfboot host devices` (same --node)"
         )
-    shown = path if real == path else f"{path} ({real})"
+    return dev, check_wipeable(dev, found, path if real == path else f"{path} ({real})")
+
+
+def check_wipeable(dev: Device, found: list[Device], shown: str) -> list[Device]:
+    """Everything below ``dev`` if it may be wiped; else the refusal (``shown`` names it)."""
     if dev.type not in ("disk", "loop"):
         raise BadInputError(
             f"{shown} is not a whole disk ({dev.type}): kfboot wipes whole disks only",
@@ -80,7 +84,7 @@ async def inspect(runner: Runner, path: str, *, allow_loop: bool = False) -> tup
         )
     if dev.ro:
         raise BadInputError(f"{shown} is read-only", "make it writable (blockdev --setrw) if it really is to be wiped")
-    return dev, below
+    return below
 
 
 def commands(dev: Device, parts: list[Device]) -> list[tuple[list[str], bool]]:
