@@ -168,10 +168,10 @@ async def probe(runner: Runner, path: str) -> Probe:
         return Probe()
     if res.rc == 8:
         return Probe(unprobed="has ambivalent signatures (blkid -p exit 8): more than one filesystem or table")
-    if res.rc == NOT_FOUND:
-        why = f"{res.last_error_line()} (blkid is in util-linux)"
-    elif "sudo" in res.stderr:
-        why = "needs root to read it (sudo -n refused)"
+    if "sudo" in res.stderr:
+        why = f"needs root to read it ({res.last_error_line()})"
+    elif res.rc == NOT_FOUND:
+        why = "blkid is not installed (util-linux)"
     else:
         why = res.last_error_line()
     return Probe(unprobed=f"could not be probed with blkid -p: {why}")

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,10 +77,12 @@ class Sshd:
     host_pub: Path
     log: Path
 
-    def config(self, *, key: Path | None = None, known_hosts: Path | None = None, port: int | None = None) -> str:
-        """kfboot.yaml with node ``n1`` reached through this sshd as root (loop devices allowed)."""
+    def config(
+        self, *, key: Path | None = None, known_hosts: Path | None = None, port: int | None = None, user: str = "root"
+    ) -> str:
+        """kfboot.yaml with node ``n1`` reached through this sshd as ``user`` (loop devices allowed)."""
         ssh = (
-            f"{{user: root, key: '{key or self.client_key}', port: {port or self.port}, "
+            f"{{user: {user}, key: '{key or self.client_key}', port: {port or self.port}, "
             f"knownHosts: '{known_hosts or self.known_hosts}'}}"
         )
         return (
@@ -102,14 +105,14 @@ def keygen(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    """A real OpenSSH server on 127.0.0.1 (own config, host key and authorized_keys in tmp_path), as root."""
+@contextmanager
+def running_sshd(d: Path, extra: str = "") -> Iterator[Sshd]:
+    """A real OpenSSH server on 127.0.0.1 (own config, host key and authorized_keys in ``d``), as root.
+    Users other than root authenticate with their own ~/.ssh/authorized_keys."""
     if not SSHD.is_file() or not shutil.which("ssh-keygen"):
         skip_or_fail("openssh-server is not installed (apt-get install openssh-server)")
     if os.geteuid() != 0:
         skip_or_fail("the loopback sshd logs in as root and needs root to run")
-    d = tmp_path / "sshd"
     d.mkdir()
     host_key = keygen(d / "ssh_host_ed25519_key")
     client_key = keygen(d / "client_key")
@@ -118,9 +121,9 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
     cfg = d / "sshd_config"
     cfg.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {d}/sshd.pid\n"
-        f"AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n"
+        f"AuthorizedKeysFile {d}/authorized_keys .ssh/authorized_keys\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "LogLevel VERBOSE\n"
+        f"LogLevel VERBOSE\n{extra}"
     )
     known_hosts = d / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {Path(f'{host_key}.pub').read_text()}")
@@ -148,3 +151,28 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    """A loopback sshd for node ``n1`` (see :func:`running_sshd`)."""
+    with running_sshd(tmp_path / "sshd") as server:
+        yield server
+
+
+@pytest.fixture
+def unprivileged_user(sshd: Sshd) -> Iterator[str]:
+    """A throw-away user without sudo who may log in to the loopback sshd with its client key."""
+    name = "kfboot-test"
+    if shutil.which("useradd") is None:
+        skip_or_fail("useradd is not installed")
+    subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", name], check=True)  # "*": no password, not locked
+    try:
+        home = Path(f"~{name}").expanduser()
+        (home / ".ssh").mkdir(mode=0o700)
+        (home / ".ssh" / "authorized_keys").write_text(Path(f"{sshd.client_key}.pub").read_text())
+        subprocess.run(["chown", "-R", f"{name}:{name}", str(home / ".ssh")], check=True)
+        yield name
+    finally:
+        subprocess.run(["userdel", "-r", name], capture_output=True, check=False)

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from tests.conftest import Env
-from tests.integration.steps.host_fixtures import GIB, Sshd, keygen, loops, sshd
+from tests.integration.steps.host_fixtures import GIB, Sshd, keygen, loops, running_sshd, sshd, unprivileged_user
 
-__all__ = ["loops", "sshd"]  # the fixtures
+__all__ = ["loops", "sshd", "unprivileged_user"]  # the fixtures
 
 
 def _devices(env: Env, cfg: Path, *node: str) -> dict[str, dict[str, object]]:
@@ -81,3 +81,43 @@ def test_unknown_and_changed_host_keys_are_refused(cli_env: Env, sshd: Sshd, tmp
     rc, _, err = _error(cli_env, cfg)
     assert rc == 2 and "does NOT match" in str(err["reason"]) and sshd.fingerprint() in str(err["reason"])
     assert f"ssh-keygen -f {changed} -R '[127.0.0.1]:{sshd.port}'" in str(err["remedy"])
+
+
+def test_without_root_discovery_fails_safe_and_changes_are_refused(
+    cli_env: Env, loops: dict[str, str], sshd: Sshd, unprivileged_user: str, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text(sshd.config(user=unprivileged_user))
+    found = _devices(cli_env, cfg, "--node", "n1")
+    assert f"Accepted publickey for {unprivileged_user}" in sshd.log.read_text()
+    # lsblk works for anyone, but an unprobed device is never called empty
+    empty = found[loops["empty"]]
+    assert empty["eligible"] is False
+    assert str(empty["reason"]).startswith("could not be probed with blkid -p: needs root to read it (")
+    where = f"node n1 (127.0.0.1:{sshd.port})"
+
+    prep = cli_env.kfboot("--config", str(cfg), "host", "prepare", "--node", "n1", "-o", "json")
+    assert prep.returncode == 2, prep.stdout + prep.stderr
+    [node] = json.loads(prep.stdout)["nodes"]
+    assert node["error"]["reason"] == f"host prepare needs root on {where}"
+    assert "passwordless sudo" in node["error"]["remedy"] and node["actions"] == []
+    dry = cli_env.kfboot("--config", str(cfg), "host", "prepare", "--node", "n1", "--dry-run", "-o", "json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr  # reading needs no root; the commands say sudo -n
+    actions = {a["name"]: a for a in json.loads(dry.stdout)["nodes"][0]["actions"]}
+    assert actions["rbd-persist"]["commands"][0].startswith("sudo -n sh -c ")
+
+    dev = loops["ext4"]
+    wipe = cli_env.kfboot("--config", str(cfg), "host", "wipe", dev, "--node", "n1", "--confirm-device", dev)
+    assert wipe.returncode == 2 and f"error: wiping a disk needs root on {where}" in wipe.stderr
+
+
+def test_missing_lsblk_on_the_node(cli_env: Env, tmp_path: Path) -> None:
+    # a node whose commands see no util-linux: sshd runs every command with a PATH without it
+    extra = 'ForceCommand env PATH=/nonexistent /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+    with running_sshd(tmp_path / "bare", extra) as bare:
+        cfg = tmp_path / "kfboot.yaml"
+        cfg.write_text(bare.config())
+        rc, stderr, err = _error(cli_env, cfg)
+    assert rc == 3
+    assert err["reason"] == f"lsblk is not installed on node n1 (127.0.0.1:{bare.port})"
+    assert stderr.splitlines()[0] == f"error: {err['reason']}"
