@@ -69,6 +69,17 @@ async def has_root(runner: Runner) -> bool:
     return (await runner.run(["true"], sudo=True)).ok
 
 
+async def require_root(runner: Runner, doing: str) -> None:
+    """Refuse ``doing`` (e.g. "host prepare") unless the runner has root or passwordless sudo."""
+    if not await has_root(runner):
+        raise BadInputError(
+            f"{doing} needs root on {runner.where}",
+            "run kfboot as root (sudo kfboot …)"
+            if isinstance(runner, LocalRunner)
+            else "use ssh.user root or a user with passwordless sudo (sudo -n)",
+        )
+
+
 async def which(runner: Runner, name: str) -> str | None:
     """The path of ``name`` on the node's PATH (plus the sbin dirs), or None."""
     res = await runner.run(["sh", "-c", 'command -v "$1"', "sh", name])

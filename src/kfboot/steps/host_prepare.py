@@ -10,7 +10,7 @@ from typing import Any
 
 from kfboot import remote
 from kfboot.config import NodeConfig
-from kfboot.errors import BadInputError, ExitCode, KfbootError
+from kfboot.errors import ExitCode, KfbootError
 from kfboot.remote import NOT_FOUND, Completed, Runner
 from kfboot.ui import Reporter
 
@@ -226,13 +226,8 @@ def _failure(cmd: Command, res: Completed) -> str:
 async def prepare_one(runner: Runner, *, dry_run: bool = False) -> list[Action]:
     """Every action on one node, in order."""
     root = await runner.is_root()
-    if not dry_run and not await remote.has_root(runner):
-        raise BadInputError(
-            f"host prepare needs root on {runner.where}",
-            "run kfboot as root (sudo kfboot …)"
-            if isinstance(runner, remote.LocalRunner)
-            else "use ssh.user root or a user with passwordless sudo (sudo -n)",
-        )
+    if not dry_run:
+        await remote.require_root(runner, "host prepare")
     node = _Node(runner, root, dry_run)
     actions = [await node.lvm2(), await node.rbd()]
     actions.append(await node.write_file("rbd-persist", RBD_CONF, "rbd\n"))

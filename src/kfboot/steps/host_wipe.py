@@ -116,11 +116,7 @@ async def wipe(
     the device passed every refusal and before anything is written."""
     target = remote.resolve_node(node, cfg_nodes)
     async with remote.connect(target) as runner:
-        if not await remote.has_root(runner):
-            raise BadInputError(
-                f"wiping a disk needs root on {runner.where}",
-                "run kfboot as root, or use ssh.user root / a user with passwordless sudo",
-            )
+        await remote.require_root(runner, "wiping a disk")
         dev, _ = await inspect(runner, path, allow_loop=allow_loop)
         typed = confirm(dev, runner.where).strip()
         if typed != path:
