@@ -97,7 +97,9 @@ def prepare(
 @app.command("wipe")
 def wipe(
     ctx: typer.Context,
-    device: Annotated[str, typer.Argument(help="the whole disk (or loop device) to wipe, e.g. /dev/sdb")],
+    device: Annotated[
+        str, typer.Argument(metavar="DEVICE", help="the whole disk (or loop device) to wipe, e.g. /dev/sdb")
+    ],
     node: NodeOption = None,
     confirm_device: Annotated[
         str | None,
@@ -123,7 +125,10 @@ def wipe(
             f"Type the device path ({escape(device)}) to confirm: ",
             end="",
         )
-        return sys.stdin.readline()
+        typed = sys.stdin.readline()
+        if not sys.stdin.isatty():
+            st.err.print()  # the answer was not echoed: end the prompt's line
+        return typed
 
     async def go() -> host_wipe.WipeResult:
         cfg = st.config()
