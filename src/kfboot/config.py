@@ -40,9 +40,12 @@ class ClusterConfig(_Model):
 
 
 class SshConfig(_Model):
-    user: str = "root"
-    key: str | None = None
+    user: str = Field("root", description="root, or a user with passwordless sudo (sudo -n)")
+    key: str | None = Field(None, description="private key file; default: ssh-agent and ~/.ssh/id_*")
     port: Annotated[int, Field(ge=1, le=65535)] = 22
+    knownHosts: str | None = Field(
+        None, description="known_hosts file the node's host key must be in (default: ~/.ssh/known_hosts)"
+    )
 
 
 class NodeConfig(_Model):
@@ -143,7 +146,7 @@ cluster:
 nodes: []                       # host steps; empty = the local machine only
 #  - name: node-1               # the Kubernetes node name
 #    address: 10.0.0.11         # omitted = this machine
-#    ssh: {user: ubuntu, key: ~/.ssh/id_ed25519, port: 22}
+#    ssh: {user: ubuntu, key: ~/.ssh/id_ed25519, port: 22, knownHosts: ~/.ssh/known_hosts}
 storage:
   provider: auto                # auto | rook-ceph | existing | none
   defaultClass: true            # make the provided class the cluster default

@@ -3,14 +3,14 @@ ceph-volume decide: only an empty whole disk is eligible; anything else says why
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kfboot import remote
 from kfboot.config import NodeConfig
-from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.errors import RuntimeFailure
+from kfboot.remote import NOT_FOUND, LocalRunner, Runner
 
 LSBLK_COLUMNS = "NAME,PATH,TYPE,SIZE,FSTYPE,PTTYPE,MOUNTPOINTS,RO,RM,ROTA"
 #: lsblk before 2.37 has no MOUNTPOINTS column
@@ -115,65 +115,69 @@ def classify(dev: Device, all_devices: list[Device], *, allow_loop: bool = False
     return dev
 
 
-async def _lsblk(columns: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        "lsblk", "-J", "-b", "-o", columns, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
+async def _lsblk(runner: Runner) -> str:
+    res = await runner.run(["lsblk", "-J", "-b", "-o", LSBLK_COLUMNS])
+    if res.rc != 0 and "MOUNTPOINTS" in res.stderr:
+        res = await runner.run(["lsblk", "-J", "-b", "-o", LSBLK_COLUMNS_OLD])
+    if res.rc == NOT_FOUND:
+        raise RuntimeFailure(f"lsblk is not installed on {runner.where}", "install util-linux there")
+    if not res.ok:
+        raise RuntimeFailure(f"lsblk failed on {runner.where}: {res.last_error_line()}", "run it by hand to see why")
+    return res.stdout
 
 
-async def local_devices(*, allow_loop: bool = False) -> list[Device]:
-    """Every block device of this machine, classified. Reads only."""
-    if shutil.which("lsblk") is None:
-        raise RuntimeFailure("lsblk is not installed on this machine", "install util-linux")
-    code, out, err = await _lsblk(LSBLK_COLUMNS)
-    if code != 0 and "MOUNTPOINTS" in err:
-        code, out, err = await _lsblk(LSBLK_COLUMNS_OLD)
-    if code != 0:
-        raise RuntimeFailure(
-            f"lsblk failed: {err.strip().splitlines()[-1] if err.strip() else code}", "run it by hand to see why"
-        )
-    devices = parse_lsblk(out)
+async def discover(runner: Runner, *, allow_loop: bool = False) -> list[Device]:
+    """Every block device of the runner's machine, classified. Reads only."""
+    devices = parse_lsblk(await _lsblk(runner))
     classified = [classify(d, devices, allow_loop=allow_loop) for d in devices]
     # lsblk learns filesystems and partition tables from udev; where udev is not running (containers,
     # rescue systems) it reports none. Before calling a device empty, probe it directly (read-only).
     for dev in classified:
         if dev.eligible or (dev.type == "loop" and not dev.fstype and not dev.pttype and not dev.children):
-            probed = await probe(dev.path)
-            if probed:
-                dev.fstype = probed.get("TYPE") or dev.fstype
-                dev.pttype = probed.get("PTTYPE") or dev.pttype
-                classify(dev, devices, allow_loop=allow_loop)
+            found = await probe(runner, dev.path)
+            if found.unprobed:
+                dev.eligible, dev.reason = False, found.unprobed
+                continue
+            dev.fstype = found.tags.get("TYPE") or dev.fstype
+            dev.pttype = found.tags.get("PTTYPE") or dev.pttype
+            classify(dev, devices, allow_loop=allow_loop)
     return classified
 
 
-async def probe(path: str) -> dict[str, str]:
-    """``blkid -p`` (low-level, reads the device itself; read-only): TYPE / PTTYPE / USAGE, or {}."""
-    if shutil.which("blkid") is None:
-        return {}
-    proc = await asyncio.create_subprocess_exec(
-        "blkid", "-p", "-o", "export", path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:  # 2: nothing found
-        return {}
-    return dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
+async def local_devices(*, allow_loop: bool = False) -> list[Device]:
+    """Every block device of this machine, classified. Reads only."""
+    return await discover(LocalRunner(), allow_loop=allow_loop)
+
+
+@dataclass
+class Probe:
+    tags: dict[str, str] = field(default_factory=dict)
+    #: why the device could not be probed (then it is never eligible); "" when it was
+    unprobed: str = ""
+
+
+async def probe(runner: Runner, path: str) -> Probe:
+    """``blkid -p`` (low-level, reads the device itself; read-only) as root: TYPE / PTTYPE / USAGE.
+
+    Exit 2 without a message means no signature. A device that cannot be read (no root, no blkid) or
+    whose signatures are ambivalent (exit 8, e.g. a filesystem and a partition table) is not empty."""
+    res = await runner.run(["blkid", "-p", "-o", "export", path], sudo=True)
+    if res.ok:
+        return Probe(dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line))
+    if res.rc == 2 and not res.stderr.strip():
+        return Probe()
+    if res.rc == 8:
+        return Probe(unprobed="has ambivalent signatures (blkid -p exit 8): more than one filesystem or table")
+    if "sudo" in res.stderr:
+        why = f"needs root to read it ({res.last_error_line()})"
+    elif res.rc == NOT_FOUND:
+        why = "blkid is not installed (util-linux)"
+    else:
+        why = res.last_error_line()
+    return Probe(unprobed=f"could not be probed with blkid -p: {why}")
 
 
 async def devices(node: str | None, cfg_nodes: list[NodeConfig], *, allow_loop: bool = False) -> list[Device]:
     """Devices of ``node`` (a node of kfboot.yaml; None or a node without address = this machine)."""
-    if node is not None:
-        match = next((n for n in cfg_nodes if n.name == node), None)
-        if match is None:
-            known = ", ".join(n.name for n in cfg_nodes)
-            raise BadInputError(
-                f"node {node!r} is not in kfboot.yaml's nodes",
-                f"known nodes: {known}" if known else "add it under nodes: in kfboot.yaml",
-            )
-        if match.address is not None:
-            raise BadInputError(
-                f"discovery on remote node {node!r} ({match.address}) over SSH is not available in this version",
-                "run `kfboot host devices` on that node",
-            )
-    return await local_devices(allow_loop=allow_loop)
+    async with remote.connect(remote.resolve_node(node, cfg_nodes)) as runner:
+        return await discover(runner, allow_loop=allow_loop)

@@ -4,62 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import struct
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kfboot.config import load_config
 from kfboot.steps import preflight
 from tests.conftest import Env
+from tests.integration.steps.host_fixtures import GIB, free_port, loops
 
-GIB = 2**30
-
-
-def _can_loop() -> str | None:
-    if os.geteuid() != 0:
-        return "loop devices need root"
-    if not shutil.which("losetup") or not shutil.which("lsblk"):
-        return "losetup/lsblk not installed"
-    return None
-
-
-@pytest.fixture
-def loops(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Loop devices: empty 6 GiB, ext4 6 GiB, empty 1 GiB, 6 GiB with an MBR partition table."""
-    why = _can_loop()
-    if why:
-        if os.environ.get("KFBOOT_REQUIRE_SANDBOX"):
-            pytest.fail(why)
-        pytest.skip(why)
-    attached: dict[str, str] = {}
-    try:
-        for name, size in (("empty", 6 * GIB), ("ext4", 6 * GIB), ("small", GIB), ("parted", 6 * GIB)):
-            img = tmp_path / f"{name}.img"
-            with img.open("wb") as fh:
-                fh.truncate(size)
-            if name == "ext4":
-                subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True)
-            if name == "parted":
-                # an MBR with one Linux partition from sector 2048 to the end
-                entry = struct.pack("<B3sB3sII", 0, b"\0\0\0", 0x83, b"\0\0\0", 2048, size // 512 - 2048)
-                with img.open("r+b") as fh:
-                    fh.seek(446)
-                    fh.write(entry + b"\0" * 48 + b"\x55\xaa")
-            dev = subprocess.run(
-                ["losetup", "--find", "--show", "--partscan", str(img)], check=True, capture_output=True, text=True
-            ).stdout.strip()
-            attached[name] = dev
-        if shutil.which("udevadm"):
-            subprocess.run(["udevadm", "settle"], check=False, capture_output=True)
-        yield attached
-    finally:
-        for dev in attached.values():
-            subprocess.run(["losetup", "-d", dev], check=False)
+__all__ = ["loops"]  # the fixture
 
 
 def devices(env: Env, config: str | None = None) -> dict[str, dict[str, object]]:
@@ -109,12 +61,21 @@ def test_preflight_counts_eligible_disks_when_rook_is_planned(loops: dict[str, s
     assert loops["empty"] not in refused.message
 
 
-def test_unknown_and_remote_nodes(cli_env: Env, tmp_path: Path) -> None:
+def test_unknown_and_unreachable_nodes(cli_env: Env, tmp_path: Path) -> None:
     cfg = tmp_path / "kfboot.yaml"
-    cfg.write_text("nodes:\n- {name: far, address: 10.0.0.9}\n- {name: here}\n")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    port = free_port()  # nothing listens there
+    cfg.write_text(
+        f"nodes:\n- {{name: far, address: 127.0.0.1, ssh: {{port: {port}, knownHosts: '{known_hosts}'}}}}\n"
+        "- {name: here}\n"
+    )
     unknown = cli_env.kfboot("--config", str(cfg), "host", "devices", "--node", "nowhere")
     assert unknown.returncode == 2 and "node 'nowhere' is not in kfboot.yaml's nodes" in unknown.stderr
-    remote = cli_env.kfboot("--config", str(cfg), "host", "devices", "--node", "far")
-    assert remote.returncode == 2 and "over SSH is not available" in remote.stderr
+    remote = cli_env.kfboot("--config", str(cfg), "host", "devices", "--node", "far", "-o", "json")
+    assert remote.returncode == 3, remote.stdout
+    err = json.loads(remote.stdout)
+    assert err["reason"] == f"SSH to node far (127.0.0.1:{port}) was refused (nothing listens on port {port})"
+    assert "Traceback" not in remote.stderr
     local = cli_env.kfboot("--config", str(cfg), "host", "devices", "--node", "here", "-o", "json")
     assert local.returncode == 0 and json.loads(local.stdout)["devices"]

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from kfboot.errors import BadInputError
 from kfboot.steps.host import classify, parse_lsblk
+from kfboot.steps.host_wipe import check_wipeable, commands
 
 GIB = 2**30
 
@@ -51,3 +55,38 @@ def test_old_lsblk_shape() -> None:
     assert v["vdc"] == "already holds a Ceph OSD (ceph_bluestore)"
     devs = parse_lsblk(json.dumps(OLD))
     assert devs[0].size == 20 * GIB and devs[1].ro is True and devs[0].mountpoints == []
+
+
+def test_wipe_refuses_partitions_mounted_children_and_holders() -> None:
+    found = parse_lsblk(json.dumps(NEW))
+    by_path = {d.path: d for d in found}
+    with pytest.raises(BadInputError, match=r"^/dev/sda is in use: /dev/sda1 at / is mounted"):
+        check_wipeable(by_path["/dev/sda"], found, "/dev/sda")
+    with pytest.raises(BadInputError, match=r"^/dev/sda1 is not a whole disk \(part\)"):
+        check_wipeable(by_path["/dev/sda1"], found, "/dev/sda1")
+    old = parse_lsblk(json.dumps(OLD))
+    with pytest.raises(BadInputError, match=r"^/dev/vdc is read-only"):
+        check_wipeable(old[1], old, "/dev/vdc")
+    assert check_wipeable(by_path["/dev/sdc"], found, "/dev/sdc") == []  # an LVM PV nothing holds: may be wiped
+
+    held = parse_lsblk(json.dumps({"blockdevices": [
+        {"name": "sde", "path": "/dev/sde", "type": "disk", "size": 50 * GIB, "mountpoints": [None],
+         "children": [{"name": "vg-lv", "path": "/dev/mapper/vg-lv", "type": "lvm", "size": 50 * GIB,
+                       "mountpoints": [None]}]},
+        {"name": "sdf", "path": "/dev/sdf", "type": "disk", "size": 50 * GIB, "mountpoints": [None],
+         "children": [{"name": "sdf1", "path": "/dev/sdf1", "type": "part", "size": 50 * GIB, "mountpoints": [None],
+                       "children": [{"name": "swap", "path": "/dev/mapper/swap", "type": "crypt",
+                                     "size": GIB, "mountpoints": ["[SWAP]"]}]}]},
+    ]}))  # fmt: skip
+    with pytest.raises(BadInputError, match=r"^/dev/sde is in use by /dev/mapper/vg-lv \(lvm\)"):
+        check_wipeable(held[0], held, "/dev/sde")
+    with pytest.raises(BadInputError, match=r"/dev/mapper/swap at \[SWAP\] is mounted"):
+        check_wipeable(held[2], held, "/dev/sdf")
+    parts = [held[3]]
+    steps = commands(held[2], parts)
+    assert [" ".join(a) for a, _ in steps][:3] == [
+        "wipefs --all /dev/sdf1",
+        "wipefs --all /dev/sdf",
+        "dd if=/dev/zero of=/dev/sdf bs=1M count=100 oflag=direct,dsync status=none",
+    ]
+    assert [opt for _, opt in steps] == [True, False, False, True, True]
