@@ -15,12 +15,13 @@ from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 from lightkube.resources.core_v1 import Node
 
 from kfboot.config import Environment
-from kfboot.errors import KfbootError
+from kfboot.errors import CheckFailedError, KfbootError
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json
 from kfboot.kube.quantity import parse_quantity
 from kfboot.kube.readiness import default_classes
-from kfboot.steps import host, tools
+from kfboot.steps import storage, tools
+from kfboot.ui import NullReporter
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 
@@ -297,34 +298,30 @@ def _local_node(cfg: Environment, report: PreflightReport) -> None:
             )
 
 
-async def _disks(cfg: Environment, rook_planned: bool, report: PreflightReport) -> None:
+async def _disks(client: AsyncClient, cfg: Environment, rook_planned: bool, report: PreflightReport) -> None:
+    """The storage step's own discovery and device choice, run read-only: the nodes' disks (simulated on
+    a sandbox, over SSH for nodes of kfboot.yaml, this machine when it is a node) and the CephCluster
+    shape they give."""
     if not rook_planned:
         report.add("disks", SKIP, "Rook is not planned (a default StorageClass exists or storage.provider says so)")
         return
-    if any(n.address for n in cfg.nodes):
-        report.add(
-            "disks",
-            WARN,
-            "disks of remote nodes are not checked by this version",
-            "run `kfboot host devices` on each storage node",
-        )
-        return
     try:
-        found = await host.local_devices(allow_loop=cfg.storage.rook.allowLoopDevices)
-    except KfbootError as exc:
-        report.add("disks", WARN, f"cannot list this machine's disks: {exc.reason}", exc.remedy or "")
+        found = await storage.discover(client, cfg, NullReporter())
+        plan = storage.plan_cluster(cfg, found)
+    except CheckFailedError as exc:
+        report.add("disks", FAIL, exc.reason, exc.remedy or "")
         return
-    eligible = [d.path for d in found if d.eligible]
-    if eligible:
-        report.add("disks", PASS, f"eligible for Rook on this machine: {', '.join(eligible)}")
-    else:
-        report.add(
-            "disks",
-            FAIL,
-            "no disk on this machine that Rook could use (an empty whole disk ≥ 5 GiB)",
-            "attach an empty disk (see `kfboot host devices` for why each one is refused), "
-            "or provide a default StorageClass",
-        )
+    except KfbootError as exc:
+        report.add("disks", WARN, f"cannot check the nodes' disks: {exc.reason}", exc.remedy or "")
+        return
+    chosen = "; ".join(f"{n}: {', '.join(d) or 'deviceFilter'}" for n, d in sorted(plan.nodes.items()))
+    unknown = [nd.node for nd in found if nd.source == "unknown"]
+    report.add(
+        "disks",
+        PASS,
+        f"Ceph would use {chosen} ({plan.mons} mon(s), pool size {plan.size})"
+        + (f"; not checked: {', '.join(unknown)} (not in kfboot.yaml nodes)" if unknown else ""),
+    )
 
 
 def _kustomize(cfg: Environment, report: PreflightReport) -> None:
@@ -361,7 +358,7 @@ async def run(cfg: Environment, kubeconfig: str | None, context: str | None) -> 
                 try:
                     await _nodes(client, cfg, report)
                     rook_planned = await _storage(client, cfg, report)
-                    await _disks(cfg, rook_planned, report)
+                    await _disks(client, cfg, rook_planned, report)
                 except ApiError as exc:
                     report.add(
                         "cluster",

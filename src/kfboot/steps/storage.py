@@ -207,9 +207,9 @@ def _local_names() -> set[str]:
 
 
 async def discover(client: AsyncClient, cfg: Environment, reporter: Reporter) -> list[NodeDisks]:
-    """The disks of every schedulable node, classified the way Rook decides: simulated nodes report their
-    simulated disks; nodes of kfboot.yaml are asked over SSH (or locally); with no nodes configured, this
-    machine when it is one of the cluster's nodes."""
+    """The disks of every schedulable node, classified the way Rook decides: nodes of kfboot.yaml are asked
+    over SSH (or locally, without an address); a sandbox's simulated nodes report their simulated disks;
+    with no nodes configured, this machine when it is one of the cluster's nodes."""
     allow_loop = cfg.storage.rook.allowLoopDevices
     configured = {n.name: n for n in cfg.nodes}
     local = _local_names()
@@ -219,7 +219,7 @@ async def discover(client: AsyncClient, cfg: Environment, reporter: Reporter) ->
         if node.spec is not None and node.spec.unschedulable:
             continue
         simulated = o.annotations_of(node).get(SANDBOX_LSBLK_ANNOTATION)
-        if simulated is not None:
+        if simulated is not None and name not in configured:
             devices = host.parse_lsblk(simulated)
             out.append(NodeDisks(name, "sandbox", [host.classify(d, devices, allow_loop=allow_loop) for d in devices]))
         elif name in configured or (not configured and name in local):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+import subprocess
 from pathlib import Path
 
-from kfboot.config import load_config
-from kfboot.steps import preflight
-from tests.conftest import Env
+import pytest
+
+from tests import conftest
+from tests.conftest import Env, Sandbox
 from tests.integration.steps.host_fixtures import GIB, free_port, loops
 
 __all__ = ["loops"]  # the fixture
@@ -45,20 +46,38 @@ def test_loop_devices_are_classified_like_rook_does(cli_env: Env, loops: dict[st
     assert loops["empty"] in text.stdout and "eligible" in text.stdout
 
 
-def test_preflight_counts_eligible_disks_when_rook_is_planned(loops: dict[str, str], tmp_path: Path) -> None:
-    def disks_check(config: str) -> preflight.Check:
-        cfg = tmp_path / "kfboot.yaml"
-        cfg.write_text(config)
-        report = preflight.PreflightReport()
-        asyncio.run(preflight._disks(load_config(cfg), True, report))
-        [check] = report.checks
-        return check
+@pytest.mark.sandbox
+def test_preflight_and_storage_use_this_machines_disks_for_a_node_named_in_the_config(
+    loops: dict[str, str], fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A node of kfboot.yaml without an address is this machine: its real disks (loop devices here), not the
+    sandbox's simulated ones, are what preflight checks and what the CephCluster lists."""
+    node = f"{fresh_sandbox.name}-node-0"
+    env = dict(KUBECONFIG=str(fresh_sandbox.kubeconfig))
+    rook = conftest.testdata() / "rook" / "v1.20.6"
 
-    allowed = disks_check("storage:\n  provider: rook-ceph\n  rook:\n    allowLoopDevices: true\n")
-    assert allowed.status == "PASS" and loops["empty"] in allowed.message
-    assert loops["ext4"] not in allowed.message and loops["small"] not in allowed.message
-    refused = disks_check("storage:\n  provider: rook-ceph\n")
-    assert loops["empty"] not in refused.message
+    def run(allow_loop: bool, *args: str) -> subprocess.CompletedProcess[str]:
+        cfg = tmp_path / "kfboot.yaml"
+        cfg.write_text(
+            f"nodes: [{{name: {node}}}]\nstorage:\n  provider: rook-ceph\n  timeout: 2m\n"
+            f"  rook:\n    manifests: {rook}\n    allowLoopDevices: {str(allow_loop).lower()}\n"
+        )
+        return fresh_sandbox.env.kfboot("--config", str(cfg), *args, "-o", "json", extra_env=env)
+
+    allowed = {c["name"]: c for c in json.loads(run(True, "preflight").stdout)["checks"]}["disks"]
+    assert allowed["status"] == "PASS" and loops["empty"].removeprefix("/dev/") in allowed["message"]
+    assert loops["ext4"].removeprefix("/dev/") not in allowed["message"]
+    refused = {c["name"]: c for c in json.loads(run(False, "preflight").stdout)["checks"]}["disks"]
+    assert refused["status"] == "FAIL" and "storage.rook.allowLoopDevices is false" in refused["message"]
+    # the storage step gives Ceph exactly that disk, by name, on that node
+    proc = run(True, "storage", "install")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spec = fresh_sandbox.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")["spec"]
+    assert spec["storage"]["nodes"] == [  # type: ignore[index]
+        {"name": node, "devices": [{"name": loops["empty"].removeprefix("/dev/")}]}
+    ]
+    operator_config = fresh_sandbox.kubectl_json("get", "cm", "-n", "rook-ceph", "rook-ceph-operator-config")
+    assert operator_config["data"]["ROOK_CEPH_ALLOW_LOOP_DEVICES"] == "true"  # type: ignore[index]
 
 
 def test_unknown_and_unreachable_nodes(cli_env: Env, tmp_path: Path) -> None:
