@@ -12,6 +12,7 @@ import typer
 
 from kfboot import __version__
 from kfboot.cli import config as config_cmd
+from kfboot.cli import day2 as day2_cmd
 from kfboot.cli import host as host_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
 from kfboot.cli import plan as plan_cmd
@@ -19,6 +20,7 @@ from kfboot.cli import preflight as preflight_cmd
 from kfboot.cli import sandbox as sandbox_cmd
 from kfboot.cli import storage as storage_cmd
 from kfboot.cli import tools as tools_cmd
+from kfboot.cli import up as up_cmd
 from kfboot.cli._common import Output, State
 
 app = typer.Typer(
@@ -38,6 +40,10 @@ app.add_typer(tools_cmd.app, name="tools")
 app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")
 app.command("init")(config_cmd.init)
+app.command("up")(up_cmd.up)
+app.command("status")(day2_cmd.status)
+app.command("doctor")(day2_cmd.doctor)
+app.command("down")(day2_cmd.down)
 app.command("preflight")(preflight_cmd.preflight)
 app.command("plan")(plan_cmd.plan)
 

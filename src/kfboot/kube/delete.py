@@ -176,7 +176,7 @@ async def delete_in_waves(
 
 
 async def find_labelled(
-    client: AsyncClient, selector: dict[str, str], catalog: ResourceCatalog | None = None, concurrency: int = 8
+    client: AsyncClient, selector: dict[str, Any], catalog: ResourceCatalog | None = None, concurrency: int = 8
 ) -> list[Target]:
     """Every object of every listable kind carrying the labels ``selector`` (an inventory by label)."""
     if catalog is None:

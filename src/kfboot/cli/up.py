@@ -1,0 +1,63 @@
+"""`kfboot up`: every step of the guide in one command, resumable; `--sandbox` rehearses it locally."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kfboot import up as pipeline
+from kfboot.cli._common import emit_json, run, state
+from kfboot.sandbox import cluster
+
+STEP_HELP = f"one of: {', '.join(pipeline.STEPS)}"
+
+
+def up(
+    ctx: typer.Context,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="create (or reuse) a local sandbox and install into it")
+    ] = False,
+    sandbox_name: Annotated[str, typer.Option("--sandbox-name", help="the sandbox to create or reuse")] = "kfboot",
+    from_step: Annotated[
+        str | None, typer.Option("--from", help=f"run from this step on, even if recorded done ({STEP_HELP})")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help=f"run just this step ({STEP_HELP})")] = None,
+) -> None:
+    """Preflight → host → storage → tools → Kubeflow (+ readiness) → access hints. Steps recorded done with
+    unchanged inputs are skipped; an interrupted step is resumed."""
+    st = state(ctx)
+
+    async def go() -> pipeline.UpResult:
+        cfg = st.config()
+        pipeline.select_steps(from_step, only)  # bad flags fail before a sandbox is created
+        spec = cluster.SandboxSpec(name=sandbox_name) if sandbox else None
+        return await pipeline.up(
+            cfg,
+            st.kubeconfig or cfg.cluster.kubeconfig,
+            st.context or cfg.cluster.context,
+            st.reporter(),
+            from_step=from_step,
+            only=only,
+            sandbox_spec=spec,
+        )
+
+    result = run(st, go)
+    if st.json:
+        emit_json(result.to_dict())
+        return
+    out = st.out
+    for s in result.steps:
+        mark = {"ran": "[green]✓[/]", "skipped": "[dim]=[/]", "failed": "[red]✗[/]"}[s.action]
+        out.print(f"{mark} {s.step:<10} {s.detail}" + (f" [dim]({s.seconds:.0f} s)[/]" if s.seconds >= 1 else ""))
+    out.print(f"[green]✓[/] done in {result.seconds:.0f} s")
+    if result.sandbox:
+        out.print(f"  sandbox     {result.sandbox['name']}: export KUBECONFIG={result.kubeconfig}")
+    if result.access:
+        a = result.access
+        out.print(f"  dashboard   {a['connect']}  →  {a['url']}")
+        if a.get("defaultPasswordUsers"):
+            out.print(
+                f"  [bold yellow]warning:[/] default password still set for {', '.join(a['defaultPasswordUsers'])}"
+                " — change it: kfboot auth set-password"
+            )

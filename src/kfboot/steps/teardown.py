@@ -1,0 +1,103 @@
+"""``kfboot down``: remove what kfboot installed, by its labels, in an order that cannot deadlock.
+
+Kubeflow first: Profiles (their controller-owned namespaces go with them), then the admission webhook
+configurations — a webhook whose pods are being deleted would otherwise block the deletion of the very
+objects it guards — then everything else in waves (objects, CRDs, namespaces), each gone before the next.
+Storage only with ``destroy_data``. Everything without kfboot's labels is left alone; what could not be
+removed is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube import AsyncClient, operators
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Namespace
+
+from kfboot import state
+from kfboot.kube import delete
+from kfboot.kube.apply import MANAGED_BY
+from kfboot.kube.discovery import ResourceCatalog
+from kfboot.steps import storage
+from kfboot.steps.kubeflow import RELEASE_LABEL
+from kfboot.ui import Reporter
+
+WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+
+
+@dataclass
+class DownResult:
+    kubeflow: delete.DeleteReport = field(default_factory=delete.DeleteReport)
+    storage: storage.UninstallResult | None = None
+    storage_kept: bool = True
+    leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.leftovers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "kubeflow": {
+                "deleted": len(self.kubeflow.deleted),
+                "finalizersCleared": self.kubeflow.finalizers_cleared,
+            },
+            "storage": self.storage.to_dict() if self.storage else None,
+            "storageKept": self.storage_kept,
+            "leftovers": self.leftovers,
+        }
+
+
+async def kubeflow_down(client: AsyncClient, reporter: Reporter, deadline: float) -> delete.DeleteReport:
+    catalog = ResourceCatalog()
+    await catalog.refresh(client)
+    selector: dict[str, Any] = {MANAGED_BY: "kfboot", RELEASE_LABEL: operators.exists()}
+    found = await delete.find_labelled(client, selector, catalog)
+    report = delete.DeleteReport()
+    profiles = [t for t in found if t.kind == "Profile" and t.group == "kubeflow.org"]
+    webhooks = [t for t in found if t.kind in WEBHOOK_KINDS and t.group == "admissionregistration.k8s.io"]
+    rest = [t for t in found if t not in profiles and t not in webhooks]
+    # user profiles created after the install (kfboot auth add-user, the UI) go too: their CRD is going
+    profiles += await _other_profiles(client, catalog, {t.name for t in profiles})
+    for wave, what in ((profiles, "Kubeflow profiles"), (webhooks, "Kubeflow admission webhooks")):
+        report.merge(await delete.delete_wave(client, wave, deadline, reporter, what=what))
+    report.merge(await delete.delete_in_waves(client, rest, deadline, reporter, what="Kubeflow"))
+    return report
+
+
+async def _other_profiles(client: AsyncClient, catalog: ResourceCatalog, known: set[str]) -> list[delete.Target]:
+    info = catalog.lookup("kubeflow.org/v1", "Profile")
+    if info is None:
+        return []
+    res: Any = catalog.resource_class(info)
+    names = [p.metadata.name async for p in client.list(res) if p.metadata and p.metadata.name]
+    return [delete.Target(res, n, None, "Profile", "kubeflow.org") for n in names if n not in known]
+
+
+async def down(client: AsyncClient, reporter: Reporter, *, destroy_data: bool, timeout: float = 900) -> DownResult:
+    deadline = time.monotonic() + timeout
+    result = DownResult(storage_kept=not destroy_data)
+    result.kubeflow = await kubeflow_down(client, reporter, deadline)
+    forget = ["kubeflow", "access", "tools"]
+    if destroy_data:
+        result.storage = await storage.uninstall(
+            client, reporter, destroy_data=True, timeout=max(60.0, deadline - time.monotonic())
+        )
+        forget += ["storage", "host"]
+    result.leftovers = result.kubeflow.leftovers + (result.storage.report.leftovers if result.storage else [])
+    await state.forget(client, *forget)
+    if destroy_data and not result.leftovers:
+        # nothing of kfboot's is left: its own namespace (state, probe) goes as well
+        target = delete.Target(Namespace, state.NAMESPACE, None, "Namespace")
+        try:
+            report = await delete.delete_wave(client, [target], deadline, reporter, what="kfboot-system")
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+        else:
+            result.leftovers += report.leftovers
+    return result

@@ -1,0 +1,309 @@
+"""``kfboot up``: the guide's steps in order — preflight, host, storage, tools, kubeflow, access — each
+idempotent, with progress recorded in the cluster (see :mod:`kfboot.state`) so that a re-run skips what is
+done and unchanged and resumes what was interrupted. ``--sandbox`` creates (or reuses) a local sandbox
+and runs the same install against it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightkube import AsyncClient
+
+from kfboot import state
+from kfboot.config import Environment
+from kfboot.errors import BadInputError, CheckFailedError, KfbootError, RuntimeFailure
+from kfboot.kube.client import async_client
+from kfboot.sandbox import cluster as sandbox
+from kfboot.steps import host_prepare, storage, tools
+from kfboot.steps import kubeflow as kf
+from kfboot.steps import preflight as pf
+from kfboot.ui import Reporter
+
+STEPS = ("preflight", "host", "storage", "tools", "kubeflow", "access")
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    action: str  # ran | skipped | failed
+    detail: str = ""
+    seconds: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "action": self.action, "detail": self.detail, "seconds": self.seconds}
+
+
+@dataclass
+class UpResult:
+    kubeconfig: str | None
+    sandbox: dict[str, Any] | None = None
+    steps: list[StepOutcome] = field(default_factory=list)
+    access: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(s.action != "failed" for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "kubeconfig": self.kubeconfig,
+            "sandbox": self.sandbox,
+            "steps": [s.to_dict() for s in self.steps],
+            "access": self.access,
+            "seconds": self.seconds,
+        }
+
+
+class StepFailed(RuntimeFailure):
+    """A step ran and did not reach its goal; the record says failed and a re-run retries it."""
+
+
+def select_steps(from_step: str | None, only: str | None) -> list[str]:
+    for flag, value in (("--from", from_step), ("--only", only)):
+        if value is not None and value not in STEPS:
+            raise BadInputError(f"{flag} {value!r} is not a step", f"steps, in order: {', '.join(STEPS)}")
+    if from_step and only:
+        raise BadInputError("--from and --only exclude each other", "give one of them")
+    if only:
+        return [only]
+    return list(STEPS[STEPS.index(from_step) :]) if from_step else list(STEPS)
+
+
+def _source_fingerprint(source: str | None) -> Any:
+    if source is None:
+        return None
+    path = Path(source).expanduser()
+    try:
+        st = path.stat()
+    except OSError:
+        return str(path)
+    return [str(path.resolve()), st.st_size, int(st.st_mtime)]
+
+
+def step_inputs(step: str, cfg: Environment) -> str:
+    """What a step's result depends on: a change re-runs it even when recorded done."""
+    parts: dict[str, Any] = {
+        "host": [n.model_dump(mode="json") for n in cfg.nodes],
+        "storage": cfg.storage.model_dump(mode="json"),
+        "tools": cfg.tools.model_dump(mode="json"),
+        "kubeflow": [
+            cfg.kubeflow.model_dump(mode="json", exclude={"timeout"}),
+            _source_fingerprint(cfg.kubeflow.source),
+        ],
+        "access": cfg.access.model_dump(mode="json"),
+    }
+    return state.inputs_hash(step, parts.get(step))
+
+
+def _needs_kustomize(cfg: Environment) -> bool:
+    source = cfg.kubeflow.source
+    return source is None or not Path(source).is_file() or not source.endswith((".yaml", ".yml", ".json", ".gz"))
+
+
+class Pipeline:
+    def __init__(self, client: AsyncClient, cfg: Environment, reporter: Reporter, kubeconfig: str | None) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.reporter = reporter
+        self.kubeconfig = kubeconfig
+        self.context: str | None = None
+
+    # each step: returns (detail, data); raises KfbootError when it cannot reach its goal
+    async def preflight(self) -> tuple[str, dict[str, Any]]:
+        report = await pf.run(self.cfg, self.kubeconfig, self.context)
+        failed = [c for c in report.checks if c.status == pf.FAIL]
+        warned = [c for c in report.checks if c.status == pf.WARN]
+        for c in warned:
+            self.reporter.warn(f"preflight {c.name}: {c.message}")
+        if failed:
+            first = failed[0]
+            raise CheckFailedError(
+                f"preflight failed: {'; '.join(f'{c.name}: {c.message}' for c in failed)}",
+                first.remedy or "see `kfboot preflight`",
+            )
+        return f"{len(report.checks)} checks passed ({len(warned)} warnings)", report.to_dict()
+
+    async def host(self) -> tuple[str, dict[str, Any]]:
+        if not self.cfg.nodes:
+            return "no nodes in kfboot.yaml: nothing to prepare (kfboot host prepare prepares this machine)", {}
+        report = await host_prepare.prepare(None, self.cfg.nodes, self.reporter)
+        data = report.to_dict()
+        bad = [n for n in report.nodes if n.error or any(a.status == host_prepare.FAILED for a in n.actions)]
+        if bad:
+            raise StepFailed(
+                f"host preparation failed on {', '.join(n.where for n in bad)}",
+                "see `kfboot host prepare --dry-run` for the commands, fix the node, then run `kfboot up` again",
+            )
+        return f"{len(report.nodes)} node(s) prepared", data
+
+    async def storage(self) -> tuple[str, dict[str, Any]]:
+        result = await storage.install(self.client, self.cfg, self.reporter)
+        if not result.ok:
+            problems = [p for r in result.apply for p in r.problems]
+            why = (
+                f"{len(problems)} Rook object(s) failed: {problems[0].object}: {problems[0].reason}"
+                if problems
+                else f"Ceph is not healthy: {result.health.get('cluster', '')}; "
+                + "; ".join(result.health.get("diagnosis", []))
+            )
+            raise StepFailed(why, "see `kfboot storage status` and `kfboot doctor`; then run `kfboot up` again")
+        if result.action == "skipped":
+            return result.reason, result.to_dict()
+        return f"Rook {result.release} healthy, default StorageClass {result.default_class}", result.to_dict()
+
+    async def tools(self) -> tuple[str, dict[str, Any]]:
+        if not _needs_kustomize(self.cfg):
+            return "kubeflow.source is a rendered bundle: kustomize is not needed", {}
+        res = tools.install(self.cfg.tools.kustomize.version, self.reporter, mirror=self.cfg.tools.kustomize.mirror)
+        return f"kustomize {res.version} {'installed at' if res.installed else 'found at'} {res.path}", res.to_dict()
+
+    async def kubeflow(self) -> tuple[str, dict[str, Any]]:
+        rendered = await kf.render(self.cfg.kubeflow, self.reporter)
+        result = await kf.install(self.client, self.cfg.kubeflow, rendered, self.reporter)
+        if not result.ok:
+            rep = result.apply
+            if not rep.ok:
+                p = rep.problems[0]
+                raise StepFailed(
+                    f"{len(rep.problems)} of {rep.total} Kubeflow objects failed: {p.object}: {p.reason}",
+                    p.hint or "see `kfboot kubeflow status`; then run `kfboot up` again",
+                )
+            r = result.readiness
+            diag = "; ".join(f"{d.object}: {d.problem}" for d in (r.diagnoses if r else [])[:3])
+            raise StepFailed(
+                f"Kubeflow is not ready: {diag or 'workloads still rolling out'}",
+                "see `kfboot doctor`; then run `kfboot up` again (it resumes here)",
+            )
+        secs = result.readiness.seconds if result.readiness else 0
+        return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s)", {}
+
+    async def access(self) -> tuple[str, dict[str, Any]]:
+        from kfboot.steps import access
+
+        defaults = await access.default_password_users(self.client)
+        a = self.cfg.access
+        hints = {
+            "connect": "kfboot connect" + (f" --port {a.port}" if a.port != 8080 else ""),
+            "url": f"http://{a.address}:{a.port}",
+            "defaultPasswordUsers": defaults,
+        }
+        if defaults:
+            self.reporter.warn(
+                f"the default password is still set for {', '.join(defaults)}: anyone who reaches the dashboard "
+                "can log in. Change it: kfboot auth set-password"
+            )
+        return f"run `{hints['connect']}`, then open {hints['url']}", hints
+
+    # --------------------------------------------------------------------------------------- driving
+
+    async def verify(self, step: str) -> bool:
+        """A cheap check that a recorded-done step's result is still there."""
+        if step == "storage":
+            provider = self.cfg.storage.provider
+            return provider == "none" or await storage.usable_default(self.client) is not None
+        if step == "kubeflow":
+            return bool((await kf.status(self.client))["ready"])
+        if step == "tools":
+            return not _needs_kustomize(self.cfg) or tools.status().kustomize is not None
+        return True
+
+    async def run(self, steps: list[str], *, forced: bool) -> list[StepOutcome]:
+        outcomes: list[StepOutcome] = []
+        records: dict[str, state.StepRecord] = {}
+        runners: dict[str, Callable[[], Awaitable[tuple[str, dict[str, Any]]]]] = {
+            "preflight": self.preflight,
+            "host": self.host,
+            "storage": self.storage,
+            "tools": self.tools,
+            "kubeflow": self.kubeflow,
+            "access": self.access,
+        }
+        for step in steps:
+            inputs = step_inputs(step, self.cfg)
+            if step != "preflight" and not records:
+                records = await state.load(self.client)
+            rec = records.get(step)
+            if (
+                not forced
+                and step not in ("preflight", "access")
+                and rec is not None
+                and rec.outcome == "done"
+                and rec.inputs == inputs
+                and await self.verify(step)
+            ):
+                self.reporter.info(f"{step}: done earlier and unchanged — skipped ({rec.detail})")
+                outcomes.append(StepOutcome(step, "skipped", rec.detail))
+                continue
+            if rec is not None and rec.outcome == "running":
+                self.reporter.info(f"{step}: interrupted earlier — resuming")
+            self.reporter.info(f"── step {STEPS.index(step) + 1}/{len(STEPS)}: {step}")
+            start = time.monotonic()
+            recorded = step not in ("preflight",)
+            if recorded:
+                await state.ensure_namespace(self.client)
+                await state.record(self.client, step, inputs, "running")
+            try:
+                detail, data = await runners[step]()
+            except KfbootError as exc:
+                if recorded:
+                    await state.record(self.client, step, inputs, "failed", exc.reason)
+                outcomes.append(StepOutcome(step, "failed", exc.reason, round(time.monotonic() - start, 1)))
+                raise
+            if recorded:
+                records[step] = await state.record(self.client, step, inputs, "done", detail)
+            outcomes.append(StepOutcome(step, "ran", detail, round(time.monotonic() - start, 1), data))
+        return outcomes
+
+
+async def _sandbox(spec: sandbox.SandboxSpec, reporter: Reporter) -> dict[str, Any]:
+    """Create the sandbox, or reuse it when it already runs."""
+    if sandbox.exists(spec.name):
+        st = await sandbox.status(spec.name)
+        if st.state != "running":
+            raise RuntimeFailure(
+                f"the sandbox {spec.name!r} exists but is {st.state}: {'; '.join(st.problems) or 'not running'}",
+                f"remove it with `kfboot sandbox down --name {spec.name}` and run `kfboot up --sandbox` again",
+            )
+        reporter.info(f"reusing the running sandbox {spec.name!r} ({st.kubeconfig})")
+        return {"name": spec.name, "kubeconfig": st.kubeconfig, "created": False}
+    res = await sandbox.up(spec, reporter)
+    return {"name": spec.name, "kubeconfig": res.kubeconfig, "created": True}
+
+
+async def up(
+    cfg: Environment,
+    kubeconfig: str | None,
+    context: str | None,
+    reporter: Reporter,
+    *,
+    from_step: str | None = None,
+    only: str | None = None,
+    sandbox_spec: sandbox.SandboxSpec | None = None,
+) -> UpResult:
+    start = time.monotonic()
+    steps = select_steps(from_step, only)
+    result = UpResult(kubeconfig)
+    if sandbox_spec is not None:
+        result.sandbox = await _sandbox(sandbox_spec, reporter)
+        kubeconfig, context = result.sandbox["kubeconfig"], None
+        result.kubeconfig = kubeconfig
+    client = async_client(kubeconfig, context)
+    try:
+        pipe = Pipeline(client, cfg, reporter, kubeconfig)
+        pipe.context = context
+        try:
+            result.steps = await pipe.run(steps, forced=bool(from_step or only))
+        finally:
+            result.seconds = round(time.monotonic() - start, 1)
+        access = next((s for s in result.steps if s.step == "access"), None)
+        result.access = access.data if access else {}
+    finally:
+        await client.close()
+    return result
