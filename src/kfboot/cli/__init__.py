@@ -11,6 +11,7 @@ import stamina
 import typer
 
 from kfboot import __version__
+from kfboot.cli import access as access_cmd
 from kfboot.cli import config as config_cmd
 from kfboot.cli import host as host_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
@@ -38,6 +39,8 @@ app.add_typer(config_cmd.app, name="config")
 app.command("init")(config_cmd.init)
 app.command("preflight")(preflight_cmd.preflight)
 app.command("plan")(plan_cmd.plan)
+app.command("connect")(access_cmd.connect)
+app.add_typer(access_cmd.auth_app, name="auth")
 
 
 def _version(value: bool) -> None:
