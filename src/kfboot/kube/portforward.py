@@ -71,6 +71,10 @@ class ForwardStats:
     backends: list[str] = field(default_factory=list)
 
 
+class NoReadyPod(RuntimeFailure):
+    """The Service exists but has no Ready pod (now)."""
+
+
 class StreamError(Exception):
     """A stream to one pod could not be opened (that pod, not the API server, is the problem)."""
 
@@ -124,12 +128,14 @@ class PortForwarder:
         local_port: int = 0,
         reporter: Reporter | None = None,
         on_backend: Callable[[Backend], None] | None = None,
+        wait_ready: float = 30.0,
     ) -> None:
         self.client = client
         self.namespace, self.service, self.service_port = namespace, service, port
         self.address, self.local_port = address, local_port
         self.reporter = reporter
         self.on_backend = on_backend
+        self.wait_ready = wait_ready  # a connection waits this long for a Ready pod (a replacement starting)
         self.stats = ForwardStats()
         self._backend: Backend | None = None
         self._resolve_lock = asyncio.Lock()
@@ -189,11 +195,19 @@ class PortForwarder:
 
     # ------------------------------------------------------------------------------- pod resolution
 
-    async def backend(self) -> Backend:
-        """The cached backend, or a fresh one."""
+    async def backend(self, wait: float = 0) -> Backend:
+        """The cached backend, or a fresh one; up to ``wait`` seconds for a pod to become Ready (a
+        replacement pod starting)."""
+        deadline = time.monotonic() + wait
         async with self._resolve_lock:
-            if self._backend is None:
-                self._backend = await resolve_backend(self.client, self.namespace, self.service, self.service_port)
+            while self._backend is None:
+                try:
+                    self._backend = await resolve_backend(self.client, self.namespace, self.service, self.service_port)
+                except NoReadyPod:
+                    if time.monotonic() >= deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+                    continue
                 self.stats.backends.append(str(self._backend))
                 if self.on_backend is not None:
                     self.on_backend(self._backend)
@@ -299,7 +313,7 @@ class PortForwarder:
         """A stream to a working pod: up to three pods are tried before giving up."""
         tried: list[str] = []
         for _ in range(3):
-            backend = await self.backend()
+            backend = await self.backend(wait=self.wait_ready)
             try:
                 return await self.open_stream(backend), backend
             except StreamError as exc:
@@ -460,7 +474,7 @@ async def resolve_backend(client: AsyncClient, namespace: str, service: str, por
         if pod_port is None:
             continue
         return Backend(namespace, pod_name, pod_port)
-    raise RuntimeFailure(
+    raise NoReadyPod(
         f"service {namespace}/{service} has no Ready pod",
         f"see why: kubectl -n {namespace} get pods; kubectl -n {namespace} describe service {service}",
     )
