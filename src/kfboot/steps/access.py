@@ -67,7 +67,10 @@ class _FormParser(HTMLParser):
                 self._current.password_field = name
             elif kind in ("text", "email") and self._current.login_field is None:
                 self._current.login_field = name
-            else:
+            elif kind in ("checkbox", "radio"):
+                if "checked" in a:  # as a browser: unchecked boxes are not sent
+                    self._current.fields[name] = a.get("value") or "on"
+            elif kind not in ("submit", "button", "reset", "image", "file"):
                 self._current.fields[name] = a.get("value", "")
 
     def handle_endtag(self, tag: str) -> None:
