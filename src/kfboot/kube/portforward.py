@@ -142,7 +142,9 @@ class PortForwarder:
         self._server: asyncio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
-        self._ssl, self._headers, self._base = self._ws_params(client_config(client))
+        self._config = client_config(client)
+        self._ssl, self._base = self._ws_params(self._config)
+        self._headers: dict[str, str] | None = None
         self._last_warning = ("", 0.0)
 
     # ------------------------------------------------------------------------------------- lifecycle
@@ -239,7 +241,7 @@ class PortForwarder:
     # ------------------------------------------------------------------------------------- streams
 
     @staticmethod
-    def _ws_params(config: SingleConfig) -> tuple[ssl.SSLContext | None, dict[str, str], str]:
+    def _ws_params(config: SingleConfig) -> tuple[ssl.SSLContext | None, str]:
         server = config.cluster.server
         parts = urlsplit(server)
         if parts.scheme not in ("https", "http"):
@@ -248,23 +250,29 @@ class PortForwarder:
         if config.user is None:
             raise BadInputError("the kubeconfig context has no user", "fix the kubeconfig")
         ctx = verify_cluster(config.cluster, config.user, config.abs_file) if parts.scheme == "https" else None
-        headers: dict[str, str] = {}
-        auth = user_auth(config.user)
-        if auth is not None:
-            request = httpx.Request("GET", server)
-            flow = auth.sync_auth_flow(request)
-            signed = next(flow)
-            flow.close()
-            if "Authorization" in signed.headers:
-                headers["Authorization"] = signed.headers["Authorization"]
-        return ctx, headers, base
+        return ctx, base
 
-    async def open_stream(self, backend: Backend) -> ClientConnection:
+    @staticmethod
+    def _auth_headers(config: SingleConfig) -> dict[str, str]:
+        """The Authorization header lightkube would send (token, token file, exec plugin, basic auth);
+        client certificates are in the SSL context instead. Fresh each call (an exec plugin runs again)."""
+        auth = user_auth(config.user)
+        if auth is None:
+            return {}
+        flow = auth.sync_auth_flow(httpx.Request("GET", config.cluster.server))
+        signed = next(flow)
+        flow.close()
+        value = signed.headers.get("Authorization")
+        return {"Authorization": value} if value else {}
+
+    async def open_stream(self, backend: Backend, _retried: bool = False) -> ClientConnection:
         """A port-forward stream to ``backend``, past the server's port announcement."""
         url = (
             f"{self._base}/api/v1/namespaces/{quote(backend.namespace)}/pods/{quote(backend.pod)}"
             f"/portforward?ports={backend.port}"
         )
+        if self._headers is None:
+            self._headers = await asyncio.to_thread(self._auth_headers, self._config)
         try:
             ws = await connect(
                 url,
@@ -281,6 +289,9 @@ class PortForwarder:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status == 401 and not _retried:
+                self._headers = None  # an expired token: ask the kubeconfig's source again, once
+                return await self.open_stream(backend, _retried=True)
             hint = _status_hint(status)
             if hint:
                 raise RuntimeFailure(

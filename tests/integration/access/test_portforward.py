@@ -8,9 +8,11 @@ import json
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+import yaml
 
 from kfboot.kube.client import async_client
 from kfboot.kube.portforward import Backend, PortForwarder
@@ -132,5 +134,45 @@ async def test_service_port_and_pod_problems_are_named(sandbox: Sandbox, echo_se
             warnings = [m for kind, m in reporter.messages if kind == "warn"]
             assert len(warnings) == 1, warnings
             assert warnings[0].startswith(f"pod {ns}/echo-") and "no forward found for port 9000" in warnings[0]
+    finally:
+        await client.close()
+
+
+async def test_token_user_needs_the_portforward_right(
+    sandbox: Sandbox, echo_service: tuple[str, int], tmp_path: Path
+) -> None:
+    """A ServiceAccount token (not client certificates): allowed to read, the stream is refused with a
+    clear reason; once it may create pods/portforward, it goes through."""
+    ns, _ = echo_service
+    sandbox.kubectl("-n", ns, "create", "serviceaccount", "viewer")
+    sandbox.kubectl(
+        "-n", ns, "create", "role", "read", "--verb=get,list,watch", "--resource=services,pods,endpointslices"
+    )
+    sandbox.kubectl("-n", ns, "create", "rolebinding", "read", "--role=read", f"--serviceaccount={ns}:viewer")
+    token = sandbox.kubectl("-n", ns, "create", "token", "viewer").stdout.strip()
+    config = yaml.safe_load(sandbox.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": token}
+    kubeconfig = tmp_path / "token.yaml"
+    kubeconfig.write_text(yaml.safe_dump(config))
+
+    client = async_client(kubeconfig)
+    reporter = NullReporter()
+    try:
+        async with (
+            PortForwarder(client, ns, "echo", 80, reporter=reporter) as fw,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{fw.port}", timeout=30) as http,
+        ):
+            with pytest.raises(httpx.HTTPError):
+                await http.post("/", content=b"x")
+            await asyncio.sleep(0.2)
+            [warning] = [m for kind, m in reporter.messages if kind == "warn"]
+            assert "(HTTP 403): the kubeconfig's user may not create pods/portforward" in warning
+
+            sandbox.kubectl("-n", ns, "create", "role", "forward", "--verb=create,get", "--resource=pods/portforward")
+            sandbox.kubectl(
+                "-n", ns, "create", "rolebinding", "forward", "--role=forward", f"--serviceaccount={ns}:viewer"
+            )
+            resp = await http.post("/", content=b"through with a token")
+            assert resp.content == b"through with a token"
     finally:
         await client.close()
