@@ -254,9 +254,8 @@ def list_users(ctx: typer.Context) -> None:
     if st.json:
         emit_json({"users": [u.to_dict() for u in users]})
         return
-    table = Table("email", "username", "profile", "password", box=None, pad_edge=False)
+    table = Table("email", "username", "profile", "password", "hash in", box=None, pad_edge=False)
     for u in users:
-        table.add_row(
-            u.email, u.username, u.profile or "-", "[yellow]DEFAULT[/]" if u.default_password else f"set ({u.source})"
-        )
+        password = "[yellow]DEFAULT[/]" if u.default_password else "set"
+        table.add_row(u.email, u.username, u.profile or "-", password, u.source)
     st.out.print(table)

@@ -52,7 +52,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class User:
     email: str
     username: str
-    source: str  # "secret dex-passwords/KEY" | "config"
+    source: str  # where Dex takes the hash from: "Secret dex-passwords" | "ConfigMap dex"
     default_password: bool | None = None  # None: not checked
     profile: str | None = None
 
@@ -172,7 +172,7 @@ async def list_users(client: AsyncClient, *, check_default: bool = False) -> lis
         user = User(
             email=email,
             username=str(e.get("username", "")),
-            source=f"secret {DEX_SECRET}/{env}" if env and not e.get("hash") else "config",
+            source=f"Secret {DEX_SECRET}" if env and not e.get("hash") else f"ConfigMap {DEX_CONFIGMAP}",
             profile=profiles.get(email.lower()),
         )
         if check_default:
@@ -232,11 +232,11 @@ async def set_password(client: AsyncClient, email: str | None, password: str, re
                 f"Secret {DEX_NAMESPACE}/{DEX_SECRET} (Dex's {env}) does not exist",
                 "reinstall Kubeflow's Dex (kfboot kubeflow install) and retry",
             ) from exc
-        source = f"secret {DEX_SECRET}/{env}"
+        source = f"Secret {DEX_SECRET}"
     else:
         entry["hash"] = hashed
         await _write_config(client, dex)
-        source = "config"
+        source = f"ConfigMap {DEX_CONFIGMAP}"
     reporter.info(f"new password for {email} stored (bcrypt, cost {BCRYPT_COST}) in {source}")
     await restart_dex(client, reporter)
     return User(email, str(entry.get("username", "")), source, default_password=False)
@@ -276,7 +276,7 @@ async def add_user(client: AsyncClient, email: str, password: str, reporter: Rep
     await _write_config(client, dex)
     reporter.info(f"user {email} added with Profile {profile}")
     await restart_dex(client, reporter)
-    return User(email, email.split("@", 1)[0], "config", default_password=False, profile=profile)
+    return User(email, email.split("@", 1)[0], f"ConfigMap {DEX_CONFIGMAP}", default_password=False, profile=profile)
 
 
 async def remove_user(client: AsyncClient, email: str, delete_namespace: bool, reporter: Reporter) -> User:

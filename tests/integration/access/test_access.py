@@ -285,7 +285,7 @@ def test_add_and_remove_user(kf: Chain) -> None:
     listed = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
     assert [(u["email"], u["source"], u["default_password"]) for u in listed][-1] == (
         "jane@example.com",
-        "config",
+        "ConfigMap dex",
         False,
     )
 
