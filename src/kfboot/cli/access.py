@@ -7,9 +7,11 @@ import contextlib
 import getpass
 import signal
 import sys
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
+from lightkube import AsyncClient
 from rich.table import Table
 
 from kfboot.cli._common import State, emit_json, handled, run, state
@@ -17,6 +19,8 @@ from kfboot.errors import BadInputError
 from kfboot.kube.client import async_client
 from kfboot.kube.portforward import Backend, PortForwarder
 from kfboot.steps import access, auth
+
+T = TypeVar("T")
 
 auth_app = typer.Typer(help="Kubeflow's users: Dex passwords and Profiles.", no_args_is_help=True)
 
@@ -26,9 +30,22 @@ StdinOpt = Annotated[
 ]
 
 
-def _client(st: State) -> Any:
+def _client(st: State) -> AsyncClient:
     cfg = st.config().cluster
     return async_client(st.kubeconfig or cfg.kubeconfig, st.context or cfg.context)
+
+
+def _call(st: State, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
+    """Run ``fn`` with a client to the configured cluster (closed afterwards), errors rendered."""
+
+    async def go() -> T:
+        client = _client(st)
+        try:
+            return await fn(client)
+        finally:
+            await client.close()
+
+    return run(st, go)
 
 
 def read_password(st: State, from_stdin: bool, *, confirm: bool, prompt: str = "Password") -> str:
@@ -81,7 +98,7 @@ def connect(
     local_port = port if port is not None else (0 if check else cfg.port)
 
     if check:
-        result = run(st, lambda: _check(st, addr, local_port, user, password))
+        result = _call(st, lambda client: _check(st, client, addr, local_port, user, password))
         if st.json:
             emit_json(result.to_dict())
         elif result.stage == "authenticated":
@@ -91,31 +108,36 @@ def connect(
         else:
             st.out.print(f"[green]✓[/] the gateway leads to Dex's login form ({result.url})")
         return
-    run(st, lambda: _serve(st, addr, local_port))
+    _call(st, lambda client: _serve(st, client, addr, local_port))
 
 
-async def _check(st: State, address: str, port: int, user: str | None, password: str | None) -> access.LoginCheck:
-    client = _client(st)
-    reporter = st.reporter()
-    try:
-        async with PortForwarder(
-            client,
-            access.GATEWAY_NAMESPACE,
-            access.GATEWAY_SERVICE,
-            access.GATEWAY_PORT,
-            address=address,
-            local_port=port,
-            reporter=reporter,
-        ) as fw:
-            host = "127.0.0.1" if address in ("0.0.0.0", "::", "") else address  # noqa: S104
-            base = f"http://{host if ':' not in host else f'[{host}]'}:{fw.port}"
-            return await access.check_login(base, user, password)
-    finally:
-        await client.close()
+def _gateway(client: AsyncClient, address: str, port: int, st: State, **kw: Any) -> PortForwarder:
+    return PortForwarder(
+        client,
+        access.GATEWAY_NAMESPACE,
+        access.GATEWAY_SERVICE,
+        access.GATEWAY_PORT,
+        address=address,
+        local_port=port,
+        reporter=st.reporter(),
+        **kw,
+    )
 
 
-async def _serve(st: State, address: str, port: int) -> None:
-    client = _client(st)
+def _url(address: str, port: int, host_name: str) -> str:
+    """``http://HOST:PORT`` for a listener on ``address`` (``host_name`` for a loopback/any address)."""
+    host = host_name if address in ("127.0.0.1", "::1", "0.0.0.0", "::", "") else address  # noqa: S104
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+async def _check(
+    st: State, client: AsyncClient, address: str, port: int, user: str | None, password: str | None
+) -> access.LoginCheck:
+    async with _gateway(client, address, port, st) as fw:
+        return await access.check_login(_url(address, fw.port, "127.0.0.1"), user, password)
+
+
+async def _serve(st: State, client: AsyncClient, address: str, port: int) -> None:
     reporter = st.reporter()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -126,18 +148,8 @@ async def _serve(st: State, address: str, port: int) -> None:
         reporter.info(f"forwarding to {backend}")
 
     try:
-        async with PortForwarder(
-            client,
-            access.GATEWAY_NAMESPACE,
-            access.GATEWAY_SERVICE,
-            access.GATEWAY_PORT,
-            address=address,
-            local_port=port,
-            reporter=reporter,
-            on_backend=moved,
-        ) as fw:
-            host = "localhost" if address in ("127.0.0.1", "::1") else address
-            url = f"http://{host if ':' not in host else f'[{host}]'}:{fw.port}/"
+        async with _gateway(client, address, port, st, on_backend=moved) as fw:
+            url = _url(address, fw.port, "localhost") + "/"
             defaults = await access.gather_startup(client)
             for email in defaults:
                 reporter.warn(
@@ -158,7 +170,6 @@ async def _serve(st: State, address: str, port: int) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await client.close()
 
 
 # ------------------------------------------------------------------------------------------------- auth
@@ -171,15 +182,9 @@ def set_password(ctx: typer.Context, user: UserOpt = None, password_stdin: Stdin
     with handled(st):
         password = read_password(st, password_stdin, confirm=True, prompt="New password")
 
-    async def go() -> auth.User:
+    with handled(st):
         auth.validate_password(password)  # before any connection
-        client = _client(st)
-        try:
-            return await auth.set_password(client, user, password, st.reporter())
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = _call(st, lambda client: auth.set_password(client, user, password, st.reporter()))
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -197,16 +202,10 @@ def add_user(
     with handled(st):
         password = read_password(st, password_stdin, confirm=True, prompt=f"Password for {email}")
 
-    async def go() -> auth.User:
+    with handled(st):
         auth.validate_email(email)
         auth.validate_password(password)
-        client = _client(st)
-        try:
-            return await auth.add_user(client, email, password, st.reporter())
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = _call(st, lambda client: auth.add_user(client, email, password, st.reporter()))
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -224,14 +223,7 @@ def remove_user(
     """Remove a Dex user (its Profile and namespace stay unless --delete-namespace); restart Dex."""
     st = state(ctx)
 
-    async def go() -> auth.User:
-        client = _client(st)
-        try:
-            return await auth.remove_user(client, email, delete_namespace, st.reporter())
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = _call(st, lambda client: auth.remove_user(client, email, delete_namespace, st.reporter()))
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -243,14 +235,7 @@ def list_users(ctx: typer.Context) -> None:
     """Dex's users, their Profiles, and whether one still has the default password."""
     st = state(ctx)
 
-    async def go() -> list[auth.User]:
-        client = _client(st)
-        try:
-            return await auth.list_users(client, check_default=True)
-        finally:
-            await client.close()
-
-    users = run(st, go)
+    users = _call(st, lambda client: auth.list_users(client, check_default=True))
     if st.json:
         emit_json({"users": [u.to_dict() for u in users]})
         return

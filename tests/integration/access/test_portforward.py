@@ -172,7 +172,16 @@ async def test_token_user_needs_the_portforward_right(
             sandbox.kubectl(
                 "-n", ns, "create", "rolebinding", "forward", "--role=forward", f"--serviceaccount={ns}:viewer"
             )
-            resp = await http.post("/", content=b"through with a token")
+            # the API server's RBAC cache takes the new binding within moments
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:
+                try:
+                    resp = await http.post("/", content=b"through with a token")
+                    break
+                except httpx.HTTPError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
             assert resp.content == b"through with a token"
     finally:
         await client.close()
