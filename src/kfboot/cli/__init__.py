@@ -11,6 +11,7 @@ import stamina
 import typer
 
 from kfboot import __version__
+from kfboot.cli import access as access_cmd
 from kfboot.cli import config as config_cmd
 from kfboot.cli import day2 as day2_cmd
 from kfboot.cli import host as host_cmd
@@ -46,6 +47,8 @@ app.command("doctor")(day2_cmd.doctor)
 app.command("down")(day2_cmd.down)
 app.command("preflight")(preflight_cmd.preflight)
 app.command("plan")(plan_cmd.plan)
+app.command("connect")(access_cmd.connect)
+app.add_typer(access_cmd.auth_app, name="auth")
 
 
 def _version(value: bool) -> None:

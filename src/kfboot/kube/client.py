@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2 as httpx
 from lightkube import AsyncClient, KubeConfig
+from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.exceptions import ConfigError
 from lightkube.types import OnErrorAction, OnErrorResult
 
@@ -63,6 +64,14 @@ def http_client(client: AsyncClient) -> httpx.AsyncClient:
     """
     http: httpx.AsyncClient = client._client._client
     return http
+
+
+def client_config(client: AsyncClient) -> SingleConfig:
+    """The kubeconfig entry (cluster, user) a lightkube client was made from (for connections lightkube
+    cannot make itself, such as the WebSocket port-forward)."""
+    config: SingleConfig | None = client._client.config
+    assert config is not None, "lightkube clients are always made from a config"
+    return config
 
 
 async def raw_get_json(client: AsyncClient, path: str) -> Any:

@@ -333,7 +333,8 @@ def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, opera
         "kubeVersion": rel.kubernetes,
         "etcdVersion": rel.etcd.lstrip("v"),
         "kwokVersion": rel.kwok,
-        "enableCRDs": ["Stage"],
+        # PortForward / ClusterPortForward: map a simulated pod's port to a local process (the access tests)
+        "enableCRDs": ["Stage", "PortForward", "ClusterPortForward"],
         "etcdBinary": str(b["etcd"]),
         "kubeApiserverBinary": str(b["kube-apiserver"]),
         "kubeControllerManagerBinary": str(b["kube-controller-manager"]),

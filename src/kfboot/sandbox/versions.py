@@ -21,3 +21,10 @@ KUSTOMIZE_V4_VERSION: Final = "v4.5.7"
 
 #: Kubernetes binaries by cache component.
 KUBERNETES_BINARIES: Final = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+#: Dex, as in the Kubeflow 26.03 bundle (ghcr.io/dexidp/dex:v2.45.0). Dex's go.mod has no /v2 suffix, so
+#: the Go module proxy knows the release only by the pseudo-version of its commit (``DEX_MODULE_VERSION``).
+DEX_VERSION: Final = "v2.45.0"
+DEX_MODULE_VERSION: Final = "v0.0.0-20260806151424-ab64ed778070"
+#: oauth2-proxy, the release the Go module proxy serves of the bundle's v7 line (the bundle pins v7.14.3).
+OAUTH2_PROXY_VERSION: Final = "v7.15.6"

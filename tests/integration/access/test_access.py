@@ -1,0 +1,306 @@
+"""`kfboot connect` and `kfboot auth` on a sandbox with Kubeflow 26.03, through the real login chain:
+kfboot's port-forward → kube-apiserver → kwok → oauth2-proxy → Dex (see chain.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import bcrypt
+import httpx2 as httpx
+import pytest
+
+from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.integration.access.chain import DEX_VERSION, OAUTH2_PROXY_VERSION, Chain, binary, login_chain
+
+pytestmark = pytest.mark.sandbox
+
+DEFAULT = "12341234"
+NEW_PASSWORD = "kfboot-Test-pw-9f3c1e"  # distinctive, so a leak is greppable
+JANE_PASSWORD = "jane-Secret-pw-77a0b2"
+
+
+def require_login_binaries() -> None:
+    missing = [
+        name
+        for name, version in (("dex", DEX_VERSION), ("oauth2-proxy", OAUTH2_PROXY_VERSION))
+        if binary(name, version) is None
+    ]
+    if missing:
+        msg = f"{', '.join(missing)} not built: run scripts/build-sandbox-binaries"
+        if os.environ.get("KFBOOT_REQUIRE_SANDBOX"):
+            pytest.fail(msg + " (KFBOOT_REQUIRE_SANDBOX is set)")
+        pytest.skip(msg)
+
+
+def wait_rollout(sb: Sandbox, namespace: str, deployment: str) -> None:
+    sb.kubectl("-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=120s", timeout=150)
+
+
+@pytest.fixture(scope="module")
+def kf(tmp_path_factory: pytest.TempPathFactory, testdata_dir: Path) -> Iterator[Chain]:
+    """One sandbox with Kubeflow 26.03 applied (the rendered bundle) and the login chain running."""
+    require_login_binaries()
+    root = tmp_path_factory.mktemp("access")
+    sb = start_sandbox(make_env(root), "access", "--nodes", "1")
+    sb.env.env["KUBECONFIG"] = str(sb.kubeconfig)
+    try:
+        bundle = testdata_dir / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
+        proc = sb.env.kfboot("kubeflow", "install", "--source", str(bundle), "--no-wait", timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        for namespace, deployment in (("istio-system", "istio-ingressgateway"), ("auth", "dex")):
+            wait_rollout(sb, namespace, deployment)
+        with login_chain(sb, root / "chain") as chain:
+            yield chain
+    finally:
+        stop_sandbox(sb)
+
+
+def check(chain: Chain, user: str | None, password: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["connect", "--check", *args]
+    if user is not None:
+        cmd += ["--user", user, "--password-stdin"]
+    return chain.sb.env.kfboot(*cmd, input=None if password is None else password + "\n", timeout=120)
+
+
+def gateway_pods(sb: Sandbox) -> list[str]:
+    items = sb.kubectl_json("-n", "istio-system", "get", "pods", "-l", "app=istio-ingressgateway")["items"]
+    assert isinstance(items, list)
+    return [p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_check_reaches_login_form_and_logs_in(kf: Chain) -> None:
+    form = check(kf, None, None, "-o", "json")
+    assert form.returncode == 0, form.stderr
+    result = json.loads(form.stdout)
+    assert result["stage"] == "login-form" and "/dex/auth/local/login" in result["url"]
+    # oauth2-proxy's sign-in page, its start URL, Dex's authorize endpoint, then its password form
+    assert [h.split()[2] for h in result["hops"]] == [
+        "/",
+        "/oauth2/start",
+        "/dex/auth",
+        "/dex/auth/local",
+        "/dex/auth/local/login",
+    ]
+
+    ok = check(kf, "user@example.com", DEFAULT, "-o", "json")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    result = json.loads(ok.stdout)
+    assert result["stage"] == "authenticated" and result["session_cookie"] == "oauth2_proxy_kubeflow"
+    paths = [h.split()[2] for h in result["hops"]]
+    assert "/oauth2/callback" in paths and paths[-1] == "/"
+    # the real components saw it: Dex logged the login, oauth2-proxy the session
+    assert re.search(r'msg="login successful" .*email=user@example.com', kf.dex_log.read_text())
+    assert re.search(r"user@example.com .*\[AuthSuccess\]", (kf.workdir / "oauth2-proxy.log").read_text())
+
+    text = check(kf, "user@example.com", DEFAULT)
+    assert text.returncode == 0 and "logged in as user@example.com" in text.stdout
+
+
+def test_check_wrong_password_is_one_clear_line(kf: Chain) -> None:
+    bad = check(kf, "user@example.com", "not-the-password")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: Dex rejected the login of user@example.com: wrong email or password"]
+    assert "not-the-password" not in bad.stdout + bad.stderr
+
+
+def _login(base: str) -> httpx.Client:
+    """A browser-like session logged in through the forward (cookies kept)."""
+    http = httpx.Client(base_url=base, follow_redirects=True, timeout=30, trust_env=False)
+    page = http.get("/oauth2/start", params={"rd": "/"})
+    action = re.search(r'<form[^>]*method="post"[^>]*action="([^"]+)"', page.text)
+    assert action, page.text[:500]
+    done = http.post(
+        str(page.url.join(action.group(1).replace("&amp;", "&"))),
+        data={"login": "user@example.com", "password": DEFAULT},
+    )
+    assert done.status_code == 200 and done.json()["upstream"] == "ok", done.text[:300]
+    return http
+
+
+def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain) -> None:
+    sb = kf.sb
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kfboot", "connect", "--port", str(port)],
+        env=sb.env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr: list[str] = []
+    threading.Thread(target=lambda: stderr.extend(proc.stderr or []), daemon=True).start()
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == f"Kubeflow: http://localhost:{port}/  (Ctrl-C to stop)", line + "".join(stderr)
+        base = f"http://127.0.0.1:{port}"
+        [old_pod] = gateway_pods(sb)
+        session = _login(base)
+        cookies = dict(session.cookies)
+
+        def one(i: int) -> tuple[int, str]:
+            if i == 60:  # mid-run: the forwarded pod goes away; its ReplicaSet makes a new one
+                sb.kubectl("-n", "istio-system", "delete", "pod", old_pod, "--wait=false")
+            with httpx.Client(base_url=base, cookies=cookies, timeout=60, trust_env=False) as http:
+                resp = http.get("/", params={"i": i})
+                return resp.status_code, resp.text
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(one, range(200)))
+        took = time.monotonic() - start
+        failed = [(i, r) for i, r in enumerate(results) if r[0] != 200 or json.loads(r[1])["upstream"] != "ok"]
+        assert failed == [], f"{len(failed)} of 200 failed, e.g. {failed[:3]}\n{''.join(stderr)[-2000:]}"
+        assert all(json.loads(body)["email"] == "user@example.com" for _, body in results)
+
+        # the forward moved to the replacement pod (and requests after the move went through it)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("forwarding to" in ln and old_pod not in ln for ln in stderr):
+            session.get("/")
+            time.sleep(0.5)
+        moved = [ln for ln in stderr if "forwarding to pod istio-system/" in ln]
+        assert len(moved) >= 2 and old_pod in moved[0], moved
+        new_pod = moved[-1].split("istio-system/")[1].split()[0]
+        assert new_pod != old_pod and new_pod in gateway_pods(sb)
+        assert session.get("/").json()["upstream"] == "ok"
+        session.close()
+        # the bundle's default password is still in place: connect says so, with the fix
+        assert any("user@example.com still has Kubeflow's published default password" in ln for ln in stderr)
+        assert any("kfboot auth set-password --user user@example.com" in ln for ln in stderr)
+        assert took < 120, took
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    assert code == 0, "".join(stderr)[-2000:]
+    assert any(re.search(r"stopped: \d+ connections forwarded", ln) for ln in stderr), stderr[-5:]
+
+
+def test_connect_bad_input(kf: Chain) -> None:
+    sb = kf.sb
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = sb.env.kfboot("connect", "--port", str(port), timeout=60)
+    assert busy.returncode == 2
+    assert f"error: 127.0.0.1:{port} is already in use" in busy.stderr
+
+    usage = sb.env.kfboot("connect", "--user", "user@example.com", timeout=60)
+    assert usage.returncode == 2 and "--user and --password-stdin go with --check" in usage.stderr
+
+    sb.kubectl("-n", "istio-system", "scale", "deployment/istio-ingressgateway", "--replicas=0")
+    try:
+        deadline = time.monotonic() + 60
+        while gateway_pods(sb) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        none = sb.env.kfboot("connect", "--check", timeout=60)
+        assert none.returncode == 3, none.stderr
+        assert "error: service istio-system/istio-ingressgateway has no Ready pod" in none.stderr
+    finally:
+        sb.kubectl("-n", "istio-system", "scale", "deployment/istio-ingressgateway", "--replicas=1")
+        wait_rollout(sb, "istio-system", "istio-ingressgateway")
+    back = sb.env.kfboot("connect", "--check", timeout=60)
+    assert back.returncode == 0, back.stderr
+
+
+def test_connect_without_kubeflow(sandbox: Sandbox) -> None:
+    proc = sandbox.env.kfboot("--kubeconfig", str(sandbox.kubeconfig), "connect", "--check", timeout=60)
+    assert proc.returncode == 3
+    assert "error: service istio-system/istio-ingressgateway does not exist" in proc.stderr
+
+
+def dex_password_hash(sb: Sandbox) -> str:
+    data = sb.kubectl_json("-n", "auth", "get", "secret", "dex-passwords")["data"]
+    assert isinstance(data, dict)
+    return base64.b64decode(data["DEX_USER_PASSWORD"]).decode()
+
+
+def test_set_password_through_the_chain(kf: Chain) -> None:
+    sb = kf.sb
+    before = dex_password_hash(sb)
+    outputs: list[str] = []
+
+    too_long = sb.env.kfboot("auth", "set-password", "--password-stdin", input="é" * 37 + "\n", timeout=60)
+    outputs += [too_long.stdout, too_long.stderr]
+    assert too_long.returncode == 2
+    assert "longer than 72 bytes" in too_long.stderr and dex_password_hash(sb) == before
+
+    generation = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["metadata"]["generation"]
+    proc = sb.env.kfboot("auth", "set-password", "--password-stdin", input=NEW_PASSWORD + "\n", timeout=240)
+    outputs += [proc.stdout, proc.stderr]
+    assert proc.returncode == 0, proc.stderr
+    assert "password of user@example.com changed; Dex restarted" in proc.stdout
+    after = dex_password_hash(sb)
+    assert after.startswith("$2b$12$") and bcrypt.checkpw(NEW_PASSWORD.encode(), after.encode())
+    assert not bcrypt.checkpw(DEFAULT.encode(), after.encode())
+    dep = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")
+    assert dep["metadata"]["generation"] > generation
+    assert "kubectl.kubernetes.io/restartedAt" in dep["spec"]["template"]["metadata"]["annotations"]
+
+    kf.start_dex()  # what the Deployment's new pod does: Dex reads the changed Secret
+    old = check(kf, "user@example.com", DEFAULT)
+    outputs += [old.stdout, old.stderr]
+    assert old.returncode == 1 and "wrong email or password" in old.stderr
+    new = check(kf, "user@example.com", NEW_PASSWORD)
+    outputs += [new.stdout, new.stderr]
+    assert new.returncode == 0, new.stderr
+
+    users = sb.env.kfboot("auth", "list-users", "-o", "json", timeout=60)
+    outputs += [users.stdout, users.stderr]
+    [user] = json.loads(users.stdout)["users"]
+    assert user["email"] == "user@example.com" and user["default_password"] is False
+    assert user["profile"] == "kubeflow-user-example-com"
+
+    assert all(NEW_PASSWORD not in text for text in outputs)
+    leaks = [p for p in (sb.logs_dir, kf.workdir) for f in p.glob("*.log") if NEW_PASSWORD in f.read_text("latin-1")]
+    assert leaks == []
+
+
+def test_add_and_remove_user(kf: Chain) -> None:
+    sb = kf.sb
+    outputs: list[str] = []
+    add = sb.env.kfboot("auth", "add-user", "jane@example.com", "--password-stdin", input=JANE_PASSWORD + "\n")
+    outputs += [add.stdout, add.stderr]
+    assert add.returncode == 0, add.stderr
+    profile = sb.kubectl_json("get", "profile", "kubeflow-jane-example-com")
+    assert profile["spec"] == {"owner": {"kind": "User", "name": "jane@example.com"}}
+    again = sb.env.kfboot("auth", "add-user", "jane@example.com", "--password-stdin", input=JANE_PASSWORD + "\n")
+    assert again.returncode == 2 and "already has a user jane@example.com" in again.stderr
+
+    listed = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
+    assert [(u["email"], u["source"], u["default_password"]) for u in listed][-1] == (
+        "jane@example.com",
+        "ConfigMap dex",
+        False,
+    )
+
+    kf.start_dex()
+    login = check(kf, "jane@example.com", JANE_PASSWORD)
+    outputs += [login.stdout, login.stderr]
+    assert login.returncode == 0, login.stderr
+
+    rm = sb.env.kfboot("auth", "remove-user", "jane@example.com", "--delete-namespace", timeout=240)
+    outputs += [rm.stdout, rm.stderr]
+    assert rm.returncode == 0, rm.stderr
+    assert sb.kubectl("get", "profile", "kubeflow-jane-example-com", check=False).returncode != 0
+    kf.start_dex()
+    gone = check(kf, "jane@example.com", JANE_PASSWORD)
+    assert gone.returncode == 1 and "wrong email or password" in gone.stderr
+    missing = sb.env.kfboot("auth", "remove-user", "jane@example.com")
+    assert missing.returncode == 2 and "Dex has no user jane@example.com" in missing.stderr
+    assert all(JANE_PASSWORD not in text for text in outputs)
