@@ -103,8 +103,7 @@ def step_inputs(step: str, cfg: Environment) -> str:
 
 
 def _needs_kustomize(cfg: Environment) -> bool:
-    source = cfg.kubeflow.source
-    return source is None or not Path(source).is_file() or not source.endswith((".yaml", ".yml", ".json", ".gz"))
+    return not kf.is_rendered_bundle(cfg.kubeflow.source)
 
 
 class Pipeline:

@@ -115,26 +115,36 @@ async def delete_wave(
     clear_finalizers: bool = False,
     concurrency: int = 16,
 ) -> DeleteReport:
-    """Delete ``targets`` and wait (until ``deadline``) for all of them to disappear."""
+    """Delete ``targets`` and wait (until ``deadline``) for all of them to disappear. An object that a
+    controller re-creates under the same name (a namespace's ``default`` ServiceAccount, …) counts as gone:
+    the one kfboot deleted (its uid) is."""
     report = DeleteReport()
     if not targets:
         return report
     sem = asyncio.Semaphore(concurrency)
+    uids: dict[Target, str | None] = {}
 
     async def send(t: Target) -> None:
         async with sem:
+            obj = await _get(client, t)
+            if obj is None:
+                return
+            uids[t] = obj.metadata.uid if obj.metadata else None
             if await _delete(client, t):
                 report.deleted.append(t.label)
 
+    async def look(t: Target) -> tuple[Target, Any]:
+        async with sem:
+            obj = await _get(client, t)
+        if obj is not None and obj.metadata is not None and obj.metadata.uid != uids.get(t):
+            obj = None  # a new object of the same name: ours is gone
+        return t, obj
+
     await asyncio.gather(*(send(t) for t in targets))
-    pending = list(targets)
+    pending = [t for t in targets if t in uids]
     with reporter.progress(f"deleting {what}") as task:
         while True:
-            still: list[tuple[Target, Any]] = []
-            for t in pending:
-                obj = await _get(client, t)
-                if obj is not None:
-                    still.append((t, obj))
+            still = [(t, obj) for t, obj in await asyncio.gather(*(look(t) for t in pending)) if obj is not None]
             pending = [t for t, _ in still]
             task.update(f"deleting {what}: {len(targets) - len(pending)}/{len(targets)} gone")
             if not pending:
@@ -178,7 +188,8 @@ async def delete_in_waves(
 async def find_labelled(
     client: AsyncClient, selector: dict[str, Any], catalog: ResourceCatalog | None = None, concurrency: int = 8
 ) -> list[Target]:
-    """Every object of every listable kind carrying the labels ``selector`` (an inventory by label)."""
+    """Every object of every listable kind carrying the labels ``selector`` (an inventory by label),
+    except objects that have an owner: the garbage collector removes those with it."""
     if catalog is None:
         catalog = ResourceCatalog()
         await catalog.refresh(client)
@@ -194,7 +205,8 @@ async def find_labelled(
             try:
                 async for obj in client.list(res, namespace="*" if info.namespaced else None, labels=wanted):
                     meta = obj.metadata
-                    if meta is not None and meta.name:
+                    # owned objects (EndpointSlices of a Service, …) go with their owner
+                    if meta is not None and meta.name and not meta.ownerReferences:
                         ns = meta.namespace if info.namespaced else None
                         found.append(Target(res, meta.name, ns, info.kind, info.group))
             except ApiError as exc:

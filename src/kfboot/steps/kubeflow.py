@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightkube import AsyncClient
+from lightkube import AsyncClient, operators
 
 from kfboot import paths
 from kfboot.config import KubeflowConfig, parse_duration
@@ -201,6 +201,11 @@ async def kustomize_build(kustomize: Path, folder: Path) -> str:
     return out.decode()
 
 
+def is_rendered_bundle(source: str | None) -> bool:
+    """A .yaml/.json (optionally gzipped) source is already rendered: no kustomize needed."""
+    return bool(source) and re.search(r"\.(ya?ml|json)(\.gz)?$", str(source)) is not None
+
+
 async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
     """The Kubeflow objects for ``cfg``: from a rendered file, or built (and cached) from a tree/archive."""
     source = cfg.source
@@ -216,7 +221,7 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
     path = Path(source).expanduser()
     if not path.exists():
         raise BadInputError(f"kubeflow.source {path} does not exist", "point it at a folder, .tar.gz or .yaml")
-    if path.is_file() and re.search(r"\.(ya?ml|json)(\.gz)?$", path.name):
+    if path.is_file() and is_rendered_bundle(str(path)):
         if cfg.components.exclude:
             raise BadInputError(
                 "kubeflow.components.exclude needs a manifests tree, not a rendered bundle",
@@ -325,9 +330,10 @@ async def status(client: AsyncClient) -> dict[str, Any]:
     releases: set[str] = set()
     namespaces: dict[str, list[int]] = {}
     not_ready: list[str] = []
+    ours: dict[str, Any] = {MANAGED_BY: "kfboot", RELEASE_LABEL: operators.exists()}
     for kind, res in WORKLOAD_KINDS.items():
         obj: Workload
-        async for obj in client.list(res, namespace="*", labels={MANAGED_BY: "kfboot"}):
+        async for obj in client.list(res, namespace="*", labels=ours):
             releases.add(o.labels_of(obj).get(RELEASE_LABEL, "?"))
             counts = namespaces.setdefault(o.namespace(obj), [0, 0])
             counts[1] += 1

@@ -20,7 +20,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json
 from kfboot.kube.quantity import parse_quantity
 from kfboot.kube.readiness import default_classes
-from kfboot.steps import storage, tools
+from kfboot.steps import kubeflow, storage, tools
 from kfboot.ui import NullReporter
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
@@ -325,8 +325,7 @@ async def _disks(client: AsyncClient, cfg: Environment, rook_planned: bool, repo
 
 
 def _kustomize(cfg: Environment, report: PreflightReport) -> None:
-    source = cfg.kubeflow.source or ""
-    if re.search(r"\.(ya?ml|json)(\.gz)?$", source):
+    if kubeflow.is_rendered_bundle(cfg.kubeflow.source):
         report.add("kustomize", SKIP, "not needed: kubeflow.source is a rendered bundle")
         return
     st = tools.status()
