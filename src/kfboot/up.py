@@ -5,6 +5,7 @@ and runs the same install against it."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,9 +14,11 @@ from typing import Any
 
 from lightkube import AsyncClient
 
-from kfboot import state
+from kfboot import paths, state
 from kfboot.config import Environment
 from kfboot.errors import BadInputError, CheckFailedError, KfbootError, RuntimeFailure
+from kfboot.kube import dryrun
+from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.client import async_client
 from kfboot.sandbox import cluster as sandbox
 from kfboot.steps import host_prepare, storage, tools
@@ -113,6 +116,8 @@ class Pipeline:
         self.reporter = reporter
         self.kubeconfig = kubeconfig
         self.context: str | None = None
+        self.rendered: kf.Rendered | None = None
+        self.storage_prepared: storage.Prepared | storage.StorageResult | None = None
 
     # each step: returns (detail, data); raises KfbootError when it cannot reach its goal
     async def preflight(self) -> tuple[str, dict[str, Any]]:
@@ -123,10 +128,13 @@ class Pipeline:
             self.reporter.warn(f"preflight {c.name}: {c.message}")
         if failed:
             first = failed[0]
-            raise CheckFailedError(
-                f"preflight failed: {'; '.join(f'{c.name}: {c.message}' for c in failed)}",
-                first.remedy or "see `kfboot preflight`",
-            )
+            reason = f"preflight failed: {'; '.join(f'{c.name}: {c.message}' for c in failed)}"
+            remedy = first.remedy or "see `kfboot preflight`"
+            if first.name == "api" and "unreachable" in first.message:
+                raise RuntimeFailure(reason, remedy)
+            if first.name in ("api", "rights"):  # credentials rejected or too weak: the input is wrong
+                raise BadInputError(reason, remedy)
+            raise CheckFailedError(reason, remedy)
         return f"{len(report.checks)} checks passed ({len(warned)} warnings)", report.to_dict()
 
     async def host(self) -> tuple[str, dict[str, Any]]:
@@ -142,8 +150,37 @@ class Pipeline:
             )
         return f"{len(report.nodes)} node(s) prepared", data
 
+    async def validate(self, steps: list[str]) -> None:
+        """Everything that can refuse the input, before the first change to the cluster: the cache is
+        writable, the Kubeflow bundle renders and its CRDs pass the API's validation (dry run), the Rook
+        release, manifests and devices are acceptable."""
+        cache = paths.cache_dir()
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            probe = cache / f".kfboot-write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise BadInputError(
+                f"the cache directory {cache} is not writable ({exc.strerror})",
+                "make it writable, or point KFBOOT_CACHE_DIR / XDG_CACHE_HOME at a writable folder",
+            ) from exc
+        if "kubeflow" in steps:
+            if _needs_kustomize(self.cfg) and tools.status().kustomize is None:
+                k = self.cfg.tools.kustomize
+                tools.install(k.version, self.reporter, mirror=k.mirror)  # this machine only, not the cluster
+            self.rendered = await kf.render(self.cfg.kubeflow, self.reporter)
+            crds = [m for m in self.rendered.manifests if m.kind == "CustomResourceDefinition"]
+            for key, why in await dryrun.rejected(self.client, crds, {MANAGED_BY: "kfboot"}):
+                raise BadInputError(
+                    f"the API server rejects {key} of the Kubeflow bundle: {why}",
+                    "fix the manifest (kubeflow.source); nothing was applied",
+                )
+        if "storage" in steps:
+            self.storage_prepared = await storage.prepare(self.client, self.cfg, self.reporter)
+
     async def storage(self) -> tuple[str, dict[str, Any]]:
-        result = await storage.install(self.client, self.cfg, self.reporter)
+        result = await storage.install(self.client, self.cfg, self.reporter, self.storage_prepared)
         if not result.ok:
             problems = [p for r in result.apply for p in r.problems]
             why = (
@@ -164,7 +201,7 @@ class Pipeline:
         return f"kustomize {res.version} {'installed at' if res.installed else 'found at'} {res.path}", res.to_dict()
 
     async def kubeflow(self) -> tuple[str, dict[str, Any]]:
-        rendered = await kf.render(self.cfg.kubeflow, self.reporter)
+        rendered = self.rendered or await kf.render(self.cfg.kubeflow, self.reporter)
         result = await kf.install(self.client, self.cfg.kubeflow, rendered, self.reporter)
         if not result.ok:
             rep = result.apply
@@ -213,6 +250,22 @@ class Pipeline:
             return not _needs_kustomize(self.cfg) or tools.status().kustomize is not None
         return True
 
+    async def _done(self, step: str, rec: state.StepRecord | None) -> bool:
+        """Recorded done with the same inputs, and still in place."""
+        return (
+            step not in ("preflight", "access")
+            and rec is not None
+            and rec.outcome == "done"
+            and rec.inputs == step_inputs(step, self.cfg)
+            and await self.verify(step)
+        )
+
+    async def _to_run(self, steps: list[str], forced: bool) -> list[str]:
+        if forced:
+            return steps
+        records = await state.load(self.client)
+        return [s for s in steps if not await self._done(s, records.get(s))]
+
     async def run(self, steps: list[str], *, forced: bool) -> list[StepOutcome]:
         outcomes: list[StepOutcome] = []
         records: dict[str, state.StepRecord] = {}
@@ -224,19 +277,16 @@ class Pipeline:
             "kubeflow": self.kubeflow,
             "access": self.access,
         }
+        validated = False
         for step in steps:
+            if step != "preflight" and not validated:
+                await self.validate(await self._to_run(steps, forced))
+                validated = True
             inputs = step_inputs(step, self.cfg)
             if step != "preflight" and not records:
                 records = await state.load(self.client)
             rec = records.get(step)
-            if (
-                not forced
-                and step not in ("preflight", "access")
-                and rec is not None
-                and rec.outcome == "done"
-                and rec.inputs == inputs
-                and await self.verify(step)
-            ):
+            if not forced and rec is not None and await self._done(step, rec):
                 self.reporter.info(f"{step}: done earlier and unchanged — skipped ({rec.detail})")
                 outcomes.append(StepOutcome(step, "skipped", rec.detail))
                 continue

@@ -103,3 +103,26 @@ async def dry_run(
         return ObjectPlan(key, ns, UNCHANGED if same else CHANGE)
 
     return BundlePlan(list(await asyncio.gather(*(one(m) for m in manifests))))
+
+
+async def rejected(
+    client: AsyncClient, manifests: list[Manifest], labels: dict[str, str], *, field_manager: str = "kfboot"
+) -> list[tuple[str, str]]:
+    """The objects the API server refuses as invalid (server-side dry run; 400/422), with its message.
+    Kinds not served yet are not judged."""
+    catalog = ResourceCatalog()
+    await catalog.refresh(client)
+    out = []
+    for m in manifests:
+        info = catalog.for_manifest(m)
+        if info is None:
+            continue
+        res = catalog.resource_class(info)
+        try:
+            await client.apply(
+                res.from_dict(prepare_body(m, info, labels)), field_manager=field_manager, force=True, dry_run=True
+            )
+        except ApiError as exc:
+            if exc.status.code in (400, 422):
+                out.append((str(m.key(info.namespaced)), exc.status.message or str(exc)))
+    return out

@@ -485,8 +485,20 @@ def labels(release: str) -> dict[str, str]:
     return {MANAGED_BY: "kfboot", COMPONENT_LABEL: "storage", "kfboot.io/rook-release": release}
 
 
-async def install(client: AsyncClient, cfg: Environment, reporter: Reporter) -> StorageResult:
-    """Provide a default StorageClass as kfboot.yaml says (see the module doc)."""
+@dataclass
+class Prepared:
+    """Everything the install decided before changing anything: release, manifests, disks, shape."""
+
+    release: RookRelease
+    manifests: dict[str, list[Manifest]]
+    discovery: list[NodeDisks]
+    plan: ClusterPlan
+
+
+async def prepare(client: AsyncClient, cfg: Environment, reporter: Reporter) -> Prepared | StorageResult:
+    """Decide (reading only): a skipped result, or what to install. Every refusal of the input — unknown
+    release, manifests missing or not verifiable, a configured device that is not eligible — happens here,
+    before the first change to the cluster."""
     provider = cfg.storage.provider
     if provider == "none":
         return StorageResult("skipped", "storage.provider is none")
@@ -506,18 +518,28 @@ async def install(client: AsyncClient, cfg: Environment, reporter: Reporter) -> 
             default_class=existing,
         )
     release = choose_release(str((await raw_get_json(client, "/version"))["gitVersion"]), cfg.storage.rook.version)
-    timeout = parse_duration(cfg.storage.timeout)
-    deadline = time.monotonic() + timeout
-    result = StorageResult("installed", release=release.version)
-    # everything that can refuse the input happens before the first change to the cluster
     manifests = operator_manifests(
         fetch_manifests(release, cfg.storage.rook.manifests, reporter), allow_loop=cfg.storage.rook.allowLoopDevices
     )
-    result.discovery = await discover(client, cfg, reporter)
-    result.plan = plan_cluster(cfg, result.discovery)
-    for w in result.plan.warnings:
+    discovery = await discover(client, cfg, reporter)
+    return Prepared(release, manifests, discovery, plan_cluster(cfg, discovery))
+
+
+async def install(
+    client: AsyncClient, cfg: Environment, reporter: Reporter, prepared: Prepared | StorageResult | None = None
+) -> StorageResult:
+    """Provide a default StorageClass as kfboot.yaml says (see the module doc)."""
+    if prepared is None:
+        prepared = await prepare(client, cfg, reporter)
+    if isinstance(prepared, StorageResult):
+        return prepared
+    release, manifests = prepared.release, prepared.manifests
+    timeout = parse_duration(cfg.storage.timeout)
+    deadline = time.monotonic() + timeout
+    result = StorageResult("installed", release=release.version, plan=prepared.plan, discovery=prepared.discovery)
+    for w in prepared.plan.warnings:
         reporter.warn(w)
-    objs = parse_manifests_from_dicts(cluster_objects(result.plan, release))
+    objs = parse_manifests_from_dicts(cluster_objects(prepared.plan, release))
     opts = ApplyOptions(labels=labels(release.version), timeout=timeout)
     for name in ROOK_FILES:
         part = manifests[name]
@@ -534,7 +556,7 @@ async def install(client: AsyncClient, cfg: Environment, reporter: Reporter) -> 
     if cfg.storage.defaultClass:
         result.demoted = await make_default(client, reporter)
         result.default_class = CLASS
-    result.health = await health_gate(client, result.plan, deadline, reporter, result.discovery)
+    result.health = await health_gate(client, prepared.plan, deadline, reporter, prepared.discovery)
     return result
 
 
