@@ -3,12 +3,15 @@ independent observer, component logs attached to failing tests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -188,6 +191,49 @@ class Sandbox:
             ns = item["metadata"].get("namespace")
             out.add(f"{item['kind']}.{group} {ns + '/' if ns else ''}{item['metadata']['name']}")
         return out
+
+    def snapshot(self, selector: str = "app.kubernetes.io/managed-by=kfboot") -> dict[str, str]:
+        """Objects carrying ``selector``: "kind.group ns/name" → a hash of everything but status and the
+        server-owned metadata (uid, resourceVersion, timestamps, managedFields, generation)."""
+        kinds = [
+            k
+            for k in self.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
+            if k.split(".", 1)[0] not in VOLATILE_KINDS
+        ]
+        items = self.kubectl_json("get", ",".join(kinds), "-A", "-l", selector)["items"]
+        out = {}
+        for item in items:  # type: ignore[attr-defined]
+            meta = item["metadata"]
+            if meta.get("ownerReferences"):
+                continue  # made by a controller from one of ours
+            group = item["apiVersion"].rsplit("/", 1)[0] if "/" in item["apiVersion"] else ""
+            ns = meta.get("namespace")
+            body = {k: v for k, v in item.items() if k not in ("status", "metadata")}
+            body["labels"] = meta.get("labels")
+            annotations = meta.get("annotations") or {}
+            body["annotations"] = {k: v for k, v in annotations.items() if not k.startswith("deployment.kubernetes")}
+            text = json.dumps(body, sort_keys=True).replace(f"{self.name}-node-", "NODE-")
+            out[f"{item['kind']}.{group} {ns + '/' if ns else ''}{meta['name']}"] = hashlib.sha256(
+                text.encode()
+            ).hexdigest()[:16]
+        return out
+
+    def restart_apiserver(self, down_seconds: float = 3.0) -> None:
+        """Kill the sandbox's kube-apiserver and start it again with the same command line (a control-plane
+        restart, as on an upgrade or a crash)."""
+        pids = self.env.data / "sandbox" / "clusters" / self.name / "pids" / "kube-apiserver.pid"
+        pid = int(pids.read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        environ = dict(
+            line.split(b"=", 1) for line in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in line
+        )
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(down_seconds)
+        log = open(self.logs_dir / "kube-apiserver.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(argv, cwd=cwd, env=environ, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        pids.write_text(str(proc.pid))
 
     def log_tails(self, lines: int = 40) -> str:
         out = []

@@ -21,7 +21,7 @@ from kfboot.kube import dryrun
 from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.client import async_client
 from kfboot.sandbox import cluster as sandbox
-from kfboot.steps import host_prepare, storage, tools
+from kfboot.steps import access, host_prepare, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
 from kfboot.ui import Reporter
@@ -221,8 +221,6 @@ class Pipeline:
         return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s)", {}
 
     async def access(self) -> tuple[str, dict[str, Any]]:
-        from kfboot.steps import access
-
         defaults = await access.default_password_users(self.client)
         a = self.cfg.access
         hints = {
@@ -294,7 +292,7 @@ class Pipeline:
                 self.reporter.info(f"{step}: interrupted earlier — resuming")
             self.reporter.info(f"── step {STEPS.index(step) + 1}/{len(STEPS)}: {step}")
             start = time.monotonic()
-            recorded = step not in ("preflight",)
+            recorded = step not in ("preflight", "access")  # read-only steps leave no record
             if recorded:
                 await state.ensure_namespace(self.client)
                 await state.record(self.client, step, inputs, "running")

@@ -12,10 +12,10 @@ from kfboot.cli.storage import DESTROY_PHRASE
 from kfboot.config import parse_duration
 from kfboot.errors import ExitCode
 from kfboot.kube.client import raw_get_json
+from kfboot.steps import access, storage, teardown
 from kfboot.steps import doctor as doc
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
-from kfboot.steps import storage, teardown
 
 
 def status(ctx: typer.Context) -> None:
@@ -24,8 +24,6 @@ def status(ctx: typer.Context) -> None:
     st = state(ctx)
 
     async def go() -> dict[str, Any]:
-        from kfboot.steps import access
-
         client = client_of(st)
         try:
             version = await raw_get_json(client, "/version")

@@ -217,3 +217,26 @@ async def find_labelled(
     for found in await asyncio.gather(*(scan(i) for i in catalog.listable() if i.kind != "Event")):
         out += found
     return sorted(out, key=lambda t: (t.wave, t.label))
+
+
+async def settle(
+    client: AsyncClient,
+    targets: list[Target],
+    deadline: float,
+    reporter: Reporter,
+    *,
+    what: str,
+    rounds: int = 5,
+    pause: float = 1.0,
+) -> DeleteReport:
+    """Delete again what came back after a wave: a controller working from a stale cache may re-create an
+    object it saw a moment before its deletion (the ClusterRole aggregation controller server-side-applies
+    the aggregated roles it maintains, which creates them anew)."""
+    report = DeleteReport()
+    for _ in range(rounds):
+        await asyncio.sleep(pause)
+        back = [t for t in targets if await _get(client, t) is not None]
+        if not back or time.monotonic() >= deadline:
+            break
+        report.merge(await delete_wave(client, back, deadline, reporter, what=f"{what} (re-created)"))
+    return report

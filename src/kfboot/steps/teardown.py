@@ -66,6 +66,8 @@ async def kubeflow_down(client: AsyncClient, reporter: Reporter, deadline: float
     for wave, what in ((profiles, "Kubeflow profiles"), (webhooks, "Kubeflow admission webhooks")):
         report.merge(await delete.delete_wave(client, wave, deadline, reporter, what=what))
     report.merge(await delete.delete_in_waves(client, rest, deadline, reporter, what="Kubeflow"))
+    roles = [t for t in rest if t.kind in ("ClusterRole", "Role") and t.group == "rbac.authorization.k8s.io"]
+    report.merge(await delete.settle(client, roles, deadline, reporter, what="Kubeflow roles"))
     return report
 
 

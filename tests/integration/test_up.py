@@ -1,0 +1,150 @@
+"""`kfboot up --sandbox` end to end (real API server, real Rook and Kubeflow 26.03 manifests), a second `up`
+that changes nothing, `status`, and `down` that leaves exactly what was there before."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import conftest
+from tests.conftest import Env, Sandbox, make_env
+
+pytestmark = pytest.mark.sandbox
+
+NAME = "upa"
+#: kinds a controller creates and removes on its own (pods of deployments, their replica sets)
+CHURN = ("Pod.", "ReplicaSet.apps", "ControllerRevision.apps")
+
+
+def offline_config(path: Path) -> Path:
+    """The offline set-up the README documents: Rook's manifests and a rendered Kubeflow bundle from disk."""
+    data = conftest.testdata()
+    path.write_text(
+        "storage:\n"
+        "  timeout: 5m\n"
+        f"  rook:\n    manifests: {data / 'rook' / 'v1.20.6'}\n"
+        f"kubeflow:\n  source: {data / 'kubeflow' / 'kubeflow-26.03-example.yaml.gz'}\n  timeout: 10m\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    conftest.require_sandbox_binaries()
+    e = make_env(tmp_path_factory.mktemp("up"))
+    yield e
+    e.kfboot("sandbox", "down", "--name", NAME, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def memo() -> dict[str, set[str]]:
+    """What the first test saw before `up`, for the `down` test."""
+    return {}
+
+
+def steady(inv: set[str]) -> set[str]:
+    return {x for x in inv if not x.startswith(CHURN)}
+
+
+def sandbox_of(env: Env) -> Sandbox:
+    kubeconfig = env.data / "sandbox" / "clusters" / NAME / "kubeconfig.yaml"
+    return Sandbox(name=NAME, env=env, kubeconfig=kubeconfig, info={})
+
+
+def test_up_sandbox_installs_everything_then_a_second_up_changes_nothing(
+    env: Env, memo: dict[str, set[str]], tmp_path: Path
+) -> None:
+    cfg = offline_config(tmp_path / "kfboot.yaml")
+    # the sandbox exists first so that its pristine inventory can be taken; `up --sandbox` reuses it
+    created = env.kfboot("sandbox", "up", "--name", NAME, "-o", "json")
+    assert created.returncode == 0, created.stderr
+    sb = sandbox_of(env)
+    memo["before"] = steady(sb.inventory())
+
+    proc = env.kfboot("--config", str(cfg), "up", "--sandbox", "--sandbox-name", NAME, "-o", "json", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert [(s["step"], s["action"]) for s in result["steps"]] == [
+        ("preflight", "ran"),
+        ("host", "ran"),
+        ("storage", "ran"),
+        ("tools", "ran"),
+        ("kubeflow", "ran"),
+        ("access", "ran"),
+    ]
+    assert result["sandbox"] == {"name": NAME, "kubeconfig": str(sb.kubeconfig), "created": False}
+    assert result["access"]["defaultPasswordUsers"] == ["user@example.com"]
+    # observed with kubectl: the guide's end state
+    assert "rook-ceph-block (default)" in sb.kubectl("get", "sc").stdout
+    sb.kubectl("get", "ns", "kubeflow-user-example-com")  # the profile's namespace
+    for ns in ("cert-manager", "istio-system", "auth", "knative-serving", "kubeflow"):
+        pods = sb.kubectl_json("get", "pods", "-n", ns)["items"]
+        assert pods, ns
+        assert all(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+            for p in pods  # type: ignore[attr-defined]
+        ), ns
+    state = sb.kubectl_json("get", "cm", "kfboot-state", "-n", "kfboot-system")["data"]
+    assert {k: json.loads(v)["outcome"] for k, v in state.items()} == dict.fromkeys(  # type: ignore[attr-defined]
+        ("host", "storage", "tools", "kubeflow"), "done"
+    )
+    status = env.kfboot("status", "-o", "json", extra_env={"KUBECONFIG": str(sb.kubeconfig)})
+    assert status.returncode == 0, status.stdout + status.stderr
+    st = json.loads(status.stdout)
+    assert st["kubeflow"]["ready"] and st["kubeflow"]["releases"] == ["26.03"]
+    assert st["storage"]["rook"]["healthy"] and st["storage"]["defaultClasses"] == ["rook-ceph-block"]
+
+    # a second `up`: every step recorded done and unchanged is skipped; no object changes
+    versions = resource_versions(sb)
+    again = env.kfboot("--config", str(cfg), "up", "--sandbox", "--sandbox-name", NAME, "-o", "json", timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    actions = {s["step"]: s["action"] for s in json.loads(again.stdout)["steps"]}
+    assert actions == {
+        "preflight": "ran",
+        "host": "skipped",
+        "storage": "skipped",
+        "tools": "skipped",
+        "kubeflow": "skipped",
+        "access": "ran",
+    }
+    assert resource_versions(sb) == versions
+
+
+def resource_versions(sb: Sandbox) -> dict[str, str]:
+    out = {}
+    for kinds in ("deployments,statefulsets,services,configmaps,crd,cephclusters,storageclass", "profiles"):
+        for item in sb.kubectl_json("get", kinds, "-A")["items"]:  # type: ignore[attr-defined]
+            meta = item["metadata"]
+            out[f"{item['kind']} {meta.get('namespace', '')}/{meta['name']}"] = meta["resourceVersion"]
+    return out
+
+
+def test_down_keeps_storage_and_down_destroy_data_leaves_what_was_there_before(
+    env: Env, memo: dict[str, set[str]]
+) -> None:
+    if "before" not in memo:
+        pytest.skip("needs the install of the previous test")
+    sb = sandbox_of(env)
+    before = memo["before"]
+    kube = {"KUBECONFIG": str(sb.kubeconfig)}
+    proc = env.kfboot("down", "-o", "json", extra_env=kube, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["storageKept"] is True
+    assert sb.kubectl("get", "ns", "kubeflow", check=False).returncode != 0
+    assert sb.kubectl("get", "ns", "kubeflow-user-example-com", check=False).returncode != 0
+    assert "rook-ceph-block (default)" in sb.kubectl("get", "sc").stdout  # storage stays without --destroy-data
+    assert sb.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")["status"]["phase"] == "Ready"  # type: ignore[index]
+    # the typed confirmation is required for the data
+    refused = env.kfboot("--yes", "down", "--destroy-data", input="no\n", extra_env=kube)
+    assert refused.returncode == 2 and "nothing was changed" in refused.stderr
+    assert "rook-ceph-block" in sb.kubectl("get", "sc").stdout
+    gone = env.kfboot("down", "--destroy-data", "--confirm", "yes-really-destroy-data", extra_env=kube, timeout=600)
+    assert gone.returncode == 0, gone.stdout[-2000:] + gone.stderr[-2000:]
+    deadline = time.monotonic() + 60
+    while (after := steady(sb.inventory())) != before and time.monotonic() < deadline:
+        time.sleep(2)
+    assert sorted(after - before) == [] and sorted(before - after) == []
