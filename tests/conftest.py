@@ -149,6 +149,8 @@ def cli_env(tmp_path: Path) -> Env:
     return make_env(tmp_path)
 
 
+#: spec fields the API server fills in per object (Service IPs, a claim's volume name)
+SERVER_ALLOCATED = ("clusterIP", "clusterIPs", "healthCheckNodePort", "volumeName")
 #: kinds whose objects come and go by themselves (controllers, leases, events, tokens)
 VOLATILE_KINDS = ("events", "leases", "endpoints", "endpointslices", "componentstatuses")
 
@@ -209,6 +211,12 @@ class Sandbox:
             group = item["apiVersion"].rsplit("/", 1)[0] if "/" in item["apiVersion"] else ""
             ns = meta.get("namespace")
             body = {k: v for k, v in item.items() if k not in ("status", "metadata")}
+            spec = body.get("spec")
+            if isinstance(spec, dict):  # values the server allocates anew for every object
+                spec = {k: v for k, v in spec.items() if k not in SERVER_ALLOCATED}
+                if isinstance(spec.get("ports"), list):
+                    spec["ports"] = [{k: v for k, v in p.items() if k != "nodePort"} for p in spec["ports"]]
+                body["spec"] = spec
             body["labels"] = meta.get("labels")
             annotations = meta.get("annotations") or {}
             body["annotations"] = {k: v for k, v in annotations.items() if not k.startswith("deployment.kubernetes")}

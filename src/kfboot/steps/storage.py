@@ -706,7 +706,7 @@ async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) ->
             resources=VolumeResourceRequirements(requests={"storage": "1Gi"}),
         ),
     )
-    await _delete_probe(client)
+    await _delete_probe(client, wait_until=min(deadline, time.monotonic() + 120))  # one left by a killed run
     await client.create(pvc)
 
     async def check() -> tuple[bool, str]:
@@ -724,12 +724,23 @@ async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) ->
     return {"bound": bound, "detail": detail, "events": events}
 
 
-async def _delete_probe(client: AsyncClient) -> None:
+async def _delete_probe(client: AsyncClient, wait_until: float | None = None) -> None:
+    """Delete the probe claim; with ``wait_until``, also wait until it is gone (a claim being deleted still
+    holds its name)."""
     try:
         await client.delete(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
     except ApiError as exc:
         if exc.status.code != 404:
             raise
+        return
+    while wait_until is not None and time.monotonic() < wait_until:
+        try:
+            await client.get(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise
+        await asyncio.sleep(0.5)
 
 
 async def _events_of(client: AsyncClient, namespace: str, name: str) -> list[str]:

@@ -1,0 +1,163 @@
+"""`kfboot up` killed with SIGKILL at several points of the storage and Kubeflow steps, and with the API
+server restarted mid-apply: a re-run always completes, and ends with the same objects (same spec hashes)
+as an uninterrupted run on the same sandbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import conftest
+from tests.conftest import Env, Sandbox, make_env
+from tests.integration.test_up import offline_config
+
+pytestmark = pytest.mark.sandbox
+
+NAME = "upr"
+
+#: (marker on kfboot's progress output, seconds to wait after it, then SIGKILL)
+KILL_POINTS = [
+    ("applying Rook v1.20.6 common.yaml", 0.0),  # mid Rook manifests
+    ("waiting for the Rook operator", 0.0),  # Rook applied, CephCluster not yet
+    ("probing rook-ceph-block with a PVC", 0.3),  # the probe claim exists
+    ("applying 675 objects", 1.0),  # Kubeflow apply starting
+    ("applying 675 objects", 8.0),  # mid Kubeflow apply
+    ("waiting for 51 workloads", 0.5),  # Kubeflow applied, readiness wait
+]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    conftest.require_sandbox_binaries()
+    e = make_env(tmp_path_factory.mktemp("resume"))
+    yield e
+    e.kfboot("sandbox", "down", "--name", NAME, timeout=120)
+
+
+def up_command(env: Env, cfg: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "kfboot", "--config", str(cfg), "up", "--sandbox", "--sandbox-name", NAME, *extra]
+
+
+def run_until(env: Env, cfg: Path, marker: str, delay: float, after: str | None = None) -> bool:
+    """Start `up`; when ``marker`` shows on its output (after ``after``, if given), wait ``delay`` and
+    SIGKILL it. Returns whether the kill happened (False: the run ended first)."""
+    proc = subprocess.Popen(
+        up_command(env, cfg),
+        env=env.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    armed = after is None
+    killed = False
+    for line in proc.stderr:
+        if not armed and after is not None and after in line:
+            armed = True
+            continue
+        if armed and marker in line:
+            time.sleep(delay)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+            break
+    proc.stderr.close()
+    code = proc.wait(timeout=60)
+    assert killed or code == 0, f"`up` ended with {code} before {marker!r}"
+    return killed
+
+
+def full_up(env: Env, cfg: Path) -> None:
+    proc = env.kfboot("--config", str(cfg), "up", "--sandbox", "--sandbox-name", NAME, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+def sandbox(env: Env) -> Sandbox:
+    return Sandbox(NAME, env, env.data / "sandbox" / "clusters" / NAME / "kubeconfig.yaml", {})
+
+
+def without_state(snap: dict[str, str]) -> dict[str, str]:
+    """kfboot's own progress record holds timestamps: not part of what was installed."""
+    return {k: v for k, v in snap.items() if k != "ConfigMap. kfboot-system/kfboot-state"}
+
+
+def test_sigkill_at_six_points_then_rerun_equals_an_uninterrupted_run(env: Env, tmp_path: Path) -> None:
+    cfg = offline_config(tmp_path / "kfboot.yaml")
+    kills = 0
+    for i, (marker, delay) in enumerate(KILL_POINTS):
+        # the Kubeflow markers must come after the storage step's own lines
+        after = "step 5/6: kubeflow" if i >= 3 else None
+        killed = run_until(env, cfg, marker, delay, after)
+        print(f"kill point {i} {marker!r}: {'killed' if killed else 'run ended first'}")
+        kills += killed
+        sb = sandbox(env)
+        if i == 2:  # killed inside the storage step: its record says so
+            state = sb.kubectl_json("get", "cm", "kfboot-state", "-n", "kfboot-system")["data"]
+            assert '"outcome": "running"' in state["storage"]  # type: ignore[index]
+    assert kills >= 5, f"only {kills} of {len(KILL_POINTS)} kill points were reached"
+    full_up(env, cfg)
+    sb = sandbox(env)
+    resumed = without_state(sb.snapshot())
+    assert sb.kubectl("get", "pvc", "-n", "kfboot-system", "--no-headers").stdout.strip() == ""  # probe gone
+    # the reference: the same sandbox wiped by kfboot and installed again without interruption
+    gone = env.kfboot(
+        "down",
+        "--destroy-data",
+        "--confirm",
+        "yes-really-destroy-data",
+        extra_env={"KUBECONFIG": str(sb.kubeconfig)},
+        timeout=600,
+    )
+    assert gone.returncode == 0, gone.stderr[-2000:]
+    assert sb.snapshot() == {}
+    full_up(env, cfg)
+    reference = without_state(sb.snapshot())
+    assert len(reference) > 700
+    assert sorted(set(resumed) ^ set(reference)) == []
+    assert {k for k in reference if resumed[k] != reference[k]} == set()
+
+
+def test_api_server_restart_mid_apply_then_up_completes(env: Env, tmp_path: Path) -> None:
+    """Runs after the previous test: Kubeflow is installed; `--from kubeflow` applies all of it again, and
+    the API server is killed and restarted while it does."""
+    cfg = offline_config(tmp_path / "kfboot.yaml")
+    sb = sandbox(env)
+    proc = subprocess.Popen(
+        up_command(env, cfg, "--from", "kubeflow", "-o", "json"),
+        env=env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    restarted = threading.Event()
+    lines: list[str] = []
+
+    def watch() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if not restarted.is_set() and '"description": "applying' in line:
+                time.sleep(1.0)
+                sb.restart_apiserver(down_seconds=4.0)
+                restarted.set()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    out = proc.stdout.read()
+    proc.wait(timeout=900)
+    t.join(timeout=10)
+    assert restarted.is_set(), "".join(lines[-20:])
+    assert proc.returncode == 0, out[-2000:] + "".join(lines[-30:])
+    assert sb.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    status = env.kfboot("status", "-o", "json", extra_env={"KUBECONFIG": str(sb.kubeconfig)})
+    assert status.returncode == 0, status.stdout[-2000:]
