@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
 from tests.integration.access.chain import DEX_VERSION, OAUTH2_PROXY_VERSION, Chain, binary, login_chain
+from tests.terminal import run_in_pty
 
 pytestmark = pytest.mark.sandbox
 
@@ -304,3 +305,14 @@ def test_add_and_remove_user(kf: Chain) -> None:
     missing = sb.env.kfboot("auth", "remove-user", "jane@example.com")
     assert missing.returncode == 2 and "Dex has no user jane@example.com" in missing.stderr
     assert all(JANE_PASSWORD not in text for text in outputs)
+
+
+def test_prompted_passwords_are_not_echoed(kf: Chain) -> None:
+    """At a terminal: set-password asks twice, connect --check once; nothing typed shows."""
+    third = "prompted-Pw-5e2d11"
+    code, shown = run_in_pty(["auth", "set-password"], [third, third], env=kf.sb.env.env)
+    assert code == 0, shown
+    assert "New password: " in shown and "New password (again): " in shown and third not in shown
+    kf.start_dex()
+    code, shown = run_in_pty(["connect", "--check", "--user", "user@example.com"], [third], env=kf.sb.env.env)
+    assert code == 0 and "logged in as user@example.com" in shown and third not in shown, shown

@@ -13,6 +13,7 @@ import pytest
 from kfboot.errors import BadInputError
 from kfboot.kube.portforward import _bind_error, is_loopback
 from kfboot.steps import access, auth
+from tests.terminal import run_in_pty
 
 #: the hash Kubeflow 26.03 ships in Secret auth/dex-passwords (for 12341234)
 BUNDLE_HASH = "$2y$12$4K/VkmDd1q1Orb3xAt82zu8gk7Ad6ReFR4LCP9UeYE90NLiN9Df72"
@@ -112,3 +113,12 @@ def test_cli_refuses_before_touching_a_cluster() -> None:
     assert usage.returncode == 2 and "go with --check" in usage.stderr
     as_json = kfboot("-o", "json", "connect", "--check", "--password-stdin", input="x\n")
     assert as_json.returncode == 2 and '"exitCode": 2' in as_json.stdout
+
+
+def test_prompts_do_not_echo_and_must_match() -> None:
+    first, second = "typed-Once-8d1f0a", "typed-Twice-3c9e7b"
+    code, shown = run_in_pty(["--kubeconfig", "/nonexistent", "auth", "set-password"], [first, second])
+    assert code == 2, shown
+    assert "New password: " in shown and "New password (again): " in shown
+    assert "the two passwords differ" in shown
+    assert first not in shown and second not in shown  # no echo
