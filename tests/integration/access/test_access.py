@@ -316,3 +316,27 @@ def test_prompted_passwords_are_not_echoed(kf: Chain) -> None:
     kf.start_dex()
     code, shown = run_in_pty(["connect", "--check", "--user", "user@example.com"], [third], env=kf.sb.env.env)
     assert code == 0 and "logged in as user@example.com" in shown and third not in shown, shown
+
+
+def test_connect_json_on_a_free_port_and_sigterm(kf: Chain) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kfboot", "connect", "--port", "0", "-o", "json"],
+        env=kf.sb.env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        doc = json.loads(proc.stdout.readline())
+        assert doc["address"] == "127.0.0.1" and doc["port"] > 0
+        assert doc["url"] == f"http://localhost:{doc['port']}/"
+        assert doc["defaultPasswordUsers"] == []  # changed by the tests before
+        resp = httpx.get(f"http://127.0.0.1:{doc['port']}/oauth2/sign_in", timeout=30)
+        assert resp.status_code == 200 and "Sign in with Dex" in resp.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in err.splitlines()]
+    assert any(e["event"] == "info" and e["message"].startswith("stopped: ") for e in events), events
