@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import bcrypt
@@ -22,6 +23,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.integration.access.browser import chromium_page, find_chromium
 from tests.integration.access.chain import DEX_VERSION, OAUTH2_PROXY_VERSION, Chain, binary, login_chain
 from tests.terminal import run_in_pty
 
@@ -131,8 +133,10 @@ def _login(base: str) -> httpx.Client:
     return http
 
 
-def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain) -> None:
-    sb = kf.sb
+@contextmanager
+def running_connect(sb: Sandbox) -> Iterator[tuple[int, list[str]]]:
+    """`kfboot connect` on a free port, running; yields the port and its stderr lines so far. Stopped with
+    Ctrl-C (SIGINT) at the end, which must exit 0 after saying what it forwarded."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -149,6 +153,17 @@ def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == f"Kubeflow: http://localhost:{port}/  (Ctrl-C to stop)", line + "".join(stderr)
+        yield port, stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    assert code == 0, "".join(stderr)[-2000:]
+    assert any(re.search(r"stopped: \d+ connections forwarded", ln) for ln in stderr), stderr[-5:]
+
+
+def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain) -> None:
+    sb = kf.sb
+    with running_connect(sb) as (port, stderr):
         base = f"http://127.0.0.1:{port}"
         [old_pod] = gateway_pods(sb)
         session = _login(base)
@@ -184,11 +199,35 @@ def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain
         assert any("user@example.com still has Kubeflow's published default password" in ln for ln in stderr)
         assert any("kfboot auth set-password --user user@example.com" in ln for ln in stderr)
         assert took < 120, took
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(30)
-    assert code == 0, "".join(stderr)[-2000:]
-    assert any(re.search(r"stopped: \d+ connections forwarded", ln) for ln in stderr), stderr[-5:]
+
+
+def test_a_browser_logs_in_through_connect(kf: Chain, tmp_path: Path) -> None:
+    """Headless Chromium at `kfboot connect`'s URL: oauth2-proxy's sign-in page, Dex's form, the session.
+    Screenshots of both pages are kept in the test's folder."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium (apt-get install chromium-headless-shell) for the browser test")
+    with running_connect(kf.sb) as (port, _), chromium_page(chromium, tmp_path / "profile") as page:
+        page.load("Page.navigate", url=f"http://localhost:{port}/")
+        assert page.eval("document.title") == "Sign In"
+        sign_in = page.screenshot(tmp_path / "1-sign-in.png")
+        page.load("document.querySelector('form[action^=\"/oauth2/start\"] button').click()")
+        assert page.eval("location.pathname") == "/dex/auth/local/login"
+        login = page.screenshot(tmp_path / "2-dex-login.png")
+        page.load(
+            "document.querySelector('#login').value = 'user@example.com';"
+            f"document.querySelector('#password').value = '{DEFAULT}';"
+            "document.querySelector('#submit-login').click()"
+        )
+        assert page.eval("location.pathname") == "/"
+        answer = json.loads(page.eval("document.body.innerText"))
+        assert answer == {"upstream": "ok", "email": "user@example.com"}
+        cookies = page.call("Network.getCookies", urls=[f"http://localhost:{port}/"])["cookies"]
+        assert "oauth2_proxy_kubeflow" in {c["name"] for c in cookies}
+    for png in (sign_in, login):
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert (width, height) == (1280, 900)
 
 
 def test_connect_bad_input(kf: Chain) -> None:
