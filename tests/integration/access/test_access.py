@@ -32,6 +32,7 @@ pytestmark = pytest.mark.sandbox
 DEFAULT = "12341234"
 NEW_PASSWORD = "kfboot-Test-pw-9f3c1e"  # distinctive, so a leak is greppable
 JANE_PASSWORD = "jane-Secret-pw-77a0b2"
+JANE_PASSWORD2 = "jane-Other-pw-0c41d9"
 
 
 def require_login_binaries() -> None:
@@ -314,36 +315,57 @@ def test_set_password_through_the_chain(kf: Chain) -> None:
 def test_add_and_remove_user(kf: Chain) -> None:
     sb = kf.sb
     outputs: list[str] = []
-    add = sb.env.kfboot("auth", "add-user", "jane@example.com", "--password-stdin", input=JANE_PASSWORD + "\n")
-    outputs += [add.stdout, add.stderr]
+
+    def kfboot(*args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = sb.env.kfboot(*args, input=None if password is None else password + "\n", timeout=240)
+        outputs.extend([proc.stdout, proc.stderr])
+        return proc
+
+    add = kfboot("auth", "add-user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD)
     assert add.returncode == 0, add.stderr
+    assert "user jane@example.com added (Profile kubeflow-jane-example-com); Dex restarted" in add.stdout
     profile = sb.kubectl_json("get", "profile", "kubeflow-jane-example-com")
     assert profile["spec"] == {"owner": {"kind": "User", "name": "jane@example.com"}}
-    again = sb.env.kfboot("auth", "add-user", "jane@example.com", "--password-stdin", input=JANE_PASSWORD + "\n")
+    sb.kubectl("get", "namespace", "kubeflow-jane-example-com")  # the profile controller's doing
+    again = kfboot("auth", "add-user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD)
     assert again.returncode == 2 and "already has a user jane@example.com" in again.stderr
 
-    listed = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
-    assert [(u["email"], u["source"], u["default_password"]) for u in listed][-1] == (
-        "jane@example.com",
-        "ConfigMap dex",
-        False,
-    )
+    listed = json.loads(kfboot("auth", "list-users", "-o", "json").stdout)["users"]
+    assert [(u["email"], u["source"], u["default_password"], u["profile"]) for u in listed] == [
+        ("user@example.com", "Secret dex-passwords", False, "kubeflow-user-example-com"),
+        ("jane@example.com", "ConfigMap dex", False, "kubeflow-jane-example-com"),
+    ]
 
     kf.start_dex()
-    login = check(kf, "jane@example.com", JANE_PASSWORD)
-    outputs += [login.stdout, login.stderr]
-    assert login.returncode == 0, login.stderr
+    assert check(kf, "jane@example.com", JANE_PASSWORD).returncode == 0
 
-    rm = sb.env.kfboot("auth", "remove-user", "jane@example.com", "--delete-namespace", timeout=240)
-    outputs += [rm.stdout, rm.stderr]
+    # an added user's password lives in the Dex config: set-password --user changes it there
+    changed = kfboot("auth", "set-password", "--user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD2)
+    assert changed.returncode == 0, changed.stderr
+    kf.start_dex()
+    assert check(kf, "jane@example.com", JANE_PASSWORD).returncode == 1
+    assert check(kf, "jane@example.com", JANE_PASSWORD2).returncode == 0
+
+    # without --delete-namespace the Profile (and the user's work) stays
+    rm = kfboot("auth", "remove-user", "jane@example.com")
+    assert rm.returncode == 0, rm.stderr
+    assert "Profile kubeflow-jane-example-com and its namespace kept" in rm.stderr
+    sb.kubectl("get", "profile", "kubeflow-jane-example-com")
+    kf.start_dex()
+    gone = check(kf, "jane@example.com", JANE_PASSWORD2)
+    assert gone.returncode == 1 and "wrong email or password" in gone.stderr
+    missing = kfboot("auth", "remove-user", "jane@example.com")
+    assert missing.returncode == 2 and "Dex has no user jane@example.com" in missing.stderr
+
+    # re-adding finds the kept Profile; removing with --delete-namespace deletes it
+    assert kfboot("auth", "add-user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD).returncode == 0
+    rm = kfboot("auth", "remove-user", "jane@example.com", "--delete-namespace")
     assert rm.returncode == 0, rm.stderr
     assert sb.kubectl("get", "profile", "kubeflow-jane-example-com", check=False).returncode != 0
-    kf.start_dex()
-    gone = check(kf, "jane@example.com", JANE_PASSWORD)
-    assert gone.returncode == 1 and "wrong email or password" in gone.stderr
-    missing = sb.env.kfboot("auth", "remove-user", "jane@example.com")
-    assert missing.returncode == 2 and "Dex has no user jane@example.com" in missing.stderr
-    assert all(JANE_PASSWORD not in text for text in outputs)
+    last = kfboot("auth", "remove-user", "user@example.com")
+    assert last.returncode == 2 and "Dex's only user" in last.stderr
+
+    assert all(JANE_PASSWORD not in text and JANE_PASSWORD2 not in text for text in outputs)
 
 
 def test_prompted_passwords_are_not_echoed(kf: Chain) -> None:
