@@ -6,6 +6,7 @@ import errno
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -122,3 +123,23 @@ def test_prompts_do_not_echo_and_must_match() -> None:
     assert "New password: " in shown and "New password (again): " in shown
     assert "the two passwords differ" in shown
     assert first not in shown and second not in shown  # no echo
+
+
+def test_connect_with_the_api_server_down_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens once the socket is closed
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{closed}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: abc}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "kfboot", "--kubeconfig", str(kubeconfig), "connect", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("error: cannot reach the API server:") and "Traceback" not in proc.stderr
