@@ -157,15 +157,15 @@ class PortForwarder:
         await self.close()
 
     async def start(self) -> None:
-        if not is_loopback(self.address) and self.reporter is not None:
-            self.reporter.warn(
-                f"listening on {self.address}, not only on this machine's loopback: anyone who can reach "
-                f"{self.address}:{self.local_port or 'the port'} reaches {self.namespace}/{self.service}"
-            )
         try:
             self._server = await asyncio.start_server(self._accept, self.address, self.local_port, limit=CHUNK)
         except OSError as exc:
             raise _bind_error(self.address, self.local_port, exc) from exc
+        if not is_loopback(self.address) and self.reporter is not None:
+            self.reporter.warn(
+                f"listening on {self.address}, not only on this machine's loopback: anyone who can reach "
+                f"port {self.port} here reaches {self.namespace}/{self.service}"
+            )
         try:
             await self.backend()
         except BaseException:
