@@ -17,6 +17,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from tests.integration.access.chain import stop_process
+
 CANDIDATES = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 
 
@@ -109,9 +111,4 @@ def chromium_page(chromium: str, profile: Path) -> Iterator[Page]:
             page.call("Page.enable")
             yield page
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

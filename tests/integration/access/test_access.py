@@ -33,6 +33,8 @@ DEFAULT = "12341234"
 NEW_PASSWORD = "kfboot-Test-pw-9f3c1e"  # distinctive, so a leak is greppable
 JANE_PASSWORD = "jane-Secret-pw-77a0b2"
 JANE_PASSWORD2 = "jane-Other-pw-0c41d9"
+PROMPTED_PASSWORD = "prompted-Pw-5e2d11"
+BOB_PASSWORD = "bob-Secret-pw-e61f2a"
 
 
 def require_login_binaries() -> None:
@@ -370,7 +372,7 @@ def test_add_and_remove_user(kf: Chain) -> None:
 
 def test_prompted_passwords_are_not_echoed(kf: Chain) -> None:
     """At a terminal: set-password asks twice, connect --check once; nothing typed shows."""
-    third = "prompted-Pw-5e2d11"
+    third = PROMPTED_PASSWORD
     code, shown = run_in_pty(["auth", "set-password"], [third, third], env=kf.sb.env.env)
     assert code == 0, shown
     assert "New password: " in shown and "New password (again): " in shown and third not in shown
@@ -401,3 +403,28 @@ def test_connect_json_on_a_free_port_and_sigterm(kf: Chain) -> None:
     assert proc.returncode == 0, err
     events = [json.loads(line) for line in err.splitlines()]
     assert any(e["event"] == "info" and e["message"].startswith("stopped: ") for e in events), events
+
+
+def test_reinstall_keeps_what_auth_changed(kf: Chain, testdata_dir: Path) -> None:
+    """`kfboot kubeflow install` again (as `up` does) must not bring the default password back nor drop
+    added users: it carries kfboot auth's changes into the manifests it applies."""
+    sb = kf.sb
+    add = sb.env.kfboot("auth", "add-user", "bob@example.com", "--password-stdin", input=BOB_PASSWORD + "\n")
+    assert add.returncode == 0, add.stderr
+    bundle = testdata_dir / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
+    for _ in range(2):  # twice: the first re-apply must leave kfboot auth's ownership in place
+        proc = sb.env.kfboot("kubeflow", "install", "--source", str(bundle), "--no-wait", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "kept what `kfboot auth` changed in Secret auth/dex-passwords: DEX_USER_PASSWORD" in proc.stderr
+        assert "kept what `kfboot auth` changed in ConfigMap auth/dex: staticPasswords" in proc.stderr
+    users = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
+    assert [(u["email"], u["default_password"]) for u in users] == [
+        ("user@example.com", False),
+        ("bob@example.com", False),
+    ]
+    config = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"]
+    assert "issuer: http://dex.auth.svc.cluster.local:5556/dex" in config  # the rest is the bundle's
+    kf.start_dex()
+    assert check(kf, "user@example.com", PROMPTED_PASSWORD).returncode == 0
+    assert check(kf, "bob@example.com", BOB_PASSWORD).returncode == 0
+    assert check(kf, "user@example.com", DEFAULT).returncode == 1
