@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -157,7 +158,10 @@ async def _serve(st: State, client: AsyncClient, address: str, port: int) -> Non
                     f"`kfboot auth set-password --user {email}`"
                 )
             if st.json:
-                emit_json({"url": url, "address": address, "port": fw.port, "defaultPasswordUsers": defaults})
+                # one line, at once: whoever started `connect` reads it while it keeps running
+                doc = {"url": url, "address": address, "port": fw.port, "defaultPasswordUsers": defaults}
+                sys.stdout.write(json.dumps(doc) + "\n")
+                sys.stdout.flush()
             else:
                 st.out.print(f"Kubeflow: {url}  (Ctrl-C to stop)")
             serving = asyncio.create_task(fw.serve_forever())

@@ -157,15 +157,15 @@ class PortForwarder:
         await self.close()
 
     async def start(self) -> None:
-        if not is_loopback(self.address) and self.reporter is not None:
-            self.reporter.warn(
-                f"listening on {self.address}, not only on this machine's loopback: anyone who can reach "
-                f"{self.address}:{self.local_port or 'the port'} reaches {self.namespace}/{self.service}"
-            )
         try:
             self._server = await asyncio.start_server(self._accept, self.address, self.local_port, limit=CHUNK)
         except OSError as exc:
             raise _bind_error(self.address, self.local_port, exc) from exc
+        if not is_loopback(self.address) and self.reporter is not None:
+            self.reporter.warn(
+                f"listening on {self.address}, not only on this machine's loopback: anyone who can reach "
+                f"port {self.port} here reaches {self.namespace}/{self.service}"
+            )
         try:
             await self.backend()
         except BaseException:
@@ -456,6 +456,20 @@ def _container_port(pod: Pod, name: str) -> int | None:
 async def resolve_backend(client: AsyncClient, namespace: str, service: str, port: int | str) -> Backend:
     """A Ready pod behind ``service`` (via its EndpointSlices) and the pod port its ``port`` targets."""
     try:
+        return await _resolve(client, namespace, service, port)
+    except ApiError as exc:
+        raise RuntimeFailure(
+            f"cannot read service {namespace}/{service} or its endpoints: {exc.status.message}",
+            "the kubeconfig's user needs get on services and pods, list on endpointslices in that namespace",
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise RuntimeFailure(
+            f"cannot reach the API server: {exc}", "check that the cluster is up (kubectl get --raw /readyz)"
+        ) from exc
+
+
+async def _resolve(client: AsyncClient, namespace: str, service: str, port: int | str) -> Backend:
+    try:
         svc = await client.get(Service, service, namespace=namespace)
     except ApiError as exc:
         if exc.status.code == 404:
@@ -463,7 +477,7 @@ async def resolve_backend(client: AsyncClient, namespace: str, service: str, por
                 f"service {namespace}/{service} does not exist",
                 "is it installed on this cluster (and is this the right --kubeconfig/--context)?",
             ) from exc
-        raise RuntimeFailure(f"cannot read service {namespace}/{service}: {exc.status.message}") from exc
+        raise
     sp = _service_port(svc, port)
     target = sp.targetPort if sp.targetPort is not None else sp.port
     candidates: list[tuple[str, int | None]] = []
@@ -474,8 +488,10 @@ async def resolve_backend(client: AsyncClient, namespace: str, service: str, por
     for pod_name, slice_port in sorted(candidates):
         try:
             pod = await client.get(Pod, pod_name, namespace=namespace)
-        except ApiError:
-            continue
+        except ApiError as exc:
+            if exc.status.code == 404:  # gone since the slice was written
+                continue
+            raise
         if o.meta(pod).deletionTimestamp is not None or not pod_ready(pod):
             continue
         if isinstance(target, int):

@@ -29,6 +29,7 @@ from lightkube.types import PatchType
 from kfboot import yamlio
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
+from kfboot.kube.manifest import Manifest
 from kfboot.kube.readiness import workload_ready
 from kfboot.ui import Reporter
 
@@ -305,6 +306,55 @@ async def remove_user(client: AsyncClient, email: str, delete_namespace: bool, r
         reporter.info(f"Profile {profile} and its namespace kept (pass --delete-namespace to delete them)")
     await restart_dex(client, reporter)
     return User(email, str(entry.get("username", "")), "removed", profile=profile)
+
+
+def _owned_keys(obj: ConfigMap | Secret) -> set[str]:
+    """The ``data`` keys that ``kfboot auth`` wrote (its field manager's entries)."""
+    keys: set[str] = set()
+    for entry in o.meta(obj).managedFields or []:
+        if entry.manager == FIELD_MANAGER and isinstance(entry.fieldsV1, dict):
+            keys |= {k[2:] for k in entry.fieldsV1.get("f:data", {}) if k.startswith("f:")}
+    return keys
+
+
+async def keep_user_settings(client: AsyncClient, manifests: list[Manifest]) -> list[str]:
+    """Before Kubeflow's manifests are applied again: carry into them what ``kfboot auth`` changed, so a
+    re-install does not bring back the default password or drop added users.
+
+    Secret ``dex-passwords``: the keys kfboot auth wrote keep their live values. ConfigMap ``dex``: the
+    manifests' config with the live ``staticPasswords``. Returns what was kept, for the log.
+    """
+    kept: list[str] = []
+    ours = {("Secret", DEX_SECRET), ("ConfigMap", DEX_CONFIGMAP)}
+    for m in manifests:
+        if m.namespace != DEX_NAMESPACE or (m.kind, m.name) not in ours:
+            continue
+        try:
+            live: Secret | ConfigMap
+            if m.kind == "Secret":
+                live = await client.get(Secret, m.name, namespace=DEX_NAMESPACE)
+            else:
+                live = await client.get(ConfigMap, m.name, namespace=DEX_NAMESPACE)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                continue
+            raise
+        owned = _owned_keys(live)
+        if isinstance(live, Secret) and owned:
+            data = {k: base64.b64encode(str(v).encode()).decode() for k, v in (m.body.get("stringData") or {}).items()}
+            data.update(m.body.get("data") or {})
+            data.update({k: v for k, v in (live.data or {}).items() if k in owned})
+            m.body.pop("stringData", None)
+            m.body["data"] = data
+            kept.append(f"Secret {DEX_NAMESPACE}/{DEX_SECRET}: {', '.join(sorted(owned & set(data)))}")
+        elif isinstance(live, ConfigMap) and DEX_CONFIG_KEY in owned:
+            bundle = yamlio.load(str((m.body.get("data") or {}).get(DEX_CONFIG_KEY, "")))
+            current = yamlio.load((live.data or {}).get(DEX_CONFIG_KEY, ""))
+            if isinstance(bundle, dict) and isinstance(current, dict):
+                bundle["staticPasswords"] = current.get("staticPasswords") or []
+                m.body.setdefault("data", {})[DEX_CONFIG_KEY] = yamlio.dump(bundle)
+                kept.append(f"ConfigMap {DEX_NAMESPACE}/{DEX_CONFIGMAP}: staticPasswords")
+    return kept
 
 
 async def restart_dex(client: AsyncClient, reporter: Reporter, timeout: float = 180) -> None:

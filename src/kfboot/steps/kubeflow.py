@@ -33,7 +33,7 @@ from kfboot.kube.readiness import (
     wait_ready,
     workload_ready,
 )
-from kfboot.steps import tools
+from kfboot.steps import auth, tools
 from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
 
@@ -307,6 +307,8 @@ async def install(
     for m in rendered.manifests:
         if "$(" in m.name:
             reporter.warn(f"{m.key()} has an unreplaced kustomize variable in its name; the API will reject it")
+    for kept in await auth.keep_user_settings(client, rendered.manifests):
+        reporter.info(f"kept what `kfboot auth` changed in {kept}")
     timeout = parse_duration(cfg.timeout)
     labels = {MANAGED_BY: "kfboot", RELEASE_LABEL: cfg.release}
     report = await apply_manifests(

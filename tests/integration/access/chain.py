@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -43,6 +44,15 @@ def binary(component: str, version: str) -> Path | None:
         if cand.is_file() and os.access(cand, os.X_OK):
             return cand
     return None
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def free_port() -> int:
@@ -74,25 +84,24 @@ def secret_data(sb: Sandbox, namespace: str, name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
-def configmap_data(sb: Sandbox, namespace: str, prefix: str) -> dict[str, str]:
-    """The data of the ConfigMap called ``prefix`` or ``prefix-<kustomize hash>``."""
-    items = sb.kubectl_json("-n", namespace, "get", "configmap")["items"]
+def _named(sb: Sandbox, kind: str, namespace: str, prefix: str) -> dict[str, Any]:
+    """The object called ``prefix`` or ``prefix-<kustomize hash>``."""
+    items = sb.kubectl_json("-n", namespace, "get", kind)["items"]
     assert isinstance(items, list)
-    for cm in items:
-        name = cm["metadata"]["name"]
+    for obj in items:
+        name = obj["metadata"]["name"]
         if name == prefix or (name.startswith(prefix + "-") and len(name) == len(prefix) + 11):
-            return dict(cm.get("data") or {})
-    raise AssertionError(f"no ConfigMap {namespace}/{prefix}")
+            return dict(obj)
+    raise AssertionError(f"no {kind} {namespace}/{prefix}")
+
+
+def configmap_data(sb: Sandbox, namespace: str, prefix: str) -> dict[str, str]:
+    return dict(_named(sb, "configmap", namespace, prefix).get("data") or {})
 
 
 def secret_named(sb: Sandbox, namespace: str, prefix: str) -> dict[str, str]:
-    items = sb.kubectl_json("-n", namespace, "get", "secret")["items"]
-    assert isinstance(items, list)
-    for s in items:
-        name = s["metadata"]["name"]
-        if name == prefix or (name.startswith(prefix + "-") and len(name) == len(prefix) + 11):
-            return {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
-    raise AssertionError(f"no Secret {namespace}/{prefix}")
+    data = _named(sb, "secret", namespace, prefix).get("data") or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -217,12 +226,7 @@ class Chain:
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
     def logs(self, lines: int = 30) -> str:
         out = []

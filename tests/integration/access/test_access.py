@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import bcrypt
@@ -22,13 +23,18 @@ import httpx2 as httpx
 import pytest
 
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.integration.access.browser import chromium_page, find_chromium
 from tests.integration.access.chain import DEX_VERSION, OAUTH2_PROXY_VERSION, Chain, binary, login_chain
+from tests.terminal import run_in_pty
 
 pytestmark = pytest.mark.sandbox
 
 DEFAULT = "12341234"
 NEW_PASSWORD = "kfboot-Test-pw-9f3c1e"  # distinctive, so a leak is greppable
 JANE_PASSWORD = "jane-Secret-pw-77a0b2"
+JANE_PASSWORD2 = "jane-Other-pw-0c41d9"
+PROMPTED_PASSWORD = "prompted-Pw-5e2d11"
+BOB_PASSWORD = "bob-Secret-pw-e61f2a"
 
 
 def require_login_binaries() -> None:
@@ -130,8 +136,10 @@ def _login(base: str) -> httpx.Client:
     return http
 
 
-def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain) -> None:
-    sb = kf.sb
+@contextmanager
+def running_connect(sb: Sandbox) -> Iterator[tuple[int, list[str]]]:
+    """`kfboot connect` on a free port, running; yields the port and its stderr lines so far. Stopped with
+    Ctrl-C (SIGINT) at the end, which must exit 0 after saying what it forwarded."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -148,6 +156,17 @@ def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == f"Kubeflow: http://localhost:{port}/  (Ctrl-C to stop)", line + "".join(stderr)
+        yield port, stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    assert code == 0, "".join(stderr)[-2000:]
+    assert any(re.search(r"stopped: \d+ connections forwarded", ln) for ln in stderr), stderr[-5:]
+
+
+def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain) -> None:
+    sb = kf.sb
+    with running_connect(sb) as (port, stderr):
         base = f"http://127.0.0.1:{port}"
         [old_pod] = gateway_pods(sb)
         session = _login(base)
@@ -183,11 +202,35 @@ def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain
         assert any("user@example.com still has Kubeflow's published default password" in ln for ln in stderr)
         assert any("kfboot auth set-password --user user@example.com" in ln for ln in stderr)
         assert took < 120, took
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(30)
-    assert code == 0, "".join(stderr)[-2000:]
-    assert any(re.search(r"stopped: \d+ connections forwarded", ln) for ln in stderr), stderr[-5:]
+
+
+def test_a_browser_logs_in_through_connect(kf: Chain, tmp_path: Path) -> None:
+    """Headless Chromium at `kfboot connect`'s URL: oauth2-proxy's sign-in page, Dex's form, the session.
+    Screenshots of both pages are kept in the test's folder."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium (apt-get install chromium-headless-shell) for the browser test")
+    with running_connect(kf.sb) as (port, _), chromium_page(chromium, tmp_path / "profile") as page:
+        page.load("Page.navigate", url=f"http://localhost:{port}/")
+        assert page.eval("document.title") == "Sign In"
+        sign_in = page.screenshot(tmp_path / "1-sign-in.png")
+        page.load("document.querySelector('form[action^=\"/oauth2/start\"] button').click()")
+        assert page.eval("location.pathname") == "/dex/auth/local/login"
+        login = page.screenshot(tmp_path / "2-dex-login.png")
+        page.load(
+            "document.querySelector('#login').value = 'user@example.com';"
+            f"document.querySelector('#password').value = '{DEFAULT}';"
+            "document.querySelector('#submit-login').click()"
+        )
+        assert page.eval("location.pathname") == "/"
+        answer = json.loads(page.eval("document.body.innerText"))
+        assert answer == {"upstream": "ok", "email": "user@example.com"}
+        cookies = page.call("Network.getCookies", urls=[f"http://localhost:{port}/"])["cookies"]
+        assert "oauth2_proxy_kubeflow" in {c["name"] for c in cookies}
+    for png in (sign_in, login):
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert (width, height) == (1280, 900)
 
 
 def test_connect_bad_input(kf: Chain) -> None:
@@ -274,33 +317,114 @@ def test_set_password_through_the_chain(kf: Chain) -> None:
 def test_add_and_remove_user(kf: Chain) -> None:
     sb = kf.sb
     outputs: list[str] = []
-    add = sb.env.kfboot("auth", "add-user", "jane@example.com", "--password-stdin", input=JANE_PASSWORD + "\n")
-    outputs += [add.stdout, add.stderr]
+
+    def kfboot(*args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = sb.env.kfboot(*args, input=None if password is None else password + "\n", timeout=240)
+        outputs.extend([proc.stdout, proc.stderr])
+        return proc
+
+    add = kfboot("auth", "add-user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD)
     assert add.returncode == 0, add.stderr
+    assert "user jane@example.com added (Profile kubeflow-jane-example-com); Dex restarted" in add.stdout
     profile = sb.kubectl_json("get", "profile", "kubeflow-jane-example-com")
     assert profile["spec"] == {"owner": {"kind": "User", "name": "jane@example.com"}}
-    again = sb.env.kfboot("auth", "add-user", "jane@example.com", "--password-stdin", input=JANE_PASSWORD + "\n")
+    sb.kubectl("get", "namespace", "kubeflow-jane-example-com")  # the profile controller's doing
+    again = kfboot("auth", "add-user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD)
     assert again.returncode == 2 and "already has a user jane@example.com" in again.stderr
 
-    listed = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
-    assert [(u["email"], u["source"], u["default_password"]) for u in listed][-1] == (
-        "jane@example.com",
-        "ConfigMap dex",
-        False,
-    )
+    listed = json.loads(kfboot("auth", "list-users", "-o", "json").stdout)["users"]
+    assert [(u["email"], u["source"], u["default_password"], u["profile"]) for u in listed] == [
+        ("user@example.com", "Secret dex-passwords", False, "kubeflow-user-example-com"),
+        ("jane@example.com", "ConfigMap dex", False, "kubeflow-jane-example-com"),
+    ]
 
     kf.start_dex()
-    login = check(kf, "jane@example.com", JANE_PASSWORD)
-    outputs += [login.stdout, login.stderr]
-    assert login.returncode == 0, login.stderr
+    assert check(kf, "jane@example.com", JANE_PASSWORD).returncode == 0
 
-    rm = sb.env.kfboot("auth", "remove-user", "jane@example.com", "--delete-namespace", timeout=240)
-    outputs += [rm.stdout, rm.stderr]
+    # an added user's password lives in the Dex config: set-password --user changes it there
+    changed = kfboot("auth", "set-password", "--user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD2)
+    assert changed.returncode == 0, changed.stderr
+    kf.start_dex()
+    assert check(kf, "jane@example.com", JANE_PASSWORD).returncode == 1
+    assert check(kf, "jane@example.com", JANE_PASSWORD2).returncode == 0
+
+    # without --delete-namespace the Profile (and the user's work) stays
+    rm = kfboot("auth", "remove-user", "jane@example.com")
+    assert rm.returncode == 0, rm.stderr
+    assert "Profile kubeflow-jane-example-com and its namespace kept" in rm.stderr
+    sb.kubectl("get", "profile", "kubeflow-jane-example-com")
+    kf.start_dex()
+    gone = check(kf, "jane@example.com", JANE_PASSWORD2)
+    assert gone.returncode == 1 and "wrong email or password" in gone.stderr
+    missing = kfboot("auth", "remove-user", "jane@example.com")
+    assert missing.returncode == 2 and "Dex has no user jane@example.com" in missing.stderr
+
+    # re-adding finds the kept Profile; removing with --delete-namespace deletes it
+    assert kfboot("auth", "add-user", "jane@example.com", "--password-stdin", password=JANE_PASSWORD).returncode == 0
+    rm = kfboot("auth", "remove-user", "jane@example.com", "--delete-namespace")
     assert rm.returncode == 0, rm.stderr
     assert sb.kubectl("get", "profile", "kubeflow-jane-example-com", check=False).returncode != 0
+    last = kfboot("auth", "remove-user", "user@example.com")
+    assert last.returncode == 2 and "Dex's only user" in last.stderr
+
+    assert all(JANE_PASSWORD not in text and JANE_PASSWORD2 not in text for text in outputs)
+
+
+def test_prompted_passwords_are_not_echoed(kf: Chain) -> None:
+    """At a terminal: set-password asks twice, connect --check once; nothing typed shows."""
+    third = PROMPTED_PASSWORD
+    code, shown = run_in_pty(["auth", "set-password"], [third, third], env=kf.sb.env.env)
+    assert code == 0, shown
+    assert "New password: " in shown and "New password (again): " in shown and third not in shown
     kf.start_dex()
-    gone = check(kf, "jane@example.com", JANE_PASSWORD)
-    assert gone.returncode == 1 and "wrong email or password" in gone.stderr
-    missing = sb.env.kfboot("auth", "remove-user", "jane@example.com")
-    assert missing.returncode == 2 and "Dex has no user jane@example.com" in missing.stderr
-    assert all(JANE_PASSWORD not in text for text in outputs)
+    code, shown = run_in_pty(["connect", "--check", "--user", "user@example.com"], [third], env=kf.sb.env.env)
+    assert code == 0 and "logged in as user@example.com" in shown and third not in shown, shown
+
+
+def test_connect_json_on_a_free_port_and_sigterm(kf: Chain) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kfboot", "connect", "--port", "0", "-o", "json"],
+        env=kf.sb.env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        doc = json.loads(proc.stdout.readline())
+        assert doc["address"] == "127.0.0.1" and doc["port"] > 0
+        assert doc["url"] == f"http://localhost:{doc['port']}/"
+        assert doc["defaultPasswordUsers"] == []  # changed by the tests before
+        resp = httpx.get(f"http://127.0.0.1:{doc['port']}/oauth2/sign_in", timeout=30)
+        assert resp.status_code == 200 and "Sign in with Dex" in resp.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in err.splitlines()]
+    assert any(e["event"] == "info" and e["message"].startswith("stopped: ") for e in events), events
+
+
+def test_reinstall_keeps_what_auth_changed(kf: Chain, testdata_dir: Path) -> None:
+    """`kfboot kubeflow install` again (as `up` does) must not bring the default password back nor drop
+    added users: it carries kfboot auth's changes into the manifests it applies."""
+    sb = kf.sb
+    add = sb.env.kfboot("auth", "add-user", "bob@example.com", "--password-stdin", input=BOB_PASSWORD + "\n")
+    assert add.returncode == 0, add.stderr
+    bundle = testdata_dir / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
+    for _ in range(2):  # twice: the first re-apply must leave kfboot auth's ownership in place
+        proc = sb.env.kfboot("kubeflow", "install", "--source", str(bundle), "--no-wait", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "kept what `kfboot auth` changed in Secret auth/dex-passwords: DEX_USER_PASSWORD" in proc.stderr
+        assert "kept what `kfboot auth` changed in ConfigMap auth/dex: staticPasswords" in proc.stderr
+    users = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
+    assert [(u["email"], u["default_password"]) for u in users] == [
+        ("user@example.com", False),
+        ("bob@example.com", False),
+    ]
+    config = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"]
+    assert "issuer: http://dex.auth.svc.cluster.local:5556/dex" in config  # the rest is the bundle's
+    kf.start_dex()
+    assert check(kf, "user@example.com", PROMPTED_PASSWORD).returncode == 0
+    assert check(kf, "bob@example.com", BOB_PASSWORD).returncode == 0
+    assert check(kf, "user@example.com", DEFAULT).returncode == 1

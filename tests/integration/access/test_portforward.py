@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -183,5 +184,33 @@ async def test_token_user_needs_the_portforward_right(
                         raise
                     await asyncio.sleep(0.5)
             assert resp.content == b"through with a token"
+    finally:
+        await client.close()
+
+
+async def test_large_bodies_and_a_half_closed_client(sandbox: Sandbox, echo_service: tuple[str, int]) -> None:
+    ns, _ = echo_service
+    client = async_client(sandbox.kubeconfig)
+    try:
+        async with PortForwarder(client, ns, "echo", 80) as fw:
+            big = os.urandom(8 * 1024 * 1024)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fw.port}", timeout=60) as http:
+                resp = await http.post("/", content=big)
+            assert resp.status_code == 200 and resp.content == big
+
+            # a client that sends its request, shuts its sending side and reads to the end still gets the
+            # whole answer; the stream ends once the pod side has gone quiet
+            reader, writer = await asyncio.open_connection("127.0.0.1", fw.port)
+            body = b"half-closed"
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            writer.write_eof()
+            start = asyncio.get_running_loop().time()
+            answer = await asyncio.wait_for(reader.read(), 30)
+            took = asyncio.get_running_loop().time() - start
+            writer.close()
+            assert answer.startswith(b"HTTP/1.") and answer.endswith(b"\r\n\r\nhalf-closed")
+            assert took < 10, took
+            assert fw.stats.failed == 0
     finally:
         await client.close()

@@ -6,6 +6,7 @@ import errno
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from kfboot.errors import BadInputError
 from kfboot.kube.portforward import _bind_error, is_loopback
 from kfboot.steps import access, auth
+from tests.terminal import run_in_pty
 
 #: the hash Kubeflow 26.03 ships in Secret auth/dex-passwords (for 12341234)
 BUNDLE_HASH = "$2y$12$4K/VkmDd1q1Orb3xAt82zu8gk7Ad6ReFR4LCP9UeYE90NLiN9Df72"
@@ -112,3 +114,32 @@ def test_cli_refuses_before_touching_a_cluster() -> None:
     assert usage.returncode == 2 and "go with --check" in usage.stderr
     as_json = kfboot("-o", "json", "connect", "--check", "--password-stdin", input="x\n")
     assert as_json.returncode == 2 and '"exitCode": 2' in as_json.stdout
+
+
+def test_prompts_do_not_echo_and_must_match() -> None:
+    first, second = "typed-Once-8d1f0a", "typed-Twice-3c9e7b"
+    code, shown = run_in_pty(["--kubeconfig", "/nonexistent", "auth", "set-password"], [first, second])
+    assert code == 2, shown
+    assert "New password: " in shown and "New password (again): " in shown
+    assert "the two passwords differ" in shown
+    assert first not in shown and second not in shown  # no echo
+
+
+def test_connect_with_the_api_server_down_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens once the socket is closed
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{closed}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: abc}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "kfboot", "--kubeconfig", str(kubeconfig), "connect", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("error: cannot reach the API server:") and "Traceback" not in proc.stderr
