@@ -196,6 +196,20 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _relative_to(env: Environment, base: Path) -> Environment:
+    """Relative local paths in kfboot.yaml (Rook manifests, Kubeflow source, SSH keys) are relative to the
+    file itself, so a config works from any working directory."""
+
+    def resolve(value: str | None) -> str | None:
+        if value is None or "://" in value or value.startswith("~") or Path(value).is_absolute():
+            return value
+        return str((base / value).resolve())
+
+    env.storage.rook.manifests = resolve(env.storage.rook.manifests)
+    env.kubeflow.source = resolve(env.kubeflow.source)
+    return env
+
+
 def load_config(path: Path | None) -> Environment:
     """Load ``path`` (``None`` → ``./kfboot.yaml`` when present, else the defaults)."""
     if path is None:
@@ -223,7 +237,7 @@ def load_config(path: Path | None) -> Environment:
             f"{path}:1: kfboot.yaml must be a mapping, got {type(data).__name__}", "start from `kfboot init`"
         )
     try:
-        return Environment.model_validate(data)
+        return _relative_to(Environment.model_validate(data), path.parent)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
