@@ -18,7 +18,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from rich.console import Console
 
-from kfboot.config import Environment, load_config
+from kfboot.config import Environment, load_config, parse_duration
 from kfboot.errors import BadInputError, ExitCode, KfbootError, RuntimeFailure
 from kfboot.kube.client import async_client
 from kfboot.kube.errors import classify
@@ -130,6 +130,29 @@ def client_of(st: State) -> AsyncClient:
     """A client for the cluster of --kubeconfig/--context, else kfboot.yaml's cluster section."""
     cfg = st.config().cluster
     return async_client(st.kubeconfig or cfg.kubeconfig, st.context or cfg.context)
+
+
+def duration(st: State, value: str, flag: str) -> float:
+    """A duration option (``30m``, ``1h30m``, ``90s``) in seconds; bad input is one line, exit 2."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        with handled(st):
+            raise BadInputError(f"{flag} {value!r} is not a duration", "e.g. 90s, 15m or 1h30m") from exc
+    raise AssertionError("unreachable")
+
+
+def run_with_client(st: State, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
+    """:func:`run` ``fn`` with a client for the configured cluster, closed afterwards."""
+
+    async def go() -> T:
+        client = client_of(st)
+        try:
+            return await fn(client)
+        finally:
+            await client.close()
+
+    return run(st, go)
 
 
 def confirm_typed(st: State, phrase: str, given: str | None, danger: str) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from kfboot import state as install_state
-from kfboot.cli._common import client_of, confirm_typed, emit_json, run, state
+from kfboot.cli._common import client_of, confirm_typed, duration, emit_json, run, run_with_client, state
 from kfboot.cli.storage import DESTROY_PHRASE
-from kfboot.config import parse_duration
 from kfboot.errors import ExitCode
 from kfboot.kube.client import raw_get_json
 from kfboot.steps import access, storage, teardown
@@ -128,16 +127,10 @@ def down(
             "is lost for good",
         )
 
-    async def go() -> teardown.DownResult:
-        client = client_of(st)
-        try:
-            return await teardown.down(
-                client, st.reporter(), destroy_data=destroy_data, timeout=parse_duration(timeout)
-            )
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    seconds = duration(st, timeout, "--timeout")
+    result = run_with_client(
+        st, lambda client: teardown.down(client, st.reporter(), destroy_data=destroy_data, timeout=seconds)
+    )
     if st.json:
         emit_json(result.to_dict())
     else:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kfboot.cli._common import State, client_of, emit_json, run, state
+from kfboot.cli._common import State, client_of, emit_json, run, run_with_client, state
 from kfboot.config import KubeflowConfig
 from kfboot.errors import BadInputError, ExitCode
 from kfboot.steps import kubeflow as kf
@@ -142,14 +142,7 @@ def status(ctx: typer.Context) -> None:
     """What kfboot installed of Kubeflow and how ready it is. Exit 1 unless everything is ready."""
     st = state(ctx)
 
-    async def go() -> dict[str, Any]:
-        client = client_of(st)
-        try:
-            return await kf.status(client)
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = run_with_client(st, kf.status)
     if st.json:
         emit_json(result)
     else:

@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kfboot.cli._common import State, client_of, confirm_typed, emit_json, run, state
-from kfboot.config import parse_duration
+from kfboot.cli._common import State, confirm_typed, duration, emit_json, run_with_client, state
 from kfboot.errors import ExitCode
 from kfboot.steps import storage
 
@@ -21,14 +20,7 @@ def install(ctx: typer.Context) -> None:
     """Install Rook-Ceph on the eligible disks, make rook-ceph-block the default class, check it works."""
     st = state(ctx)
 
-    async def go() -> storage.StorageResult:
-        client = client_of(st)
-        try:
-            return await storage.install(client, st.config(), st.reporter())
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = run_with_client(st, lambda client: storage.install(client, st.config(), st.reporter()))
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -78,14 +70,7 @@ def status(ctx: typer.Context) -> None:
     """The default StorageClass and the Ceph cluster's health. Exit 1 unless storage is usable."""
     st = state(ctx)
 
-    async def go() -> dict[str, Any]:
-        client = client_of(st)
-        try:
-            return await storage.status(client)
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = run_with_client(st, storage.status)
     if st.json:
         emit_json(result)
     else:
@@ -133,16 +118,10 @@ def uninstall(
             "rook-ceph-block is lost for good",
         )
 
-    async def go() -> storage.UninstallResult:
-        client = client_of(st)
-        try:
-            return await storage.uninstall(
-                client, st.reporter(), destroy_data=destroy_data, timeout=parse_duration(timeout)
-            )
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    seconds = duration(st, timeout, "--timeout")
+    result = run_with_client(
+        st, lambda client: storage.uninstall(client, st.reporter(), destroy_data=destroy_data, timeout=seconds)
+    )
     if st.json:
         emit_json(result.to_dict())
     else:
