@@ -12,6 +12,7 @@ from kfboot.cli._common import State, client_of, emit_json, run, run_with_client
 from kfboot.config import KubeflowConfig
 from kfboot.errors import BadInputError, ExitCode
 from kfboot.steps import kubeflow as kf
+from kfboot.steps import upgrade as upgrade_step
 from kfboot.yamlio import dump_all
 
 app = typer.Typer(help="Kubeflow: render the manifests, install them, show their state.", no_args_is_help=True)
@@ -161,3 +162,49 @@ def status(ctx: typer.Context) -> None:
                 st.out.print(f"  {line}")
     if not result["ready"]:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
+
+
+@app.command("upgrade")
+def upgrade(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="the Kubeflow release to upgrade to (26.03)")],
+    source: SourceOpt = None,
+    exclude: ExcludeOpt = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="overall deadline, e.g. 30m")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan, change nothing")] = False,
+) -> None:
+    """Upgrade the Kubeflow kfboot installed: show the plan (added / changed / re-created / removed), delete
+    what cannot change in place, apply the new release, wait, then prune what it no longer has."""
+    st = state(ctx)
+
+    async def go() -> upgrade_step.UpgradeResult:
+        cfg = _kubeflow_config(st, source, to, exclude, timeout)
+        reporter = st.reporter()
+        rendered = await kf.render(cfg, reporter)  # a bad bundle stops here, before any change
+
+        client = client_of(st)
+        try:
+            return await upgrade_step.upgrade(client, cfg, rendered, reporter, dry_run=dry_run)
+        finally:
+            await client.close()
+
+    result = run(st, go)
+    if st.json:
+        emit_json(result.to_dict())
+    else:
+        p = result.plan
+        st.out.print(
+            f"Kubeflow {', '.join(p.installed)} → {p.to}: {len(p.add)} to add, {len(p.change)} to change, "
+            f"{len(p.recreate)} to re-create, {len(p.remove)} to remove, {p.unchanged} unchanged"
+        )
+        for label in p.recreate:
+            st.out.print(f"  re-create {label} (a field that cannot change in place)")
+        for label in p.remove[:30]:
+            st.out.print(f"  remove    {label}")
+        if result.install is not None:
+            _render_install(st, result.install)
+            st.out.print(f"pruned {len(result.pruned.deleted)} objects of the old release")
+            for label in result.pruned.leftovers:
+                st.out.print(f"  [red]left behind[/] {label}")
+    if not dry_run and not result.ok:
+        raise typer.Exit(int(ExitCode.RUNTIME))

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
@@ -186,10 +187,15 @@ async def delete_in_waves(
 
 
 async def find_labelled(
-    client: AsyncClient, selector: dict[str, Any], catalog: ResourceCatalog | None = None, concurrency: int = 8
+    client: AsyncClient,
+    selector: dict[str, Any],
+    catalog: ResourceCatalog | None = None,
+    concurrency: int = 8,
+    applied_by: str | None = "kfboot",
 ) -> list[Target]:
-    """Every object of every listable kind carrying the labels ``selector`` (an inventory by label),
-    except objects that have an owner: the garbage collector removes those with it."""
+    """Every object of every listable kind carrying the labels ``selector`` (an inventory by label) that
+    field manager ``applied_by`` wrote — not the copies controllers make and label alike (Endpoints mirror
+    their Service's labels) — and that has no owner (the garbage collector removes those with it)."""
     if catalog is None:
         catalog = ResourceCatalog()
         await catalog.refresh(client)
@@ -206,11 +212,17 @@ async def find_labelled(
                 async for obj in client.list(res, namespace="*" if info.namespaced else None, labels=wanted):
                     meta = obj.metadata
                     # owned objects (EndpointSlices of a Service, …) go with their owner
+                    managers = {f.manager for f in (meta.managedFields or [])} if meta is not None else set()
+                    if applied_by is not None and applied_by not in managers:
+                        continue
                     if meta is not None and meta.name and not meta.ownerReferences:
                         ns = meta.namespace if info.namespaced else None
                         found.append(Target(res, meta.name, ns, info.kind, info.group))
             except ApiError as exc:
                 if exc.status.code not in (403, 404, 405):
+                    raise
+            except httpx.HTTPStatusError as exc:  # a kind that stopped being served (no Status body)
+                if exc.response.status_code not in (403, 404, 405):
                     raise
         return found
 
