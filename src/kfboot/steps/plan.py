@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lightkube import AsyncClient
+
 from kfboot.config import Environment
 from kfboot.errors import KfbootError
 from kfboot.kube.apply import MANAGED_BY
@@ -13,10 +15,8 @@ from kfboot.kube.dryrun import BundlePlan, dry_run
 from kfboot.kube.readiness import default_classes
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
-from kfboot.steps import tools
+from kfboot.steps import storage, tools
 from kfboot.ui import Reporter
-
-NOT_AVAILABLE = "not available in this kfboot version"
 
 
 @dataclass
@@ -58,14 +58,19 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
     if any(c.name == "api" for c in fails):
         return plan
 
-    nodes = [n.name for n in cfg.nodes] or ["this machine"]
-    plan.steps.append(
-        StepPlan(
-            "host",
-            "unavailable",
-            [f"would install lvm2, load and persist rbd, raise inotify limits on: {', '.join(nodes)}", NOT_AVAILABLE],
-        )
-    )
+    if cfg.nodes:
+        nodes = ", ".join(n.name for n in cfg.nodes)
+        plan.steps.append(
+            StepPlan(
+                "host",
+                "run",
+                [f"would install lvm2, load and persist rbd, raise inotify limits where needed on: {nodes}",
+                 "`kfboot host prepare --dry-run` lists the exact commands"],
+            )
+        )  # fmt: skip
+    else:
+        why = "no nodes in kfboot.yaml (`kfboot host prepare` prepares this machine)"
+        plan.steps.append(StepPlan("host", "skip", [why]))
 
     client = async_client(kubeconfig, context)
     try:
@@ -77,24 +82,12 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         elif cfg.storage.provider == "existing":
             plan.steps.append(StepPlan("storage", "blocked", ["storage.provider is existing but no class is default"]))
         else:
-            plan.steps.append(
-                StepPlan(
-                    "storage",
-                    "unavailable",
-                    [
-                        "would install Rook v1.20 and create StorageClass rook-ceph-block"
-                        + (
-                            f", demoting the default class {', '.join(defaults)}"
-                            if defaults and cfg.storage.defaultClass
-                            else ""
-                        ),
-                        NOT_AVAILABLE,
-                    ],
-                )
-            )
+            plan.steps.append(await _storage_plan(client, cfg, defaults, reporter))
 
         st = tools.status()
-        if st.kustomize is not None:
+        if kf.is_rendered_bundle(cfg.kubeflow.source):
+            plan.steps.append(StepPlan("tools", "skip", ["kubeflow.source is a rendered bundle: no kustomize needed"]))
+        elif st.kustomize is not None:
             plan.steps.append(StepPlan("tools", "skip", [f"kustomize {st.kustomize.version} at {st.kustomize.path}"]))
         else:
             version = cfg.tools.kustomize.version
@@ -132,8 +125,30 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
     plan.steps.append(
         StepPlan(
             "access",
-            "unavailable",
-            [f"would print how to reach the dashboard on http://{cfg.access.address}:{cfg.access.port}", NOT_AVAILABLE],
+            "run",
+            [f"would print how to reach the dashboard on http://{cfg.access.address}:{cfg.access.port}"],
         )
     )
     return plan
+
+
+async def _storage_plan(client: AsyncClient, cfg: Environment, defaults: list[str], reporter: Reporter) -> StepPlan:
+    """The storage step's own read-only decisions: Rook release, disks, CephCluster shape."""
+    try:
+        prepared = await storage.prepare(client, cfg, reporter)
+    except KfbootError as exc:
+        return StepPlan("storage", "blocked", [exc.reason, exc.remedy or ""])
+    if isinstance(prepared, storage.StorageResult):
+        return StepPlan("storage", "skip", [prepared.reason])
+    p = prepared.plan
+    disks = "; ".join(f"{n}: {', '.join(d) or 'deviceFilter'}" for n, d in sorted(p.nodes.items()))
+    demote = f", demoting the default class {', '.join(defaults)}" if defaults and cfg.storage.defaultClass else ""
+    return StepPlan(
+        "storage",
+        "run",
+        [
+            f"would install Rook {prepared.release.version} and create StorageClass rook-ceph-block{demote}",
+            f"Ceph on {disks}: {p.mons} mon(s), {p.mgrs} mgr(s), pool size {p.size}, failure domain {p.failure_domain}",
+            *p.warnings,
+        ],
+    )
