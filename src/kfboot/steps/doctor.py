@@ -54,7 +54,11 @@ SIGNATURES = (
     ),
     Signature(
         "istio-init-iptables",
-        re.compile(r"iptables.*(can't initialize|not found|Could not fetch rule set)|ip_tables|xt_REDIRECT", re.I),
+        re.compile(
+            r"can't initialize iptables|iptables.*(not found|Could not fetch rule set)|iptables-restore.*failed|"
+            r"ip_tables|xt_REDIRECT",
+            re.I,
+        ),
         "load the iptables kernel modules on the node (modprobe ip_tables iptable_nat iptable_mangle xt_REDIRECT "
         "xt_owner) or run istio with the CNI plugin",
     ),
@@ -73,7 +77,7 @@ SIGNATURES = (
     Signature(
         "mysql-crash",
         re.compile(
-            r"InnoDB: .*(corrupt|Unable to lock)|mysqld: Can't create|Cannot connect to MySQL|"
+            r"InnoDB\]?:? .*(corrupt|Unable to lock)|mysqld: Can't create|Cannot connect to MySQL|"
             r"Failed to connect to the database|Access denied for user",
             re.I,
         ),
