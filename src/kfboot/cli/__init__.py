@@ -14,6 +14,7 @@ from kfboot import __version__
 from kfboot.cli import access as access_cmd
 from kfboot.cli import config as config_cmd
 from kfboot.cli import day2 as day2_cmd
+from kfboot.cli import expose as expose_cmd
 from kfboot.cli import host as host_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
 from kfboot.cli import plan as plan_cmd
@@ -45,6 +46,7 @@ app.command("up")(up_cmd.up)
 app.command("status")(day2_cmd.status)
 app.command("doctor")(day2_cmd.doctor)
 app.command("down")(day2_cmd.down)
+app.command("expose")(expose_cmd.expose)
 app.command("preflight")(preflight_cmd.preflight)
 app.command("plan")(plan_cmd.plan)
 app.command("connect")(access_cmd.connect)

@@ -8,16 +8,14 @@ import getpass
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 from lightkube import AsyncClient
 from rich.table import Table
 
-from kfboot.cli._common import State, emit_json, handled, run, state
+from kfboot.cli._common import State, emit_json, handled, run_with_client, state
 from kfboot.errors import BadInputError
-from kfboot.kube.client import async_client
 from kfboot.kube.portforward import Backend, PortForwarder
 from kfboot.steps import access, auth
 
@@ -29,24 +27,6 @@ UserOpt = Annotated[str | None, typer.Option("--user", help="the user's email (d
 StdinOpt = Annotated[
     bool, typer.Option("--password-stdin", help="read the password from stdin (one line) instead of a prompt")
 ]
-
-
-def _client(st: State) -> AsyncClient:
-    cfg = st.config().cluster
-    return async_client(st.kubeconfig or cfg.kubeconfig, st.context or cfg.context)
-
-
-def _call(st: State, fn: Callable[[AsyncClient], Awaitable[T]]) -> T:
-    """Run ``fn`` with a client to the configured cluster (closed afterwards), errors rendered."""
-
-    async def go() -> T:
-        client = _client(st)
-        try:
-            return await fn(client)
-        finally:
-            await client.close()
-
-    return run(st, go)
 
 
 def read_password(st: State, from_stdin: bool, *, confirm: bool, prompt: str = "Password") -> str:
@@ -99,7 +79,7 @@ def connect(
     local_port = port if port is not None else (0 if check else cfg.port)
 
     if check:
-        result = _call(st, lambda client: _check(st, client, addr, local_port, user, password))
+        result = run_with_client(st, lambda client: _check(st, client, addr, local_port, user, password))
         if st.json:
             emit_json(result.to_dict())
         elif result.stage == "authenticated":
@@ -109,7 +89,7 @@ def connect(
         else:
             st.out.print(f"[green]✓[/] the gateway leads to Dex's login form ({result.url})")
         return
-    _call(st, lambda client: _serve(st, client, addr, local_port))
+    run_with_client(st, lambda client: _serve(st, client, addr, local_port))
 
 
 def _gateway(client: AsyncClient, address: str, port: int, st: State, **kw: Any) -> PortForwarder:
@@ -188,7 +168,7 @@ def set_password(ctx: typer.Context, user: UserOpt = None, password_stdin: Stdin
 
     with handled(st):
         auth.validate_password(password)  # before any connection
-    result = _call(st, lambda client: auth.set_password(client, user, password, st.reporter()))
+    result = run_with_client(st, lambda client: auth.set_password(client, user, password, st.reporter()))
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -209,7 +189,7 @@ def add_user(
     with handled(st):
         auth.validate_email(email)
         auth.validate_password(password)
-    result = _call(st, lambda client: auth.add_user(client, email, password, st.reporter()))
+    result = run_with_client(st, lambda client: auth.add_user(client, email, password, st.reporter()))
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -227,7 +207,7 @@ def remove_user(
     """Remove a Dex user (its Profile and namespace stay unless --delete-namespace); restart Dex."""
     st = state(ctx)
 
-    result = _call(st, lambda client: auth.remove_user(client, email, delete_namespace, st.reporter()))
+    result = run_with_client(st, lambda client: auth.remove_user(client, email, delete_namespace, st.reporter()))
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -239,7 +219,7 @@ def list_users(ctx: typer.Context) -> None:
     """Dex's users, their Profiles, and whether one still has the default password."""
     st = state(ctx)
 
-    users = _call(st, lambda client: auth.list_users(client, check_default=True))
+    users = run_with_client(st, lambda client: auth.list_users(client, check_default=True))
     if st.json:
         emit_json({"users": [u.to_dict() for u in users]})
         return
