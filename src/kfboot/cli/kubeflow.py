@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+from lightkube import AsyncClient
 from rich.table import Table
 
 from kfboot.cli._common import State, client_of, emit_json, run, run_with_client, state
@@ -13,7 +15,10 @@ from kfboot.config import KubeflowConfig
 from kfboot.errors import BadInputError, ExitCode
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import upgrade as upgrade_step
+from kfboot.ui import Reporter
 from kfboot.yamlio import dump_all
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Kubeflow: render the manifests, install them, show their state.", no_args_is_help=True)
 
@@ -40,6 +45,26 @@ def _kubeflow_config(
         return KubeflowConfig.model_validate(data)
     except ValueError as exc:
         raise BadInputError(f"invalid option: {exc}".splitlines()[0], "see `kfboot kubeflow install --help`") from exc
+
+
+def _with_bundle(
+    st: State,
+    config: Callable[[], KubeflowConfig],
+    fn: Callable[[AsyncClient, KubeflowConfig, kf.Rendered, Reporter], Awaitable[T]],
+) -> T:
+    """Render the bundle — a bad one stops here, before any connection — then run ``fn`` against the cluster."""
+
+    async def go() -> T:
+        cfg = config()
+        reporter = st.reporter()
+        rendered = await kf.render(cfg, reporter)
+        client = client_of(st)
+        try:
+            return await fn(client, cfg, rendered, reporter)
+        finally:
+            await client.close()
+
+    return run(st, go)
 
 
 @app.command("render")
@@ -86,17 +111,11 @@ def install(
     """Apply the Kubeflow manifests in one dependency-aware pass and wait until the platform is Ready."""
     st = state(ctx)
 
-    async def go() -> kf.InstallResult:
-        cfg = _kubeflow_config(st, source, release, exclude, timeout)
-        reporter = st.reporter()
-        rendered = await kf.render(cfg, reporter)  # a bad bundle stops here, before any connection
-        client = client_of(st)
-        try:
-            return await kf.install(client, cfg, rendered, reporter, wait=wait)
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = _with_bundle(
+        st,
+        lambda: _kubeflow_config(st, source, release, exclude, timeout),
+        lambda client, cfg, rendered, reporter: kf.install(client, cfg, rendered, reporter, wait=wait),
+    )
     if st.json:
         emit_json(result.to_dict())
     else:
@@ -177,18 +196,11 @@ def upgrade(
     what cannot change in place, apply the new release, wait, then prune what it no longer has."""
     st = state(ctx)
 
-    async def go() -> upgrade_step.UpgradeResult:
-        cfg = _kubeflow_config(st, source, to, exclude, timeout)
-        reporter = st.reporter()
-        rendered = await kf.render(cfg, reporter)  # a bad bundle stops here, before any change
-
-        client = client_of(st)
-        try:
-            return await upgrade_step.upgrade(client, cfg, rendered, reporter, dry_run=dry_run)
-        finally:
-            await client.close()
-
-    result = run(st, go)
+    result = _with_bundle(
+        st,
+        lambda: _kubeflow_config(st, source, to, exclude, timeout),
+        lambda client, cfg, rendered, reporter: upgrade_step.upgrade(client, cfg, rendered, reporter, dry_run=dry_run),
+    )
     if st.json:
         emit_json(result.to_dict())
     else:
