@@ -54,7 +54,7 @@ def test_plain_http_is_refused_with_the_reason(gateway: Sandbox) -> None:
     assert "Secure cookies" in proc.stderr and "--https" in proc.stderr
     assert (
         gateway.kubectl_json("get", "svc", "-n", "istio-system", "istio-ingressgateway")["spec"]["type"] == "ClusterIP"
-    )  # type: ignore[index]  # noqa: E501
+    )  # type: ignore[index]
 
 
 def test_nodeport_with_a_self_signed_certificate_then_a_provided_one_behind_an_ingress(
@@ -75,7 +75,7 @@ def test_nodeport_with_a_self_signed_certificate_then_a_provided_one_behind_an_i
     assert issuer["spec"] == {"selfSigned": {}}
     servers = gateway.kubectl_json("get", "gateway.networking.istio.io", "-n", "kubeflow", "kubeflow-gateway")["spec"][
         "servers"
-    ]  # type: ignore[index]  # noqa: E501
+    ]  # type: ignore[index]
     by_port = {s["port"]["number"]: s for s in servers}  # type: ignore[attr-defined]
     assert by_port[443]["tls"] == {"mode": "SIMPLE", "credentialName": "kfboot-gateway-tls"}
     assert by_port[80]["tls"] == {"httpsRedirect": True}
