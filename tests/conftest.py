@@ -194,6 +194,19 @@ class Sandbox:
             out.add(f"{item['kind']}.{group} {ns + '/' if ns else ''}{item['metadata']['name']}")
         return out
 
+    def settled_inventory(self, timeout: float = 90) -> set[str]:
+        """:meth:`inventory` once the cluster's own controllers are done (default ServiceAccounts, root CA
+        ConfigMaps of new namespaces, terminating namespaces of an earlier test): two that agree, 2 s apart."""
+        deadline = time.monotonic() + timeout
+        last = self.inventory()
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            now = self.inventory()
+            if now == last:
+                return now
+            last = now
+        raise AssertionError(f"sandbox {self.name} did not settle within {timeout:.0f} s")
+
     def snapshot(self, selector: str = "app.kubernetes.io/managed-by=kfboot") -> dict[str, str]:
         """Objects carrying ``selector``: "kind.group ns/name" → a hash of everything but status and the
         server-owned metadata (uid, resourceVersion, timestamps, managedFields, generation)."""

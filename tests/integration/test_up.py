@@ -63,7 +63,7 @@ def test_up_sandbox_installs_everything_then_a_second_up_changes_nothing(
     created = env.kfboot("sandbox", "up", "--name", NAME, "-o", "json")
     assert created.returncode == 0, created.stderr
     sb = sandbox_of(env)
-    memo["before"] = steady(sb.inventory())
+    memo["before"] = steady(sb.settled_inventory())
 
     proc = env.kfboot("--config", str(cfg), "up", "--sandbox", "--sandbox-name", NAME, "-o", "json", timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

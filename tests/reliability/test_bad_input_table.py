@@ -201,7 +201,7 @@ CASE_IDS = [
 
 @pytest.fixture(scope="module")
 def before(rig: Rig) -> set[str]:
-    return rig.sb.inventory()
+    return rig.sb.settled_inventory()
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)

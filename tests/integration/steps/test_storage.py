@@ -83,7 +83,7 @@ def pool(sb: Sandbox, name: str = "replicapool") -> dict[str, Any]:
 
 
 def test_one_node_install_demotes_default_binds_claims_and_uninstalls_cleanly(one: Sandbox, tmp_path: Path) -> None:
-    before = one.inventory()
+    before = one.settled_inventory()
     one.kubectl("apply", "-f", "-", input=default_class("nfs"))
     cfg = rook_config(tmp_path)
     proc = one.env.kfboot("--config", str(cfg), "storage", "install", "-o", "json")
@@ -203,7 +203,7 @@ def test_auto_with_another_default_class_skips_rook(one: Sandbox, tmp_path: Path
 def test_bad_storage_input_is_one_line_and_changes_nothing(
     one: Sandbox, tmp_path: Path, extra: str, code: int, words: str
 ) -> None:
-    before = one.inventory()
+    before = one.settled_inventory()
     proc = one.env.kfboot("--config", str(rook_config(tmp_path, extra)), "storage", "install")
     assert proc.returncode == code, proc.stdout + proc.stderr
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
