@@ -12,8 +12,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import httpx2 as httpx
 import stamina
 from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.discovery_v1 import EndpointSlice
@@ -132,10 +134,17 @@ class Applier:
 
     async def _watch_service(self, svc: ServiceRef, ev: asyncio.Event) -> None:
         while not ev.is_set():
-            async for es in self.client.list(
-                EndpointSlice, namespace=svc.namespace, labels={"kubernetes.io/service-name": svc.name}
-            ):
-                if any(ep.conditions is None or ep.conditions.ready is not False for ep in es.endpoints or []):
+            try:
+                async for es in self.client.list(
+                    EndpointSlice, namespace=svc.namespace, labels={"kubernetes.io/service-name": svc.name}
+                ):
+                    if any(ep.conditions is None or ep.conditions.ready is not False for ep in es.endpoints or []):
+                        ev.set()
+                        return
+            except (ApiError, httpx.HTTPError, OSError) as exc:
+                # an API server restart must not end the poll: the objects behind this gate would wait
+                # for it until the deadline
+                if not classify(exc).transient:  # e.g. no right to list: let the applies say what fails
                     ev.set()
                     return
             await asyncio.sleep(1.0)
