@@ -329,6 +329,7 @@ def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, opera
         "securePort": True,
         "kubeAuthorization": True,
         "kubeAdmission": True,
+        "disableQPSLimits": True,
         "kubeApiserverPort": port,
         "kubeVersion": rel.kubernetes,
         "etcdVersion": rel.etcd.lstrip("v"),
