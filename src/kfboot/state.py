@@ -80,10 +80,48 @@ async def record(client: AsyncClient, step: str, inputs: str, outcome: str, deta
     return rec
 
 
+def _applied_name(step: str) -> str:
+    return f"kfboot-applied-{step}"
+
+
+@api_retry()
+async def load_applied(client: AsyncClient, step: str) -> dict[str, str]:
+    """The fingerprints of the objects a step applied last time (see ``kube.apply``); {} if none."""
+    try:
+        cm = await client.get(ConfigMap, _applied_name(step), namespace=NAMESPACE)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return {}
+        raise
+    try:
+        found = json.loads((cm.data or {}).get("objects", "{}"))
+    except ValueError:
+        return {}  # unreadable: every object is sent again
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
+
+
+@api_retry()
+async def record_applied(client: AsyncClient, step: str, fingerprints: dict[str, str]) -> None:
+    """Keep the fingerprints of what a step applied, in ConfigMap ``kfboot-applied-<step>``."""
+    await ensure_namespace(client)
+    cm = ConfigMap(
+        metadata=ObjectMeta(name=_applied_name(step), namespace=NAMESPACE, labels={MANAGED_BY: "kfboot"}),
+        data={"objects": json.dumps(fingerprints, sort_keys=True, separators=(",", ":"))},
+    )
+    await client.apply(cm, field_manager=FIELD_MANAGER, force=True)
+
+
 @api_retry()
 async def forget(client: AsyncClient, *steps: str) -> None:
-    """Drop steps' entries (after ``down``), keeping the others."""
+    """Drop steps' entries and applied-object fingerprints (after ``down``), keeping the others."""
     for step in steps:
+        try:
+            await client.delete(ConfigMap, _applied_name(step), namespace=NAMESPACE)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
         try:
             await client.apply(
                 ConfigMap(metadata=ObjectMeta(name=NAME, namespace=NAMESPACE), data={}),

@@ -6,7 +6,8 @@ error stops that object only, and everything that failed is reported at the end.
 from __future__ import annotations
 
 import asyncio
-import copy
+import hashlib
+import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from kfboot.kube import objects as o
-from kfboot.kube.client import count_requests, watch_retry
+from kfboot.kube.client import count_requests, list_metadata, server_side_apply, watch_retry
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
 from kfboot.kube.gates import BundleGates, ServiceRef
@@ -39,6 +40,9 @@ class ApplyOptions:
     labels: dict[str, str] = field(default_factory=dict)
     #: how long an object of a kind nobody serves keeps waiting for a CRD from elsewhere
     unknown_kind_grace: float = 30.0
+    #: the fingerprints a previous apply reported (:attr:`ApplyReport.fingerprints`): an object whose live
+    #: copy still matches its fingerprint is not sent again
+    previous: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,6 +52,8 @@ class ObjectResult:
     reason: str = ""
     hint: str = ""
     attempts: int = 0
+    #: applied before with this very content, and nobody changed what kfboot set since: not sent again
+    unchanged: bool = False
 
 
 @dataclass
@@ -56,6 +62,9 @@ class ApplyReport:
     seconds: float
     requests: int
     results: list[ObjectResult]
+    #: object → "hash of what was sent:hash of what kfboot's field manager owns afterwards" (see
+    #: :func:`owned_fields`)
+    fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def applied(self) -> list[ObjectResult]:
@@ -76,14 +85,16 @@ class ApplyReport:
             "seconds": self.seconds,
             "requests": self.requests,
             "attempts": sum(r.attempts for r in self.results),
+            "unchanged": sum(r.unchanged for r in self.results),
             "problems": [asdict(r) for r in self.problems],
         }
 
 
 def prepare_body(m: Manifest, info: ResourceInfo, labels: dict[str, str]) -> dict[str, Any]:
-    """The object as kfboot sends it: kfboot's labels added, namespace set as the API will."""
-    body = copy.deepcopy(m.body)
-    meta = body["metadata"]
+    """The object as kfboot sends it: kfboot's labels added, namespace set as the API will. A shallow
+    copy: the manifest itself is not changed, and nothing below ``metadata`` is copied."""
+    body = dict(m.body)
+    meta = body["metadata"] = dict(body["metadata"])
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     if info.namespaced and not meta.get("namespace"):
         meta["namespace"] = "default"
@@ -94,6 +105,29 @@ def prepare_body(m: Manifest, info: ResourceInfo, labels: dict[str, str]) -> dic
         # manifest's empty list would take them away again on every run
         body.pop("rules", None)
     return body
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def serialize(body: dict[str, Any]) -> str:
+    """The request body: canonical JSON, so the same object always hashes the same."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def owned_fields(obj: dict[str, Any], field_manager: str) -> str | None:
+    """A hash of the fields ``field_manager`` owns by server-side apply in ``obj`` (full or metadata
+    only); None if it owns nothing there.
+
+    Server-side apply moves a field to whoever changes it, so if anyone edits (or removes) a field kfboot
+    set, this hash changes: together with a hash of what was sent it tells whether an object needs to be
+    sent again (see :attr:`ApplyOptions.previous`).
+    """
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == field_manager and entry.get("operation") == "Apply" and not entry.get("subresource"):
+            return _digest(json.dumps([entry.get("apiVersion"), entry.get("fieldsV1")], sort_keys=True))
+    return None
 
 
 class _Deadline:
@@ -121,6 +155,9 @@ class Applier:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_discovery = 0.0
         self._discovery_lock = asyncio.Lock()
+        self.fingerprints: dict[str, str] = {}
+        #: what kfboot owns now in the objects that have a previous fingerprint (see :meth:`_read_live`)
+        self.owned_now: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------ gates
 
@@ -181,13 +218,42 @@ class Applier:
                 await asyncio.sleep(min(3.0, grace.left))
         return info
 
+    # ------------------------------------------------------------------------------------ unchanged
+
+    async def _read_live(self) -> None:
+        """Before a re-apply: kfboot's managedFields entry of every object applied before, one metadata-only
+        list per kind (the objects themselves are not read)."""
+        by_kind: dict[ResourceInfo, dict[tuple[str, str], str]] = {}
+        for m in self.manifests:
+            info = self.catalog.for_manifest(m)
+            if info is None or "list" not in info.verbs:
+                continue
+            key = str(m.key(info.namespaced))
+            if key in self.opts.previous:
+                ns = (m.namespace or "default") if info.namespaced else ""
+                by_kind.setdefault(info, {})[(ns, m.name)] = key
+        sem = asyncio.Semaphore(8)
+
+        async def one(info: ResourceInfo, wanted: dict[tuple[str, str], str]) -> None:
+            async with sem:
+                try:
+                    items = await list_metadata(self.client, info)
+                except (ApiError, httpx.HTTPError, OSError):
+                    return  # not readable now: those objects are simply applied
+            for item in items:
+                meta = item.get("metadata") or {}
+                key = wanted.get((meta.get("namespace") or "", meta.get("name") or ""))
+                owned = owned_fields(item, self.opts.field_manager) if key is not None else None
+                if key is not None and owned is not None:
+                    self.owned_now[key] = owned
+
+        await asyncio.gather(*(one(info, wanted) for info, wanted in by_kind.items()))
+
     # ------------------------------------------------------------------------------------------ apply
 
-    async def _apply_one(self, m: Manifest, info: ResourceInfo, deadline: _Deadline) -> ObjectResult:
-        key = str(m.key(info.namespaced))
-        res = self.catalog.resource_class(info)
-        obj = res.from_dict(prepare_body(m, info, self.opts.labels))
+    async def _apply_one(self, key: str, path: str, sent: str, deadline: _Deadline) -> ObjectResult:
         attempts = 0
+        answer: dict[str, Any] = {}
         last: Classified | None = None
 
         def retryable(exc: Exception) -> bool | float:
@@ -204,7 +270,7 @@ class Applier:
                 with attempt:
                     attempts += 1
                     async with self.sem:
-                        await self.client.apply(obj, field_manager=self.opts.field_manager, force=True)
+                        answer = await server_side_apply(self.client, path, sent, field_manager=self.opts.field_manager)
         except Exception as exc:
             c = last if last is not None else classify(exc)
             if c.transient:
@@ -212,6 +278,9 @@ class Applier:
                     key, "failed", f"still failing when the deadline passed: {c.reason}", c.hint, attempts
                 )
             return ObjectResult(key, "failed", c.reason, c.hint, attempts)
+        owned = owned_fields(answer, self.opts.field_manager)
+        if owned is not None:
+            self.fingerprints[key] = f"{_digest(sent)}:{owned}"
         return ObjectResult(key, "applied", attempts=attempts)
 
     async def _one(self, m: Manifest, deadline: _Deadline) -> ObjectResult:
@@ -224,6 +293,12 @@ class Applier:
                 "install the CRD that defines it, or remove the object from the bundle",
             )
         key = str(m.key(info.namespaced))
+        body = prepare_body(m, info, self.opts.labels)
+        sent = serialize(body)
+        if key in self.owned_now and self.opts.previous.get(key) == f"{_digest(sent)}:{self.owned_now[key]}":
+            # sent before exactly so, and nobody has changed what kfboot set: nothing to send or wait for
+            self.fingerprints[key] = self.opts.previous[key]
+            return ObjectResult(key, "applied", unchanged=True)
         if info.namespaced:
             ns = m.namespace or "default"
             if ns in self.ns_events and not await self._wait(self.ns_events[ns], f"namespace {ns}", deadline):
@@ -247,7 +322,7 @@ class Applier:
                     f"{what} has no ready endpoints",
                     f"the pods behind Service {svc} are not Ready; see `kubectl -n {svc.namespace} get pods`",
                 )
-        return await self._apply_one(m, info, deadline)
+        return await self._apply_one(key, info.path(m.name, body["metadata"].get("namespace")), sent, deadline)
 
     async def _run_one(self, m: Manifest, deadline: _Deadline, task: Any) -> ObjectResult:
         try:
@@ -278,6 +353,8 @@ class Applier:
                     self.crd_events.setdefault((info.group, info.kind), asyncio.Event())
         async for ns in self.client.list(Namespace):
             self.cluster_ns_labels[o.name(ns)] = o.labels_of(ns)
+        if self.opts.previous:
+            await self._read_live()
         self.ns_events = {name: asyncio.Event() for name in self.gates.namespaces}
         self._tasks.append(asyncio.create_task(self._watch_crds()))
         try:
@@ -299,6 +376,7 @@ class Applier:
             seconds=round(time.monotonic() - start, 2),
             requests=requests.count,
             results=list(results),
+            fingerprints=self.fingerprints,
         )
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx
 from lightkube import AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
-from lightkube.core.exceptions import ConfigError
+from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.types import OnErrorAction, OnErrorResult
 
 from kfboot.errors import BadInputError
+
+if TYPE_CHECKING:
+    from kfboot.kube.discovery import ResourceInfo
 
 
 def kubeconfig_path(explicit: str | Path | None) -> Path:
@@ -79,6 +83,70 @@ async def raw_get_json(client: AsyncClient, path: str) -> Any:
     resp = await http_client(client).get(path)
     resp.raise_for_status()
     return resp.json()
+
+
+#: ask for the applied object's metadata only: the API server then neither encodes nor sends the whole
+#: object back (a CRD's schema is megabytes); managedFields and resourceVersion are all kfboot reads
+_METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+
+async def server_side_apply(
+    client: AsyncClient,
+    path: str,
+    body: dict[str, Any] | str,
+    *,
+    field_manager: str,
+    force: bool = True,
+    dry_run: bool = False,
+    metadata_only: bool = True,
+) -> dict[str, Any]:
+    """Server-side apply ``body`` (an object, or its JSON) at ``path`` (a :meth:`ResourceInfo.path`); the
+    answer as a dict (its metadata only, unless ``metadata_only`` is false). API errors raise lightkube's
+    ``ApiError``.
+
+    Sent on lightkube's HTTP client rather than through ``client.apply`` so no typed model is built for
+    either side of the round trip and the answer can be metadata only.
+    """
+    params = {"fieldManager": field_manager}
+    if force:
+        params["force"] = "true"
+    if dry_run:
+        params["dryRun"] = "All"
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    if metadata_only:
+        headers["Accept"] = _METADATA_ONLY
+    content = body if isinstance(body, str) else json.dumps(body)
+    resp = await http_client(client).patch(path, params=params, content=content, headers=headers)
+    _raise_for_status(resp)
+    answer: dict[str, Any] = resp.json()
+    return answer
+
+
+def _raise_for_status(resp: httpx.Response) -> None:
+    if resp.status_code >= 400:
+        try:
+            error: Exception = ApiError(request=resp.request, response=resp)
+        except ValueError:  # not a Status document (a proxy in between): keep the HTTP error
+            error = httpx.HTTPStatusError(f"HTTP {resp.status_code}", request=resp.request, response=resp)
+        raise error
+
+
+async def list_metadata(client: AsyncClient, info: ResourceInfo) -> list[dict[str, Any]]:
+    """Every object of a kind, in all namespaces, as metadata only (PartialObjectMetadata), page by page."""
+    http = http_client(client)
+    headers = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"}
+    path = info.collection_path()
+    items: list[dict[str, Any]] = []
+    params = {"limit": "500"}
+    while True:
+        resp = await http.get(path, params=params, headers=headers)
+        _raise_for_status(resp)
+        page = resp.json()
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+        params = {"limit": "500", "continue": token}
 
 
 @dataclass

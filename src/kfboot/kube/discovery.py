@@ -35,6 +35,16 @@ class ResourceInfo:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
+    def collection_path(self, namespace: str | None = None) -> str:
+        """The URL path of the kind's objects (in ``namespace``, or everywhere)."""
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        ns = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
+        return f"{root}{ns}/{self.plural}"
+
+    def path(self, name: str, namespace: str | None = None) -> str:
+        """The object's URL path on the API server."""
+        return f"{self.collection_path(namespace)}/{name}"
+
 
 GenericResource = type[GenericNamespacedResource] | type[GenericGlobalResource]
 _CLASSES: dict[tuple[str, str], GenericResource] = {}

@@ -4,6 +4,7 @@ apply them in one dependency-aware pass, and wait for the platform like an exper
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -16,14 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient, operators
+from lightkube.core.exceptions import ApiError
 
-from kfboot import paths
+from kfboot import paths, state
 from kfboot.config import KubeflowConfig, parse_duration
 from kfboot.download import sha256_file
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
-from kfboot.kube.manifest import Manifest, parse_json_manifests, parse_manifests, read_manifest_file
+from kfboot.kube.manifest import (
+    Manifest,
+    ManifestError,
+    parse_json_manifests,
+    parse_manifests,
+    read_manifest_file,
+)
 from kfboot.kube.readiness import (
     WORKLOAD_KINDS,
     ReadinessReport,
@@ -38,6 +46,8 @@ from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
 
 RELEASE_LABEL = "kfboot.io/kubeflow-release"
+#: the step's name in kfboot's records (state.py): the fingerprints of what it applied are kept under it
+STEP = "kubeflow"
 
 #: The namespaces the guide waits for (kubeflow-user-example-com is created by the profile controller).
 GUIDE_NAMESPACES = (
@@ -206,6 +216,28 @@ def is_rendered_bundle(source: str | None) -> bool:
     return bool(source) and re.search(r"\.(ya?ml|json)(\.gz)?$", str(source)) is not None
 
 
+def _write_atomic(dest: Path, content: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text(content)
+    os.replace(tmp, dest)
+
+
+def read_bundle(path: Path) -> list[Manifest]:
+    """A rendered bundle's objects; a YAML one is parsed once and kept as JSON (keyed by the file's
+    sha256), which reads ~10x faster the next time."""
+    if not re.search(r"\.ya?ml(\.gz)?$", path.name):
+        return read_manifest_file(path)
+    fast = paths.cache_dir() / "render" / f"bundle-{sha256_file(path)[:32]}.json"
+    if fast.is_file():
+        with contextlib.suppress(ValueError, ManifestError):
+            return parse_json_manifests(fast.read_text(), str(path))
+    manifests = read_manifest_file(path)
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+        _write_atomic(fast, json.dumps([m.body for m in manifests]))
+    return manifests
+
+
 async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
     """The Kubeflow objects for ``cfg``: from a rendered file, or built (and cached) from a tree/archive."""
     source = cfg.source
@@ -228,7 +260,7 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
                 "point kubeflow.source at the manifests tree or archive, or clear exclude",
             )
         with reporter.progress(f"reading {path.name}") as task:
-            manifests = read_manifest_file(path)
+            manifests = read_bundle(path)
             task.update(f"read {len(manifests)} objects from {path.name}")
         return Rendered(manifests, str(path))
     root = _extract(path) if path.is_file() else _tree_root(path)
@@ -247,11 +279,8 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
         text = await kustomize_build(kustomize, target)
         manifests = parse_manifests(text, f"kustomize build {target}")
         task.update(f"kustomize built {len(manifests)} objects")
-    cache.parent.mkdir(parents=True, exist_ok=True)
     for dest, content in ((cache, text), (fast, json.dumps([m.body for m in manifests]))):
-        tmp = dest.with_suffix(".tmp")
-        tmp.write_text(content)
-        os.replace(tmp, dest)
+        _write_atomic(dest, content)
     return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
 
 
@@ -311,9 +340,18 @@ async def install(
         reporter.info(f"kept what `kfboot auth` changed in {kept}")
     timeout = parse_duration(cfg.timeout)
     labels = {MANAGED_BY: "kfboot", RELEASE_LABEL: cfg.release}
-    report = await apply_manifests(
-        client, rendered.manifests, ApplyOptions(labels=labels, timeout=timeout, concurrency=concurrency), reporter
-    )
+    try:
+        previous = await state.load_applied(client, STEP)
+    except ApiError as exc:  # no record readable: every object is sent, which is only slower
+        reporter.warn(f"cannot read what kfboot applied last time ({exc.status.message}); sending every object")
+        previous = {}
+    opts = ApplyOptions(labels=labels, timeout=timeout, concurrency=concurrency, previous=previous)
+    report = await apply_manifests(client, rendered.manifests, opts, reporter)
+    if report.fingerprints != previous:
+        try:
+            await state.record_applied(client, STEP, report.fingerprints)
+        except ApiError as exc:
+            reporter.warn(f"cannot record what was applied ({exc.status.message}); the next run sends everything")
     readiness = None
     if wait:
         failed = {p.object for p in report.problems}

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from kfboot.errors import BadInputError
 from kfboot.kube.manifest import parse_manifests
-from kfboot.steps.kubeflow import namespaces_to_wait, selection_kustomization, workloads_of
+from kfboot.steps.kubeflow import namespaces_to_wait, read_bundle, selection_kustomization, workloads_of
 from kfboot.yamlio import load
 
 EXAMPLE = """apiVersion: kustomize.config.k8s.io/v1beta1
@@ -57,3 +58,21 @@ metadata: {name: cni, namespace: kube-system}
 """)
     assert namespaces_to_wait(ms) == ["kubeflow", "kubeflow-user-example-com"]
     assert [str(w) for w in workloads_of(ms)] == ["Deployment kubeflow/d", "DaemonSet kube-system/cni"]
+
+
+def test_a_rendered_yaml_bundle_is_parsed_once_then_read_from_its_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KFBOOT_CACHE_DIR", str(tmp_path / "cache"))
+    bundle = tmp_path / "b.yaml"
+    bundle.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: x}\ndata: {d: 2024-01-01}\n")
+    first = read_bundle(bundle)
+    (cached,) = (tmp_path / "cache" / "render").glob("bundle-*.json")
+    assert [m.body for m in first] == json.loads(cached.read_text())
+    cached.write_text(json.dumps([{**first[0].body, "data": {"d": "from the cache"}}]))
+    assert read_bundle(bundle)[0].body["data"] == {"d": "from the cache"}  # the YAML was not parsed again
+    bundle.write_text(bundle.read_text().replace("name: a", "name: b"))  # another content, another key
+    assert read_bundle(bundle)[0].name == "b"
+    for f in (tmp_path / "cache" / "render").glob("bundle-*.json"):
+        f.write_text("{not json")  # a damaged cache only costs time
+    assert read_bundle(bundle)[0].body["data"] == {"d": "2024-01-01"}

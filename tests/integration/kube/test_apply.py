@@ -1,0 +1,123 @@
+"""Re-applying a bundle sends only what changed: an object is skipped when what kfboot would send is what
+it sent last time and kfboot's managedFields entry shows nobody has changed a field it set since.
+Observed with the real kubectl on a fresh sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.reliability.steps.test_apply_faults import CRD, namespace, widget
+
+pytestmark = pytest.mark.sandbox
+
+NS = "rerun"
+
+
+def settings(mode: str = "fast") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": NS},
+        "data": {"mode": mode, "level": "3"},
+    }
+
+
+def deployment() -> dict[str, Any]:
+    labels = {"app": "web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+            },
+        },
+    }
+
+
+def bundle(size: int = 3) -> list[dict[str, Any]]:
+    return [namespace(NS), yaml.safe_load(CRD), widget("w1", size, NS), settings(), deployment()]
+
+
+@pytest.fixture
+def sb(tmp_path: Path) -> Sandbox:
+    box = start_sandbox(make_env(tmp_path), "rerun", "--nodes", "1")
+    box.env.env["KUBECONFIG"] = str(box.kubeconfig)
+    yield box  # type: ignore[misc]
+    stop_sandbox(box)
+
+
+def install(sb: Sandbox, path: Path, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    path.write_text(yaml.safe_dump_all(docs))
+    proc = sb.env.kfboot("kubeflow", "install", "--source", str(path), "--no-wait", "-o", "json", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report: dict[str, Any] = json.loads(proc.stdout)["apply"]
+    assert report["applied"] == report["total"] == 5, report
+    return report
+
+
+def versions(sb: Sandbox) -> dict[str, str]:
+    items: list[Any] = [
+        sb.kubectl_json("get", "namespace", NS),
+        sb.kubectl_json("get", "crd", "widgets.example.kfboot.io"),
+        *sb.kubectl_json("get", "widgets,configmaps,deployments", "-n", NS)["items"],  # type: ignore[misc]
+    ]
+    return {
+        f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"]
+        for i in items
+        if i["kind"] != "ConfigMap" or i["metadata"]["name"] == "settings"  # not kube-root-ca.crt
+    }
+
+
+def test_rerun_sends_only_what_changed_or_drifted(sb: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "bundle.yaml"
+    first = install(sb, path, bundle())
+    assert first["unchanged"] == 0
+    recorded = json.loads(
+        sb.kubectl_json("get", "cm", "kfboot-applied-kubeflow", "-n", "kfboot-system")["data"]["objects"]
+    )  # type: ignore[index]
+    assert len(recorded) == 5
+
+    # nothing changed: nothing is sent, nothing moves
+    before = versions(sb)
+    again = install(sb, path, bundle())
+    assert again["unchanged"] == 5 and again["attempts"] == 0, again
+    assert versions(sb) == before
+
+    # someone else's label is not drift (kfboot never set it): still nothing to send, and it stays
+    sb.kubectl("label", "configmap/settings", "-n", NS, "team=ml")
+    # a field kfboot set, changed by hand (an Update moves it to kubectl's field manager): drift
+    sb.kubectl("patch", "configmap/settings", "-n", NS, "--type=merge", "-p", '{"data":{"mode":"slow"}}')
+    sb.kubectl("scale", "deployment/web", "-n", NS, "--replicas=5")
+    drifted = install(sb, path, bundle())
+    assert drifted["unchanged"] == 3 and drifted["attempts"] == 2, drifted
+    cm = sb.kubectl_json("get", "configmap/settings", "-n", NS)
+    assert cm["data"] == {"mode": "fast", "level": "3"}
+    assert cm["metadata"]["labels"]["team"] == "ml"  # type: ignore[index]
+    assert sb.kubectl_json("get", "deployment/web", "-n", NS)["spec"]["replicas"] == 2  # type: ignore[index]
+
+    # a changed manifest is sent; a deleted object is created again; the rest stays untouched
+    sb.kubectl("delete", "deployment/web", "-n", NS, "--wait=true")
+    before = versions(sb)
+    changed = install(sb, path, bundle(size=7))
+    assert changed["unchanged"] == 3 and changed["attempts"] == 2, changed
+    assert sb.kubectl_json("get", "widget/w1", "-n", NS)["spec"] == {"size": 7}
+    after = versions(sb)
+    assert {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} == {"Widget/w1", "Deployment/web"}
+
+    # without the record everything is sent again, and server-side apply still changes nothing
+    sb.kubectl("delete", "configmap/kfboot-applied-kubeflow", "-n", "kfboot-system")
+    before = versions(sb)
+    resent = install(sb, path, bundle(size=7))
+    assert resent["unchanged"] == 0 and resent["attempts"] == 5, resent
+    assert versions(sb) == before
