@@ -259,12 +259,6 @@ class Pipeline:
             and await self.verify(step)
         )
 
-    async def _to_run(self, steps: list[str], forced: bool) -> list[str]:
-        if forced:
-            return steps
-        records = await state.load(self.client)
-        return [s for s in steps if not await self._done(s, records.get(s))]
-
     async def run(self, steps: list[str], *, forced: bool) -> list[StepOutcome]:
         outcomes: list[StepOutcome] = []
         records: dict[str, state.StepRecord] = {}
@@ -276,16 +270,15 @@ class Pipeline:
             "kubeflow": self.kubeflow,
             "access": self.access,
         }
-        validated = False
+        to_run: list[str] | None = None  # decided once, after preflight: the steps not done and unchanged
         for step in steps:
-            if step != "preflight" and not validated:
-                await self.validate(await self._to_run(steps, forced))
-                validated = True
-            inputs = step_inputs(step, self.cfg)
-            if step != "preflight" and not records:
+            if step != "preflight" and to_run is None:
                 records = await state.load(self.client)
+                to_run = steps if forced else [s for s in steps if not await self._done(s, records.get(s))]
+                await self.validate(to_run)
+            inputs = step_inputs(step, self.cfg)
             rec = records.get(step)
-            if not forced and rec is not None and await self._done(step, rec):
+            if to_run is not None and step not in to_run and rec is not None:
                 self.reporter.info(f"{step}: done earlier and unchanged — skipped ({rec.detail})")
                 outcomes.append(StepOutcome(step, "skipped", rec.detail))
                 continue

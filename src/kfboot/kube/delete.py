@@ -186,6 +186,17 @@ async def delete_in_waves(
     return report
 
 
+async def remove(
+    client: AsyncClient, targets: list[Target], deadline: float, reporter: Reporter, *, what: str
+) -> DeleteReport:
+    """Delete ``targets`` in waves, then delete again the RBAC roles among them that came back (see
+    :func:`settle`)."""
+    report = await delete_in_waves(client, targets, deadline, reporter, what=what)
+    roles = [t for t in targets if t.kind in ("ClusterRole", "Role") and t.group == "rbac.authorization.k8s.io"]
+    report.merge(await settle(client, roles, deadline, reporter, what=f"{what} roles"))
+    return report
+
+
 async def find_labelled(
     client: AsyncClient,
     selector: dict[str, Any],

@@ -916,9 +916,7 @@ async def uninstall(
             )
     # 4. operator, CSI operator, common, 5. CRDs, the namespace: whatever kfboot applied for storage
     rest = await delete.find_labelled(client, {MANAGED_BY: "kfboot", COMPONENT_LABEL: "storage"})
-    result.report.merge(await delete.delete_in_waves(client, rest, deadline, reporter, what="Rook"))
-    roles = [t for t in rest if t.kind in ("ClusterRole", "Role") and t.group == "rbac.authorization.k8s.io"]
-    result.report.merge(await delete.settle(client, roles, deadline, reporter, what="Rook roles"))
+    result.report.merge(await delete.remove(client, rest, deadline, reporter, what="Rook"))
     return result
 
 

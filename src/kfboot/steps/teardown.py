@@ -65,9 +65,7 @@ async def kubeflow_down(client: AsyncClient, reporter: Reporter, deadline: float
     profiles += await _other_profiles(client, catalog, {t.name for t in profiles})
     for wave, what in ((profiles, "Kubeflow profiles"), (webhooks, "Kubeflow admission webhooks")):
         report.merge(await delete.delete_wave(client, wave, deadline, reporter, what=what))
-    report.merge(await delete.delete_in_waves(client, rest, deadline, reporter, what="Kubeflow"))
-    roles = [t for t in rest if t.kind in ("ClusterRole", "Role") and t.group == "rbac.authorization.k8s.io"]
-    report.merge(await delete.settle(client, roles, deadline, reporter, what="Kubeflow roles"))
+    report.merge(await delete.remove(client, rest, deadline, reporter, what="Kubeflow"))
     return report
 
 

@@ -139,7 +139,5 @@ async def upgrade(
     result.install = await kf.install(client, cfg, rendered, reporter)
     if result.install.apply.ok and p.remove:
         old = [live[k] for k in p.remove]
-        result.pruned = await delete.delete_in_waves(client, old, deadline, reporter, what="the old release's objects")
-        roles = [t for t in old if t.kind in ("ClusterRole", "Role") and t.group == "rbac.authorization.k8s.io"]
-        result.pruned.merge(await delete.settle(client, roles, deadline, reporter, what="old roles"))
+        result.pruned = await delete.remove(client, old, deadline, reporter, what="the old release")
     return result
