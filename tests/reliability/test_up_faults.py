@@ -4,6 +4,7 @@ as an uninterrupted run on the same sandbox."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,6 +133,8 @@ def test_api_server_restart_mid_apply_then_up_completes(env: Env, tmp_path: Path
     the API server is killed and restarted while it does."""
     cfg = offline_config(tmp_path / "kfboot.yaml")
     sb = sandbox(env)
+    # without the record of what was applied, every object is sent again (else nothing would be in flight)
+    sb.kubectl("delete", "configmap", "kfboot-applied-kubeflow", "-n", "kfboot-system", "--ignore-not-found")
     proc = subprocess.Popen(
         up_command(env, cfg, "--from", "kubeflow", "-o", "json"),
         env=env.env,
@@ -141,6 +144,7 @@ def test_api_server_restart_mid_apply_then_up_completes(env: Env, tmp_path: Path
     )
     assert proc.stderr is not None and proc.stdout is not None
     restarted = threading.Event()
+    restart_done: list[float] = []
     lines: list[str] = []
 
     def watch() -> None:
@@ -150,6 +154,7 @@ def test_api_server_restart_mid_apply_then_up_completes(env: Env, tmp_path: Path
             if not restarted.is_set() and '"description": "applying' in line:
                 time.sleep(1.0)
                 sb.restart_apiserver(down_seconds=4.0)
+                restart_done.append(time.time())
                 restarted.set()
 
     t = threading.Thread(target=watch, daemon=True)
@@ -159,6 +164,14 @@ def test_api_server_restart_mid_apply_then_up_completes(env: Env, tmp_path: Path
     t.join(timeout=10)
     assert restarted.is_set(), "".join(lines[-20:])
     assert proc.returncode == 0, out[-2000:] + "".join(lines[-30:])
-    assert sb.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    # the restart really hit the apply: it was still going when the API server came back
+    applied = [json.loads(ln) for ln in lines if ln.startswith("{") and '"description": "applying' in ln]
+    assert [e["event"] for e in applied] == ["start", "done"], applied
+    assert applied[1]["time"] > restart_done[0], (applied, restart_done)
+    assert json.loads(out)["ok"]
+    deadline = time.monotonic() + 60  # the restarted API server finishes its own start-up hooks
+    while sb.kubectl("get", "--raw", "/readyz", check=False).stdout.strip() != "ok":
+        assert time.monotonic() < deadline, sb.kubectl("get", "--raw", "/readyz?verbose", check=False).stdout
+        time.sleep(1)
     status = env.kfboot("status", "-o", "json", extra_env={"KUBECONFIG": str(sb.kubeconfig)})
     assert status.returncode == 0, status.stdout[-2000:]
