@@ -112,13 +112,44 @@ class AccessConfig(_Model):
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: what Dex accepts in staticPasswords: a bcrypt hash ($2a$/$2b$/$2y$, two-digit cost, 53 characters)
+_BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+
+
 class UserConfig(_Model):
+    """A Dex login kfboot keeps in place (``up``'s access step), with a Kubeflow Profile."""
+
     email: str
     passwordHash: SecretStr
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not _EMAIL.match(v):
+            raise ValueError("not an email address (e.g. jane@example.com)")
+        return v
+
+    @field_validator("passwordHash")
+    @classmethod
+    def _hash(cls, v: SecretStr) -> SecretStr:
+        if not _BCRYPT.match(v.get_secret_value()):
+            # the value itself is never repeated: it may be a password pasted by mistake
+            raise ValueError("not a bcrypt hash ($2y$12$ followed by 53 characters; make one with htpasswd -nbBC 12)")
+        return v
 
 
 class AuthConfig(_Model):
     users: list[UserConfig] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique(cls, v: list[UserConfig]) -> list[UserConfig]:
+        emails = [u.email.lower() for u in v]
+        twice = sorted({e for e in emails if emails.count(e) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)} (Dex has one login per email)")
+        return v
 
 
 class Environment(_Model):
@@ -172,7 +203,7 @@ access:
   address: 127.0.0.1
   port: 8080
 auth:
-  users: []                     # extra users: [{email: a@b.c, passwordHash: "$2y$12$..."}]
+  users: []                     # Dex logins `up` keeps: [{email: a@b.c, passwordHash: "$2y$12$..."}] (bcrypt)
 """
 
 

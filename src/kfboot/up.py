@@ -21,7 +21,7 @@ from kfboot.kube import dryrun
 from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.client import async_client
 from kfboot.sandbox import cluster as sandbox
-from kfboot.steps import access, host_prepare, storage, tools
+from kfboot.steps import access, auth, host_prepare, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
 from kfboot.ui import Reporter
@@ -222,12 +222,15 @@ class Pipeline:
         return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s)", {}
 
     async def access(self) -> tuple[str, dict[str, Any]]:
+        users = [(u.email, u.passwordHash.get_secret_value()) for u in self.cfg.auth.users]
+        changed = await auth.apply_users(self.client, users, self.reporter)
         defaults = await access.default_password_users(self.client)
         a = self.cfg.access
         hints = {
             "connect": "kfboot connect" + (f" --port {a.port}" if a.port != 8080 else ""),
             "url": f"http://{a.address}:{a.port}",
             "defaultPasswordUsers": defaults,
+            "users": changed,
         }
         if defaults:
             self.reporter.warn(

@@ -56,11 +56,38 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     assert "not valid YAML" in err.value.reason
 
 
+HASH = "$2y$12$" + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0"  # bcrypt's shape: 53 characters
+
+
 def test_password_hash_is_secret(tmp_path: Path) -> None:
     cfg = tmp_path / "kfboot.yaml"
-    cfg.write_text("auth:\n  users:\n  - {email: a@b.c, passwordHash: '$2y$12$abcdefghijklmnopqrstuv'}\n")
+    cfg.write_text(f"auth:\n  users:\n  - {{email: a@b.c, passwordHash: '{HASH}'}}\n")
     env = load_config(cfg)
+    assert env.auth.users[0].passwordHash.get_secret_value() == HASH
     assert "$2y$12" not in repr(env) and "$2y$12" not in str(env.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("user", "field", "message"),
+    [
+        ("{email: jane, passwordHash: 'HASH'}", "auth.users.0.email", "not an email address"),
+        ("{email: a@b.c, passwordHash: 'my-Pa55word'}", "auth.users.0.passwordHash", "not a bcrypt hash"),
+        ("{email: a@b.c, passwordHash: 'HASHx'}", "auth.users.0.passwordHash", "not a bcrypt hash"),
+        ("{email: a@b.c, passwordHash: '$1$md5$abcdefghijklmnopqrstu'}", "auth.users.0.passwordHash", "bcrypt"),
+        (
+            "{email: a@b.c, passwordHash: 'HASH'}\n  - {email: A@b.c, passwordHash: 'HASH'}",
+            "auth.users",
+            "listed more than once: a@b.c",
+        ),
+    ],
+)
+def test_bad_users_name_field_and_line_never_the_value(tmp_path: Path, user: str, field: str, message: str) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text("kind: Environment\nauth:\n  users:\n  - " + user.replace("HASH", HASH) + "\n")
+    with pytest.raises(BadInputError) as err:
+        load_config(cfg)
+    assert err.value.reason.startswith(f"{cfg}:4: {field}: ") and message in err.value.reason
+    assert "Pa55word" not in err.value.reason and "md5" not in err.value.reason and HASH[7:] not in err.value.reason
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("1h30m", 5400), ("90s", 90), (45, 45)])

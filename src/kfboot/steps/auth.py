@@ -214,6 +214,17 @@ async def set_password(client: AsyncClient, email: str | None, password: str, re
         known = ", ".join(str(e.get("email")) for e in dex.entries) or "none"
         raise BadInputError(f"Dex has no user {email} (users: {known})", f"add it: kfboot auth add-user {email}")
     hashed = await asyncio.to_thread(hash_password, raw)
+    source = await _store_hash(client, dex, entry, hashed)
+    if source == f"ConfigMap {DEX_CONFIGMAP}":
+        await _write_config(client, dex)
+    reporter.info(f"new password for {email} stored (bcrypt, cost {BCRYPT_COST}) in {source}")
+    await restart_dex(client, reporter)
+    return User(email, str(entry.get("username", "")), source, default_password=False)
+
+
+async def _store_hash(client: AsyncClient, dex: _Dex, entry: dict[str, Any], hashed: str) -> str:
+    """Put a user's new hash where Dex reads it: Secret dex-passwords (written now) for the user whose entry
+    names an environment variable, else the entry itself (the caller writes the config). Returns where."""
     env = entry.get("hashFromEnv")
     if env and not entry.get("hash"):
         data = {str(env): base64.b64encode(hashed.encode()).decode()}
@@ -233,31 +244,25 @@ async def set_password(client: AsyncClient, email: str | None, password: str, re
                 f"Secret {DEX_NAMESPACE}/{DEX_SECRET} (Dex's {env}) does not exist",
                 "reinstall Kubeflow's Dex (kfboot kubeflow install) and retry",
             ) from exc
-        source = f"Secret {DEX_SECRET}"
-    else:
-        entry["hash"] = hashed
-        await _write_config(client, dex)
-        source = f"ConfigMap {DEX_CONFIGMAP}"
-    reporter.info(f"new password for {email} stored (bcrypt, cost {BCRYPT_COST}) in {source}")
-    await restart_dex(client, reporter)
-    return User(email, str(entry.get("username", "")), source, default_password=False)
+        dex.secret[str(env)] = hashed
+        return f"Secret {DEX_SECRET}"
+    entry["hash"] = hashed
+    return f"ConfigMap {DEX_CONFIGMAP}"
 
 
-async def add_user(client: AsyncClient, email: str, password: str, reporter: Reporter) -> User:
-    """A new Dex static user and its Kubeflow Profile (owner = email), then a restart of Dex."""
-    validate_email(email)
-    raw = validate_password(password)
-    dex = await _read(client)
-    if dex.entry(email) is not None:
-        raise BadInputError(
-            f"Dex already has a user {email}", f"change its password instead: kfboot auth set-password --user {email}"
-        )
-    hashed = await asyncio.to_thread(hash_password, raw)
+def _add_entry(dex: _Dex, email: str, hashed: str) -> None:
     dex.config["staticPasswords"] = [
         *dex.entries,
         {"email": email, "hash": hashed, "username": email.split("@", 1)[0], "userID": str(uuid.uuid4())},
     ]
-    profile = (await _profiles(client)).get(email.lower()) or profile_name(email)
+
+
+async def _ensure_profile(client: AsyncClient, email: str, known: dict[str, str]) -> str:
+    """The user's Kubeflow Profile (owner = email): the one it has (``known``: owner → Profile), else a new
+    one named like Kubeflow names them."""
+    if email.lower() in known:
+        return known[email.lower()]
+    profile = profile_name(email)
     body = Profile.from_dict(
         {
             "apiVersion": "kubeflow.org/v1",
@@ -274,10 +279,54 @@ async def add_user(client: AsyncClient, email: str, password: str, reporter: Rep
                 "the Profile API (kubeflow.org/v1) is missing", "install Kubeflow first: kfboot kubeflow install"
             ) from exc
         raise
+    return profile
+
+
+async def add_user(client: AsyncClient, email: str, password: str, reporter: Reporter) -> User:
+    """A new Dex static user and its Kubeflow Profile (owner = email), then a restart of Dex."""
+    validate_email(email)
+    raw = validate_password(password)
+    dex = await _read(client)
+    if dex.entry(email) is not None:
+        raise BadInputError(
+            f"Dex already has a user {email}", f"change its password instead: kfboot auth set-password --user {email}"
+        )
+    _add_entry(dex, email, await asyncio.to_thread(hash_password, raw))
+    profile = await _ensure_profile(client, email, await _profiles(client))
     await _write_config(client, dex)
     reporter.info(f"user {email} added with Profile {profile}")
     await restart_dex(client, reporter)
     return User(email, email.split("@", 1)[0], f"ConfigMap {DEX_CONFIGMAP}", default_password=False, profile=profile)
+
+
+async def apply_users(client: AsyncClient, users: list[tuple[str, str]], reporter: Reporter) -> list[str]:
+    """``auth.users`` of kfboot.yaml, as (email, bcrypt hash): each becomes a Dex static user with exactly
+    that hash and gets a Profile. Users Dex has that the list does not name are left alone; Dex restarts
+    only when a login changed. Returns what changed (no hash in it)."""
+    if not users:
+        return []
+    dex = await _read(client)
+    profiles = await _profiles(client)
+    changed: list[str] = []
+    config_changed = False
+    for email, hashed in users:
+        entry = dex.entry(email)
+        if entry is None:
+            _add_entry(dex, email, hashed)
+            config_changed = True
+            changed.append(f"added {email}")
+        elif dex.hash_of(entry) != hashed:
+            config_changed |= await _store_hash(client, dex, entry, hashed) == f"ConfigMap {DEX_CONFIGMAP}"
+            changed.append(f"new password for {email}")
+        profile = await _ensure_profile(client, email, profiles)
+        profiles[email.lower()] = profile
+    if config_changed:
+        await _write_config(client, dex)
+    for line in changed:
+        reporter.info(f"auth.users: {line}")
+    if changed:
+        await restart_dex(client, reporter)
+    return changed
 
 
 async def remove_user(client: AsyncClient, email: str, delete_namespace: bool, reporter: Reporter) -> User:

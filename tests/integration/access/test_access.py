@@ -21,6 +21,7 @@ from pathlib import Path
 import bcrypt
 import httpx2 as httpx
 import pytest
+import yaml
 
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
 from tests.integration.access.browser import chromium_page, find_chromium
@@ -428,3 +429,60 @@ def test_reinstall_keeps_what_auth_changed(kf: Chain, testdata_dir: Path) -> Non
     assert check(kf, "user@example.com", PROMPTED_PASSWORD).returncode == 0
     assert check(kf, "bob@example.com", BOB_PASSWORD).returncode == 0
     assert check(kf, "user@example.com", DEFAULT).returncode == 1
+
+
+ANN_PASSWORD = "ann-Secret-pw-3b9e40"
+ANN_PASSWORD2 = "ann-Other-pw-51c7aa"
+
+
+def dex_users(sb: Sandbox) -> list[dict[str, str]]:
+    config = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"]  # type: ignore[index]
+    users = yaml.safe_load(config)["staticPasswords"]
+    assert isinstance(users, list)
+    return users
+
+
+def test_up_keeps_the_users_of_kfboot_yaml(kf: Chain, tmp_path: Path) -> None:
+    """auth.users: each a Dex login with exactly the configured bcrypt hash, and a Profile; applied by
+    `up`'s access step, idempotently (Dex restarts only when a login changed)."""
+    sb = kf.sb
+    cfg = tmp_path / "kfboot.yaml"
+    outputs: list[str] = []
+
+    def up_with(hashed: str) -> list[str]:
+        cfg.write_text(
+            "apiVersion: kfboot/v1alpha1\nkind: Environment\n"
+            f"auth:\n  users:\n  - {{email: ann@example.com, passwordHash: '{hashed}'}}\n"
+        )
+        proc = sb.env.kfboot("--config", str(cfg), "up", "--only", "access", "-o", "json", timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert hashed not in proc.stdout + proc.stderr
+        outputs.extend([proc.stdout, proc.stderr])
+        users: list[str] = json.loads(proc.stdout)["access"]["users"]
+        return users
+
+    first = bcrypt.hashpw(ANN_PASSWORD.encode(), bcrypt.gensalt(12)).decode()
+    assert up_with(first) == ["added ann@example.com"]
+    assert [u["hash"] for u in dex_users(sb) if u["email"] == "ann@example.com"] == [first]
+    profile = sb.kubectl_json("get", "profile", "kubeflow-ann-example-com")
+    assert profile["spec"] == {"owner": {"kind": "User", "name": "ann@example.com"}}
+    kf.start_dex()
+    assert check(kf, "ann@example.com", ANN_PASSWORD).returncode == 0
+
+    # the same kfboot.yaml again: nothing is written, Dex is not restarted
+    restarted_at = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["metadata"]  # type: ignore[index]
+    version = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["metadata"]["resourceVersion"]  # type: ignore[index]
+    assert up_with(first) == []
+    assert sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["metadata"]["resourceVersion"] == version  # type: ignore[index]
+    assert sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["metadata"] == restarted_at  # type: ignore[index]
+
+    # another hash in kfboot.yaml is another password: the old one stops working
+    second = bcrypt.hashpw(ANN_PASSWORD2.encode(), bcrypt.gensalt(12)).decode()
+    assert up_with(second) == ["new password for ann@example.com"]
+    kf.start_dex()
+    assert check(kf, "ann@example.com", ANN_PASSWORD).returncode == 1
+    assert check(kf, "ann@example.com", ANN_PASSWORD2).returncode == 0
+
+    rm = sb.env.kfboot("auth", "remove-user", "ann@example.com", "--delete-namespace", timeout=240)
+    assert rm.returncode == 0, rm.stderr
+    assert all(secret not in text for text in outputs for secret in (ANN_PASSWORD, ANN_PASSWORD2, first, second))
