@@ -91,30 +91,16 @@ _METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,a
 
 
 async def server_side_apply(
-    client: AsyncClient,
-    path: str,
-    body: dict[str, Any] | str,
-    *,
-    field_manager: str,
-    force: bool = True,
-    dry_run: bool = False,
-    metadata_only: bool = True,
+    client: AsyncClient, path: str, body: dict[str, Any] | str, *, field_manager: str
 ) -> dict[str, Any]:
-    """Server-side apply ``body`` (an object, or its JSON) at ``path`` (a :meth:`ResourceInfo.path`); the
-    answer as a dict (its metadata only, unless ``metadata_only`` is false). API errors raise lightkube's
-    ``ApiError``.
+    """Server-side apply ``body`` (an object, or its JSON) at ``path`` (a :meth:`ResourceInfo.path`),
+    conflicts forced; the answer's metadata as a dict. API errors raise lightkube's ``ApiError``.
 
     Sent on lightkube's HTTP client rather than through ``client.apply`` so no typed model is built for
     either side of the round trip and the answer can be metadata only.
     """
-    params = {"fieldManager": field_manager}
-    if force:
-        params["force"] = "true"
-    if dry_run:
-        params["dryRun"] = "All"
-    headers = {"Content-Type": "application/apply-patch+yaml"}
-    if metadata_only:
-        headers["Accept"] = _METADATA_ONLY
+    params = {"fieldManager": field_manager, "force": "true"}
+    headers = {"Content-Type": "application/apply-patch+yaml", "Accept": _METADATA_ONLY}
     content = body if isinstance(body, str) else json.dumps(body)
     resp = await http_client(client).patch(path, params=params, content=content, headers=headers)
     _raise_for_status(resp)
