@@ -11,7 +11,8 @@ Each contender gets its own fresh sandbox (3 nodes, rook-ceph-block as the defau
       the same metadata-only server-side apply request as kfboot's) into a sandbox whose CRDs already
       exist and are Established (so the CRDs themselves are not sent again: a no-op apply of the 74 CRDs
       alone costs this API server ~5 s).
-  (d) the CRDs alone, sent like (c) into a fresh sandbox, until all are Established.
+  (d) the bundle's CRDs alone, sent like (c) into a fresh sandbox (those its custom resources need, 17
+      of 74, first): time until all are sent, and until the needed ones are Established.
 For each: time to "all objects applied" and to "all Deployments Available", API requests, and kfboot's
 peak RSS. Targets: (a)/(b) to all-applied ≥ 8x; (b)/(c) ≤ 1.5x; kfboot peak RSS ≤ 200 MB.
 """
@@ -190,16 +191,21 @@ async def bare_client(box: Box, bundle: Path) -> dict[str, float]:
 
 
 async def crds_alone(box: Box, bundle: Path) -> dict[str, float]:
-    """(d) A bound no installer can beat: the bundle's CRDs alone, sent like (c), until all are Established.
-    The API server names and establishes CRDs one at a time (two single-worker controllers, each writing
-    the whole CRD back), so a bundle's custom resources cannot all go in before this."""
+    """(d) A bound no installer can beat: the CRDs that the bundle's custom resources need, alone, sent like
+    (c), until all are Established. The API server names and establishes CRDs one at a time (two
+    single-worker controllers, each writing the whole CRD back), so the custom resources cannot all go in
+    before this."""
     from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
     from kfboot.kube.client import async_client, server_side_apply
     from kfboot.kube.discovery import ResourceCatalog
     from kfboot.kube.manifest import read_manifest_file
 
-    crds = [m for m in read_manifest_file(bundle) if m.kind == "CustomResourceDefinition"]
+    manifests = read_manifest_file(bundle)
+    used = {(m.group, m.kind) for m in manifests}
+    every = [m for m in manifests if m.kind == "CustomResourceDefinition"]
+    crds = [m for m in every if (m.body["spec"]["group"], m.body["spec"]["names"]["kind"]) in used]
+    others = [m for m in every if m not in crds]
     client = async_client(box.kubeconfig)
     catalog = ResourceCatalog()
     await catalog.refresh(client)
@@ -213,6 +219,7 @@ async def crds_alone(box: Box, bundle: Path) -> dict[str, float]:
 
     start = time.monotonic()
     await asyncio.gather(*(one(m) for m in crds))
+    await asyncio.gather(*(one(m) for m in others))  # the rest too, as an install must, after the needed
     applied = time.monotonic()
     waiting = {m.name for m in crds}
     async for _, crd in client.watch(CustomResourceDefinition):  # as kfboot watches them
@@ -223,7 +230,7 @@ async def crds_alone(box: Box, bundle: Path) -> dict[str, float]:
             break
     established = time.monotonic()
     await client.close()
-    return {"applied": applied - start, "established": established - start, "crds": len(crds)}
+    return {"applied": applied - start, "established": established - start, "crds": len(crds), "all": len(every)}
 
 
 def main() -> int:
@@ -278,15 +285,16 @@ def main() -> int:
         f"all Available {c['available']:.1f} s"
     )
     print(
-        f"(d) CRDs alone : {d['crds']:.0f} CRDs sent in {d['applied']:.1f} s, all Established {d['established']:.1f} s"
-        " (no install can have every custom resource in before this)"
+        f"(d) CRDs alone : {d['all']:.0f} CRDs sent in {d['applied']:.1f} s, the {d['crds']:.0f} needed Established"
+        f" {d['established']:.1f} s"
     )
     print(f"ratio (a)/(b) all applied  : {a['applied'] / b['applied']:.1f}x (target >= 8x)")
-    print(f"ratio (a)/(d) the bound    : {a['applied'] / d['established']:.1f}x (the most (a)/(b) can be here)")
+    # every object must be created at the API server's pace: at best (c) plus sending the CRDs (d)
+    print(f"ratio (a)/((c)+(d) sent)   : {a['applied'] / (c['applied'] + d['applied']):.1f}x (a bound on (a)/(b) here)")
     print(f"ratio (a)/(b) all Available: {a['available'] / b['available']:.1f}x")
     print(f"ratio (b)/(c) all applied  : {b['applied'] / c['applied']:.2f}x (target <= 1.5x)")
-    floor = max(c["applied"], d["established"])
-    print(f"ratio (b)/max(c,d)         : {b['applied'] / floor:.2f}x (against both floors)")
+    floor = max(c["applied"] + d["applied"], d["established"])
+    print(f"ratio (b)/floor            : {b['applied'] / floor:.2f}x (floor: (c) plus sending the CRDs)")
     print(f"kfboot peak RSS            : {b['peak_rss_mb']:.0f} MB (target <= 200 MB)")
     print(f"kfboot second (no-op) run  : {b['second_run']:.1f} s wall-clock (target < 5 s)")
     return 0

@@ -98,11 +98,14 @@ class BundleGates:
     webhooks: list[Webhook] = field(default_factory=list)
     api_services: dict[str, ServiceRef] = field(default_factory=dict)  # "group/version" → service
     services: dict[ServiceRef, Manifest] = field(default_factory=dict)
+    #: (group, kind) of every object of the bundle: the CRDs whose kinds it uses are gates, the others not
+    used_kinds: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def of(cls, manifests: list[Manifest]) -> BundleGates:
         g = cls()
         for m in manifests:
+            g.used_kinds.add((m.group, m.kind))
             if m.kind == "Namespace" and m.group == "":
                 g.namespaces[m.name] = m
             elif m.kind == "CustomResourceDefinition" and m.group == "apiextensions.k8s.io":
@@ -180,15 +183,18 @@ class BundleGates:
 
     def priority(self, m: Manifest) -> int:
         """Order in which to start objects (all run concurrently; this decides who queues first):
-        namespaces, then the backends of webhooks and APIServices (their pods take longest and other
-        objects wait for them), then CRDs, then other workloads, then everything else."""
+        namespaces; the backends of webhooks and APIServices (their pods take longest and other objects
+        wait for them) and the CRDs whose kinds the bundle uses (the API server establishes CRDs one at a
+        time, in the order they arrive, and those objects wait for it); other workloads; everything else;
+        last the CRDs the bundle has no objects of (nothing here waits for them)."""
         if m.kind == "Namespace" and m.group == "":
             return 0
         backends = {w.service for w in self.webhooks} | set(self.api_services.values())
         if any(self._backs(m, svc) for svc in backends):
             return 1
-        if m.kind == "CustomResourceDefinition":
-            return 2
+        if m.kind == "CustomResourceDefinition" and m.group == "apiextensions.k8s.io":
+            spec = m.body.get("spec") or {}
+            return 1 if (spec.get("group", ""), (spec.get("names") or {}).get("kind", "")) in self.used_kinds else 5
         if m.kind in WORKLOAD_KINDS:
             return 3
         return 4

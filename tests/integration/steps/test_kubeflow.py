@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,31 @@ def inventory(sb: Sandbox, kinds: set[str]) -> dict[tuple[str, str, str], tuple[
             max(applied, default=""),
         )
     return out
+
+
+def writers(sb: Sandbox, key: tuple[str, str, str]) -> list[tuple[str, str, str]]:
+    """Who wrote an object, and when (its managedFields), for failure messages."""
+    kind, ns, name = key
+    obj = sb.kubectl_json("get", kind, name, *(["-n", ns] if ns else []), "--show-managed-fields")
+    fields = obj["metadata"]["managedFields"]  # type: ignore[index]
+    return [(f["manager"], f.get("subresource", ""), f["time"]) for f in fields]
+
+
+def settled(sb: Sandbox, kinds: set[str], timeout: float = 90) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """The inventory once the API server's and controllers' own follow-up writes are done (a big CRD's
+    status conditions can land seconds after the install returned); HPAs never settle (their controller
+    rewrites status every sync) and are left out of the comparison."""
+    deadline = time.monotonic() + timeout
+    last = inventory(sb, kinds)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = inventory(sb, kinds)
+        if {k: v for k, v in now.items() if k[0] != "HorizontalPodAutoscaler"} == {
+            k: v for k, v in last.items() if k[0] != "HorizontalPodAutoscaler"
+        }:
+            return now
+        last = now
+    raise AssertionError(f"the sandbox did not settle within {timeout:.0f} s")
 
 
 def bundle(testdata: Path, name: str) -> list[dict[str, object]]:
@@ -102,7 +128,7 @@ def test_install_26_03_from_source_tree_then_noop(kf_sandbox: Sandbox, testdata_
 
     docs = bundle(testdata_dir, "kubeflow-26.03-example.yaml.gz")
     kinds, cluster_scoped = resource_names(kf_sandbox, docs)
-    before = inventory(kf_sandbox, kinds)
+    before = settled(kf_sandbox, kinds)
     for d in docs:
         meta = d["metadata"]
         assert isinstance(meta, dict)
@@ -130,7 +156,7 @@ def test_install_26_03_from_source_tree_then_noop(kf_sandbox: Sandbox, testdata_
     assert reapplied == [], f"a second install changed {reapplied}"
     # resourceVersions too, except HPAs: the HPA controller rewrites their status every sync (no metrics here)
     bumped = sorted(k for k in before if before[k][0] != after[k][0] and k[0] != "HorizontalPodAutoscaler")
-    assert bumped == [], f"a second install changed {bumped}"
+    assert bumped == [], f"a second install changed {bumped}: written by {[writers(kf_sandbox, k) for k in bumped]}"
 
     status = kf_sandbox.env.kfboot("kubeflow", "status", "-o", "json")
     assert status.returncode == 0, status.stdout

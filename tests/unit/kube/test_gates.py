@@ -101,3 +101,29 @@ def test_label_selectors() -> None:
     assert not selector_matches(expr, {"k": "y", "n": "bad"})
     assert not selector_matches(expr, {})
     assert selector_matches({"matchExpressions": [{"key": "k", "operator": "Exists"}]}, {"k": ""})
+
+
+def test_start_order_puts_the_crds_objects_wait_for_first_and_unused_crds_last() -> None:
+    def crd(kind: str) -> str:
+        return (
+            f"apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+            f"metadata: {{name: {kind.lower()}s.example.io}}\n"
+            f"spec: {{group: example.io, names: {{kind: {kind}, plural: {kind.lower()}s}}}}\n"
+        )
+
+    text = "---\n".join(
+        [
+            crd("Unused"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: free}\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: free}\n",
+            crd("Widget"),
+            "apiVersion: example.io/v1\nkind: Widget\nmetadata: {name: w, namespace: free}\n",
+        ]
+    )
+    ms = parse_manifests(BUNDLE + "---\n" + text)
+    gates = BundleGates.of(ms)
+    order = [f"{m.kind}/{m.name}" for m in sorted(ms, key=gates.priority)]
+    assert order.index("CustomResourceDefinition/widgets.example.io") < order.index("Deployment/d")
+    assert order.index("Deployment/hook") < order.index("Deployment/d")  # a webhook's backend
+    assert order[-1] == "CustomResourceDefinition/unuseds.example.io"
+    assert order[0].startswith("Namespace/")
