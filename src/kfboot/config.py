@@ -112,7 +112,8 @@ class AccessConfig(_Model):
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: what kfboot takes for an email address (kfboot.yaml's auth.users, `kfboot auth add-user`)
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 #: what Dex accepts in staticPasswords: a bcrypt hash ($2a$/$2b$/$2y$, two-digit cost, 53 characters)
 _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
 
@@ -126,7 +127,7 @@ class UserConfig(_Model):
     @field_validator("email")
     @classmethod
     def _email(cls, v: str) -> str:
-        if not _EMAIL.match(v):
+        if not EMAIL.match(v):
             raise ValueError("not an email address (e.g. jane@example.com)")
         return v
 

@@ -38,6 +38,12 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) ->
     return True
 
 
+def crd_kind(crd: Manifest) -> tuple[str, str]:
+    """The (group, kind) a CustomResourceDefinition defines."""
+    spec = crd.body.get("spec") or {}
+    return spec.get("group", ""), (spec.get("names") or {}).get("kind", "")
+
+
 @dataclass(frozen=True)
 class ServiceRef:
     namespace: str
@@ -109,8 +115,7 @@ class BundleGates:
             if m.kind == "Namespace" and m.group == "":
                 g.namespaces[m.name] = m
             elif m.kind == "CustomResourceDefinition" and m.group == "apiextensions.k8s.io":
-                spec = m.body.get("spec") or {}
-                g.crd_kinds.add((spec.get("group", ""), (spec.get("names") or {}).get("kind", "")))
+                g.crd_kinds.add(crd_kind(m))
             elif m.kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
                 for wh in m.body.get("webhooks") or []:
                     svc = (wh.get("clientConfig") or {}).get("service")
@@ -193,8 +198,7 @@ class BundleGates:
         if any(self._backs(m, svc) for svc in backends):
             return 1
         if m.kind == "CustomResourceDefinition" and m.group == "apiextensions.k8s.io":
-            spec = m.body.get("spec") or {}
-            return 1 if (spec.get("group", ""), (spec.get("names") or {}).get("kind", "")) in self.used_kinds else 5
+            return 1 if crd_kind(m) in self.used_kinds else 5
         if m.kind in WORKLOAD_KINDS:
             return 3
         return 4

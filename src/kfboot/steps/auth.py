@@ -27,6 +27,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret
 from lightkube.types import PatchType
 
 from kfboot import yamlio
+from kfboot.config import EMAIL
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.manifest import Manifest
@@ -46,7 +47,6 @@ DEFAULT_PASSWORD = b"12341234"
 BCRYPT_COST = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores everything after 72 bytes
 MIN_PASSWORD_CHARS = 8
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass
@@ -112,7 +112,7 @@ def _matches(raw: bytes, hashed: str) -> bool:
 
 
 def validate_email(email: str) -> str:
-    if not _EMAIL.match(email):
+    if not EMAIL.match(email):
         raise BadInputError(f"{email!r} is not an email address", "pass the user's email, e.g. jane@example.com")
     return email
 
