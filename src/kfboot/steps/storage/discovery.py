@@ -11,7 +11,7 @@ from lightkube.resources.core_v1 import Node
 
 from kfboot.config import Environment
 from kfboot.kube import objects as o
-from kfboot.sandbox.cluster import SANDBOX_LSBLK_ANNOTATION
+from kfboot.sandbox.simulation import SANDBOX_LSBLK_ANNOTATION
 from kfboot.steps import host
 from kfboot.ui import Reporter
 
