@@ -12,6 +12,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Node
 
 from kfboot.sandbox.spec import SandboxSpec
+from kfboot.steps.host import SANDBOX_LSBLK_ANNOTATION
 from kfboot.yamlio import load_all
 
 Stage = create_global_resource("kwok.x-k8s.io", "v1alpha1", "Stage", "stages")
@@ -28,8 +29,6 @@ def load_bundled_stages() -> list[dict[str, Any]]:
     return docs
 
 
-#: a simulated node's disks as ``lsblk -J -b`` output; the storage step reads it instead of asking a host
-SANDBOX_LSBLK_ANNOTATION = "sandbox.kfboot.io/lsblk"
 #: every simulated node's disks, as ``lsblk -J -b`` prints them: a system disk in use and one empty
 #: 100 GiB disk for Ceph. The storage step classifies them with the same code as a real node's.
 SIMULATED_DISKS = json.dumps(

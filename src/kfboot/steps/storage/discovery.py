@@ -11,7 +11,6 @@ from lightkube.resources.core_v1 import Node
 
 from kfboot.config import Environment
 from kfboot.kube import objects as o
-from kfboot.sandbox.simulation import SANDBOX_LSBLK_ANNOTATION
 from kfboot.steps import host
 from kfboot.ui import Reporter
 
@@ -53,7 +52,7 @@ async def discover(client: AsyncClient, cfg: Environment, reporter: Reporter) ->
         name = o.name(node)
         if node.spec is not None and node.spec.unschedulable:
             continue
-        simulated = o.annotations_of(node).get(SANDBOX_LSBLK_ANNOTATION)
+        simulated = o.annotations_of(node).get(host.SANDBOX_LSBLK_ANNOTATION)
         if simulated is not None and name not in configured:
             devices = host.parse_lsblk(simulated)
             out.append(NodeDisks(name, "sandbox", [host.classify(d, devices, allow_loop=allow_loop) for d in devices]))
