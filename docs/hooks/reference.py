@@ -10,6 +10,7 @@ only the markers. ``tests/unit/test_docs_reference.py`` runs both generators.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 CONFIG_MARKER = "<!-- kfboot:config-reference -->"
@@ -84,26 +85,52 @@ def _default_of(node: dict[str, Any], actual: Any, required: bool) -> str:
     return f"`{json.dumps(value)}`"
 
 
+def _template_comments(template: str) -> dict[str, str]:
+    """The comment beside each key of the file ``kfboot init`` writes, by dotted path: the meaning of keys
+    whose model field has no description."""
+    comments: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    for line in template.splitlines():
+        m = re.match(r"^( *)([A-Za-z]+):(.*)$", line)
+        if m is None:
+            continue
+        indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key))
+        if "#" in rest:
+            comments[".".join(k for _, k in stack)] = rest.split("#", 1)[1].strip()
+    return comments
+
+
 def _rows(
-    schema: dict[str, Any], obj: dict[str, Any], prefix: str, defaults: Any, out: list[str], nested: list[str]
+    schema: dict[str, Any],
+    obj: dict[str, Any],
+    prefix: str,
+    defaults: Any,
+    out: list[str],
+    comments: dict[str, str],
 ) -> None:
     required = set(obj.get("required", []))
     for name, prop in obj["properties"].items():
         path = f"{prefix}{name}"
         actual = defaults.get(name) if isinstance(defaults, dict) else None
-        described = prop.get("description") or _resolve(schema, prop).get("description", "")
+        described = (
+            prop.get("description")
+            or _resolve(schema, prop).get("description")
+            or comments.get(path.replace("[]", ""), "")
+        )
         out.append(
             f"| `{path}` | {_cell(_type_of(schema, prop))} | {_cell(_default_of(prop, actual, name in required))} "
             f"| {_cell(_text(described))} |"
         )
         sub = _object_of(schema, prop)
         if sub is not None:
-            _rows(schema, sub, f"{path}.", actual, out, nested)
+            _rows(schema, sub, f"{path}.", actual, out, comments)
         items = prop.get("items") if prop.get("type") == "array" else None
         item_obj = _object_of(schema, items) if isinstance(items, dict) else None
         if item_obj is not None:
-            nested.append(path)
-            _rows(schema, item_obj, f"{path}[].", None, out, nested)
+            _rows(schema, item_obj, f"{path}[].", None, out, comments)
 
 
 def config_reference() -> str:
@@ -113,9 +140,11 @@ def config_reference() -> str:
 
     schema = json_schema()
     defaults = Environment().model_dump(mode="json")
+    comments = _template_comments(TEMPLATE)
     lines = [
         "Generated from the JSON schema of `kfboot.yaml` (what `kfboot config schema` prints) when these "
-        "pages are built. `key[]` is a key of each item of a list.",
+        "pages are built; a meaning the schema does not give is the comment beside the key in the file "
+        "`kfboot init` writes. `key[]` is a key of each item of a list.",
         "",
     ]
     for name, prop in schema["properties"].items():
@@ -126,7 +155,8 @@ def config_reference() -> str:
             lines += [_text(described), ""]
         lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
         rows: list[str] = []
-        _rows(schema, {"properties": {name: prop}, "required": schema.get("required", [])}, "", defaults, rows, [])
+        top = {"properties": {name: prop}, "required": schema.get("required", [])}
+        _rows(schema, top, "", defaults, rows, comments)
         lines += rows
         lines.append("")
     lines += [
