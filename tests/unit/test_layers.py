@@ -50,10 +50,10 @@ def test_contracts_hold_on_the_tree() -> None:
             "kfboot.kube.objects -> kfboot.steps",
         ),
         (
-            "kube/quantity.py",
+            "kube/manifest.py",
             "import kfboot.config",
             "kube imports no kfboot module but errors, ui and yamlio BROKEN",
-            "kfboot.kube.quantity -> kfboot.config",
+            "kfboot.kube.manifest -> kfboot.config",
         ),
         (
             "steps/host.py",
