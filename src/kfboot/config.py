@@ -56,7 +56,15 @@ class NodeConfig(_Model):
 
 class RookDevice(_Model):
     node: str
-    path: str
+    path: str = Field(description="the device's absolute path: /dev/sdb, /dev/disk/by-id/…")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/dev/") or "/../" in v or v.endswith("/.."):
+            hint = f"/dev/{v}" if "/" not in v else "/dev/sdb or /dev/disk/by-id/…"
+            raise ValueError(f"{v!r} is not an absolute device path under /dev (write {hint})")
+        return v
 
 
 class RookConfig(_Model):
@@ -116,6 +124,9 @@ class AccessConfig(_Model):
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 #: what Dex accepts in staticPasswords: a bcrypt hash ($2a$/$2b$/$2y$, two-digit cost, 53 characters)
 _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+#: the lowest bcrypt cost kfboot takes from kfboot.yaml (it writes 12 itself): each step down halves the
+#: work of guessing the password from a leaked hash, and below 10 that work is small
+MIN_BCRYPT_COST = 10
 
 
 class UserConfig(_Model):
@@ -137,6 +148,12 @@ class UserConfig(_Model):
         if not _BCRYPT.match(v.get_secret_value()):
             # the value itself is never repeated: it may be a password pasted by mistake
             raise ValueError("not a bcrypt hash ($2y$12$ followed by 53 characters; make one with htpasswd -nbBC 12)")
+        cost = int(v.get_secret_value()[4:6])
+        if cost < MIN_BCRYPT_COST:
+            raise ValueError(
+                f"bcrypt cost {cost} is too low: kfboot takes {MIN_BCRYPT_COST} or more (it writes 12 itself); "
+                "make a new hash with htpasswd -nbBC 12 USER"
+            )
         return v
 
 

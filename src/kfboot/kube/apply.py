@@ -27,7 +27,7 @@ from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
 from kfboot.kube.gates import BundleGates, ServiceRef
 from kfboot.kube.manifest import Manifest
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 

@@ -21,7 +21,7 @@ from lightkube.types import CascadeType, PatchType
 
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import api_retry
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 MERGE = PatchType.MERGE
 

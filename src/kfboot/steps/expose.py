@@ -24,7 +24,7 @@ from lightkube.resources.networking_v1 import Ingress
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.delete import crd_exists
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 MODES = ("nodeport", "loadbalancer", "ingress")
 GATEWAY_NS, GATEWAY = "kubeflow", "kubeflow-gateway"

@@ -12,7 +12,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,8 @@ from kfboot.kube.readiness import (
     wait_ready,
     workload_ready,
 )
+from kfboot.reporting import Reporter
 from kfboot.steps import auth, tools
-from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
 
 RELEASE_LABEL = "kfboot.io/kubeflow-release"
@@ -98,8 +98,6 @@ _REMOTE = re.compile(r"((?:https?://|git@|ssh://)?github\.com[/:][^\s:'\"]+)")
 class Rendered:
     manifests: list[Manifest]
     source: str
-    cache_file: Path | None = None
-    excluded: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -259,6 +257,7 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
                 "kubeflow.components.exclude needs a manifests tree, not a rendered bundle",
                 "point kubeflow.source at the manifests tree or archive, or clear exclude",
             )
+        reporter.debug(f"kubeflow.source {path} is a rendered bundle: read as it is, no kustomize")
         with reporter.progress(f"reading {path.name}") as task:
             manifests = read_bundle(path)
             task.update(f"read {len(manifests)} objects from {path.name}")
@@ -274,14 +273,14 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
         with reporter.progress("reading the cached render") as task:
             manifests = parse_json_manifests(fast.read_text(), str(cache))
             task.update(f"{len(manifests)} objects from the render cache")
-        return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
+        return Rendered(manifests, str(path))
     with reporter.progress(f"kustomize build {target.relative_to(root)}") as task:
         text = await kustomize_build(kustomize, target)
         manifests = parse_manifests(text, f"kustomize build {target}")
         task.update(f"kustomize built {len(manifests)} objects")
     for dest, content in ((cache, text), (fast, json.dumps([m.body for m in manifests]))):
         _write_atomic(dest, content)
-    return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
+    return Rendered(manifests, str(path))
 
 
 # ------------------------------------------------------------------------------------------- install

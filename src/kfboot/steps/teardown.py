@@ -21,9 +21,9 @@ from kfboot import state
 from kfboot.kube import delete
 from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.discovery import ResourceCatalog
+from kfboot.reporting import Reporter
 from kfboot.steps import storage
 from kfboot.steps.kubeflow import RELEASE_LABEL
-from kfboot.ui import Reporter
 
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 

@@ -14,8 +14,8 @@ from typing import Any
 from kfboot import paths
 from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text
 from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.reporting import Reporter
 from kfboot.sandbox.binaries import host_platform
-from kfboot.ui import Reporter
 
 RELEASES_URL = "https://github.com/kubernetes-sigs/kustomize/releases/download"
 MIN_VERSION = (5, 0, 0)

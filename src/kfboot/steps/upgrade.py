@@ -23,8 +23,8 @@ from kfboot.kube import delete, dryrun
 from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.discovery import ResourceCatalog
 from kfboot.kube.manifest import Manifest
+from kfboot.reporting import Reporter
 from kfboot.steps import kubeflow as kf
-from kfboot.ui import Reporter
 
 
 @dataclass
