@@ -18,8 +18,8 @@ from kfboot import paths, state
 from kfboot.config import Environment
 from kfboot.errors import BadInputError, CheckFailedError, KfbootError, RuntimeFailure
 from kfboot.kube import dryrun
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.client import async_client
+from kfboot.kube.ownership import owned
 from kfboot.reporting import Reporter
 from kfboot.sandbox import cluster as sandbox
 from kfboot.steps import access, auth, host_prepare, storage, tools
@@ -175,7 +175,7 @@ class Pipeline:
                 tools.install(k.version, self.reporter, mirror=k.mirror)  # this machine only, not the cluster
             self.rendered = await kf.render(self.cfg.kubeflow, self.reporter)
             crds = [m for m in self.rendered.manifests if m.kind == "CustomResourceDefinition"]
-            for key, why in await dryrun.rejected(self.client, crds, {MANAGED_BY: "kfboot"}):
+            for key, why in await dryrun.rejected(self.client, crds, owned()):
                 raise BadInputError(
                     f"the API server rejects {key} of the Kubeflow bundle: {why}",
                     "fix the manifest (kubeflow.source); nothing was applied",

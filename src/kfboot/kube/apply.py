@@ -27,9 +27,8 @@ from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
 from kfboot.kube.gates import BundleGates, ServiceRef
 from kfboot.kube.manifest import Manifest
+from kfboot.kube.ownership import MANAGED_BY as MANAGED_BY  # re-exported: steps/storage.py imports it here
 from kfboot.reporting import Reporter
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
 
 
 @dataclass
@@ -91,11 +90,12 @@ class ApplyReport:
 
 
 def prepare_body(m: Manifest, info: ResourceInfo, labels: dict[str, str]) -> dict[str, Any]:
-    """The object as kfboot sends it: kfboot's labels added, namespace set as the API will. A shallow
-    copy: the manifest itself is not changed, and nothing below ``metadata`` is copied."""
+    """The object as kfboot sends it: kfboot's labels added — never over a label the manifest has —,
+    namespace set as the API will. A shallow copy: the manifest itself is not changed, and nothing below
+    ``metadata`` is copied."""
     body = dict(m.body)
     meta = body["metadata"] = dict(body["metadata"])
-    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["labels"] = {**labels, **(meta.get("labels") or {})}
     if info.namespaced and not meta.get("namespace"):
         meta["namespace"] = "default"
     if not info.namespaced:

@@ -31,6 +31,7 @@ from kfboot.config import EMAIL
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.manifest import Manifest
+from kfboot.kube.ownership import owned
 from kfboot.kube.readiness import workload_ready
 from kfboot.reporting import Reporter
 
@@ -266,7 +267,7 @@ async def _ensure_profile(client: AsyncClient, email: str, known: dict[str, str]
         {
             "apiVersion": "kubeflow.org/v1",
             "kind": "Profile",
-            "metadata": {"name": profile, "labels": {"app.kubernetes.io/managed-by": "kfboot"}},
+            "metadata": {"name": profile, "labels": owned()},
             "spec": {"owner": {"kind": "User", "name": email}},
         }
     )

@@ -22,8 +22,8 @@ from lightkube.resources.core_v1 import Node, Secret, Service
 from lightkube.resources.networking_v1 import Ingress
 
 from kfboot.errors import BadInputError, RuntimeFailure
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.delete import crd_exists
+from kfboot.kube.ownership import COMPONENT, owned
 from kfboot.reporting import Reporter
 
 MODES = ("nodeport", "loadbalancer", "ingress")
@@ -119,7 +119,7 @@ async def expose(
             "cert-manager is not installed, so kfboot cannot make a certificate", "pass --cert and --key"
         )
     host = host or await _node_address(client)
-    labels = {MANAGED_BY: "kfboot", "kfboot.io/component": "expose"}
+    labels = owned({COMPONENT: "expose"})
     meta: dict[str, Any] = {"namespace": SERVICE_NS, "labels": labels}
     if tls is not None:
         secret = Secret(

@@ -24,7 +24,8 @@ from kfboot.config import KubeflowConfig, parse_duration
 from kfboot.download import sha256_file
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
-from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
+from kfboot.kube import ownership
+from kfboot.kube.apply import ApplyOptions, ApplyReport, apply_manifests
 from kfboot.kube.manifest import (
     Manifest,
     ManifestError,
@@ -338,7 +339,7 @@ async def install(
     for kept in await auth.keep_user_settings(client, rendered.manifests):
         reporter.info(f"kept what `kfboot auth` changed in {kept}")
     timeout = parse_duration(cfg.timeout)
-    labels = {MANAGED_BY: "kfboot", RELEASE_LABEL: cfg.release}
+    labels = ownership.owned({RELEASE_LABEL: cfg.release})
     try:
         previous = await state.load_applied(client, STEP)
     except ApiError as exc:  # no record readable: every object is sent, which is only slower
@@ -365,22 +366,27 @@ async def install(
 
 
 async def status(client: AsyncClient) -> dict[str, Any]:
-    """Kubeflow workloads kfboot installed (by its label) and how ready they are."""
+    """Kubeflow workloads kfboot installed (by its labels, 0.1.0's too) and how ready they are."""
     releases: set[str] = set()
     namespaces: dict[str, list[int]] = {}
     not_ready: list[str] = []
-    ours: dict[str, Any] = {MANAGED_BY: "kfboot", RELEASE_LABEL: operators.exists()}
     for kind, res in WORKLOAD_KINDS.items():
-        obj: Workload
-        async for obj in client.list(res, namespace="*", labels=ours):
-            releases.add(o.labels_of(obj).get(RELEASE_LABEL, "?"))
-            counts = namespaces.setdefault(o.namespace(obj), [0, 0])
-            counts[1] += 1
-            ok, why = workload_ready(obj)
-            if ok:
-                counts[0] += 1
-            else:
-                not_ready.append(f"{kind} {o.namespace(obj)}/{o.name(obj)}: {why}")
+        seen: set[tuple[str, str]] = set()
+        for ours in ownership.selectors({RELEASE_LABEL: operators.exists()}):  # 0.1.0's label too
+            obj: Workload
+            async for obj in client.list(res, namespace="*", labels=ours):
+                where = (o.namespace(obj), o.name(obj))
+                if where in seen:
+                    continue
+                seen.add(where)
+                releases.add(o.labels_of(obj).get(RELEASE_LABEL, "?"))
+                counts = namespaces.setdefault(where[0], [0, 0])
+                counts[1] += 1
+                ok, why = workload_ready(obj)
+                if ok:
+                    counts[0] += 1
+                else:
+                    not_ready.append(f"{kind} {where[0]}/{where[1]}: {why}")
     installed = bool(namespaces)
     return {
         "installed": installed,

@@ -9,9 +9,9 @@ from lightkube import AsyncClient
 
 from kfboot.config import Environment
 from kfboot.errors import ExitCode, KfbootError
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.client import async_client
 from kfboot.kube.dryrun import BundlePlan, dry_run
+from kfboot.kube.ownership import owned
 from kfboot.kube.readiness import default_classes
 from kfboot.reporting import Reporter
 from kfboot.steps import kubeflow as kf
@@ -142,7 +142,7 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
             plan.steps.append(blocked("kubeflow", exc))
         else:
             with reporter.progress(f"server-side dry run of {len(rendered.manifests)} objects") as task:
-                labels = {MANAGED_BY: "kfboot", kf.RELEASE_LABEL: cfg.kubeflow.release}
+                labels = owned({kf.RELEASE_LABEL: cfg.kubeflow.release})
                 plan.kubeflow = await dry_run(client, rendered.manifests, labels)
                 counts = plan.kubeflow.counts()
                 task.update("dry run: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))

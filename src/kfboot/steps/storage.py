@@ -915,7 +915,7 @@ async def uninstall(
                 )
             )
     # 4. operator, CSI operator, common, 5. CRDs, the namespace: whatever kfboot applied for storage
-    rest = await delete.find_labelled(client, {MANAGED_BY: "kfboot", COMPONENT_LABEL: "storage"})
+    rest = await delete.find_owned(client, {COMPONENT_LABEL: "storage"})  # 0.1.0's label too
     result.report.merge(await delete.remove(client, rest, deadline, reporter, what="Rook"))
     return result
 
