@@ -105,6 +105,11 @@ class ComponentsConfig(_Model):
 class KubeflowConfig(_Model):
     release: str = "26.03"
     source: str | None = Field(None, description="null = the release archive; or a directory / .tar.gz / .yaml")
+    mirror: str | None = Field(
+        None,
+        description="base URL replacing https://github.com for the release archive, in GitHub's layout: "
+        "<mirror>/kubeflow/manifests/archive/refs/tags/<release>.tar.gz (verified the same way)",
+    )
     components: ComponentsConfig = Field(default_factory=ComponentsConfig)
     timeout: str = "30m"
 
@@ -112,6 +117,13 @@ class KubeflowConfig(_Model):
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)
+        return v
+
+    @field_validator("mirror")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} is not an http(s) base URL (e.g. https://mirror.example/github)")
         return v
 
 
@@ -212,8 +224,9 @@ tools:
     version: 5.8.1              # what Kubeflow's CI pins; kustomize >= 5 is required
     mirror: null                # base URL replacing the GitHub releases URL
 kubeflow:
-  release: "26.03"              # or v1.11.0
+  release: "26.03"              # or v1.11.0, v1.10.2: downloaded and verified by content when source is null
   source: null                  # a manifests folder, its .tar.gz, or a rendered .yaml
+  mirror: null                  # base URL replacing https://github.com (GitHub's layout) for the release archive
   components:
     exclude: []                 # e.g. [kserve, spark, katib]
   timeout: 30m

@@ -169,8 +169,7 @@ class Pipeline:
                 "make it writable, or point KFBOOT_CACHE_DIR / XDG_CACHE_HOME at a writable folder",
             ) from exc
         if "kubeflow" in steps:
-            source = self.cfg.kubeflow.source
-            if source is not None and _needs_kustomize(self.cfg) and tools.status().kustomize is None:
+            if _needs_kustomize(self.cfg) and tools.status().kustomize is None:
                 k = self.cfg.tools.kustomize
                 tools.install(k.version, self.reporter, mirror=k.mirror)  # this machine only, not the cluster
             self.rendered = await kf.render(self.cfg.kubeflow, self.reporter)

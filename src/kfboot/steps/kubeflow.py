@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ from lightkube import AsyncClient, operators
 from lightkube.core.exceptions import ApiError
 
 from kfboot import paths, state
+from kfboot.archive import unpack
 from kfboot.config import KubeflowConfig, parse_duration
 from kfboot.download import sha256_file
-from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube import ownership
 from kfboot.kube.apply import ApplyOptions, ApplyReport, apply_manifests
@@ -44,6 +44,7 @@ from kfboot.kube.readiness import (
 )
 from kfboot.reporting import Reporter
 from kfboot.steps import auth, tools
+from kfboot.steps import kubeflow_release as releases
 from kfboot.yamlio import dump, load
 
 RELEASE_LABEL = "kfboot.io/kubeflow-release"
@@ -62,20 +63,6 @@ GUIDE_NAMESPACES = (
     "kubeflow-user-example-com",
 )
 
-
-@dataclass(frozen=True)
-class Release:
-    tag: str
-    #: kubeflow/manifests (now kubeflow/community-distribution) source archive of the tag
-    url: str
-    #: sha256 of that archive; None until a maintainer with network access pins it
-    sha256: str | None
-
-
-RELEASES: dict[str, Release] = {
-    "26.03": Release("26.03", "https://github.com/kubeflow/manifests/archive/refs/tags/26.03.tar.gz", None),
-    "v1.11.0": Release("v1.11.0", "https://github.com/kubeflow/manifests/archive/refs/tags/v1.11.0.tar.gz", None),
-}
 
 #: Optional components: name → substrings of example/kustomization.yaml entries they consist of.
 COMPONENTS: dict[str, tuple[str, ...]] = {
@@ -102,6 +89,10 @@ class Rendered:
 
 
 # ------------------------------------------------------------------------------------------- sources
+
+
+class RemoteBaseUnreachable(RuntimeFailure):
+    """kustomize could not fetch a remote base (a GitHub URL in a kustomization's resources)."""
 
 
 def find_kustomize() -> Path:
@@ -151,12 +142,14 @@ def _extract(archive: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".extract-"))
         try:
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(tmp, filter="data")
+            unpack(archive, tmp)  # no absolute paths, no "..", no escaping links, no device files
             (tmp / ".complete").write_text(digest + "\n")
             shutil.rmtree(dest, ignore_errors=True)
             os.replace(tmp, dest)
-        except (tarfile.TarError, OSError) as exc:
+        except BadInputError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise BadInputError(f"cannot unpack {archive}: {exc}", "pass a .tar.gz of a manifests tree") from exc
     return _tree_root(dest)
@@ -197,7 +190,7 @@ async def kustomize_build(kustomize: Path, folder: Path) -> str:
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("# Warning")]
         remote = _REMOTE.search(text)
         if remote:
-            raise RuntimeFailure(
+            raise RemoteBaseUnreachable(
                 f"kustomize cannot fetch the remote base {remote.group(1).rstrip('.,')} (offline?)",
                 "vendor it: download that repository at the referenced ref into the tree (e.g. vendor/) and point "
                 "the kustomization's resources entry at the local copy; or render on a connected machine and pass "
@@ -241,14 +234,9 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
     """The Kubeflow objects for ``cfg``: from a rendered file, or built (and cached) from a tree/archive."""
     source = cfg.source
     if source is None:
-        rel = RELEASES.get(cfg.release)
-        if rel is None:
-            raise BadInputError(f"unknown Kubeflow release {cfg.release!r}", f"choose from: {', '.join(RELEASES)}")
-        # kfboot downloads only what it can verify; the pins are still to be taken (see RELEASES)
-        raise BadInputError(
-            f"kfboot has no sha256 pinned for the Kubeflow {rel.tag} source archive, so it will not download it",
-            f"download {rel.url} yourself, check it, and set kubeflow.source to the file",
-        )
+        # the release's archive, verified by content (git tree id against kfboot's pin), cached
+        root = releases.fetch(cfg.release, cfg.mirror, reporter)
+        return await _build(cfg, root, releases.archive_url(cfg.release, cfg.mirror), reporter)
     path = Path(source).expanduser()
     if not path.exists():
         raise BadInputError(f"kubeflow.source {path} does not exist", "point it at a folder, .tar.gz or .yaml")
@@ -264,6 +252,11 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
             task.update(f"read {len(manifests)} objects from {path.name}")
         return Rendered(manifests, str(path))
     root = _extract(path) if path.is_file() else _tree_root(path)
+    return await _build(cfg, root, str(path), reporter)
+
+
+async def _build(cfg: KubeflowConfig, root: Path, source: str, reporter: Reporter) -> Rendered:
+    """kustomize build of ``root``'s example (less the excluded components), through the render cache."""
     kustomize = find_kustomize()
     target = selection_kustomization(root, cfg.components.exclude)
     version = tools.kustomize_version(kustomize)
@@ -274,14 +267,42 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
         with reporter.progress("reading the cached render") as task:
             manifests = parse_json_manifests(fast.read_text(), str(cache))
             task.update(f"{len(manifests)} objects from the render cache")
-        return Rendered(manifests, str(path))
+        return Rendered(manifests, source)
+    reporter.debug(f"{kustomize} build {target} (render cache {cache})")
     with reporter.progress(f"kustomize build {target.relative_to(root)}") as task:
-        text = await kustomize_build(kustomize, target)
+        try:
+            text = await kustomize_build(kustomize, target)
+        except RemoteBaseUnreachable as exc:
+            raise _name_remote_bases(root, target, exc) from exc
         manifests = parse_manifests(text, f"kustomize build {target}")
         task.update(f"kustomize built {len(manifests)} objects")
     for dest, content in ((cache, text), (fast, json.dumps([m.body for m in manifests]))):
         _write_atomic(dest, content)
-    return Rendered(manifests, str(path))
+    return Rendered(manifests, source)
+
+
+def _name_remote_bases(root: Path, target: Path, exc: RemoteBaseUnreachable) -> KfbootError:
+    """Every remote base the build needs (not only the first kustomize tripped on), and the ways out."""
+    bases = releases.remote_bases(root, target, COMPONENTS)
+    if not bases:
+        return exc
+    named = list(dict.fromkeys(f"{b.short} ({b.component or b.file})" for b in bases))
+    components = sorted({b.component for b in bases if b.component})
+    loose = sorted({b.file for b in bases if not b.component})
+    remedy = (
+        "set kubeflow.source to a tree with them vendored (downloaded into the tree, e.g. vendor/, with the "
+        "kustomization entries pointing there)"
+        + (
+            f", or leave out what needs them: kubeflow.components.exclude: [{', '.join(components)}]"
+            if components
+            else ""
+        )
+        + (f" (and fix {', '.join(loose)})" if loose and components else "")
+        + "; or render on a connected machine and pass the .yaml"
+    )
+    return RuntimeFailure(
+        f"{exc.reason}; this tree fetches these remote bases from GitHub at build time: {', '.join(named)}", remedy
+    )
 
 
 # ------------------------------------------------------------------------------------------- install
