@@ -72,3 +72,29 @@ def test_plan_changes_nothing_and_matches_the_cluster(tmp_path: Path, testdata_d
         assert "kubeflow" in text.stdout and "674" in text.stdout
     finally:
         stop_sandbox(sb)
+
+
+def test_plan_exit_codes_say_what_blocks(tmp_path: Path, testdata_dir: Path) -> None:
+    """2 when a step is blocked by the input (an unknown component, a source that is not there), 0 when
+    nothing is blocked; the cluster itself is reachable and fine."""
+    sb = start_sandbox(make_env(tmp_path), "planx")  # 3 nodes: enough for the preflight's resources check
+    try:
+        sb.env.env.update(KUBECONFIG=str(sb.kubeconfig), PATH=kustomize_path())
+        cfg = tmp_path / "kfboot.yaml"
+        bundle = testdata_dir / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
+        cfg.write_text(f"storage: {{provider: none}}\nkubeflow:\n  source: {bundle}\n")
+        ok = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        assert ok.returncode == 0, [s for s in json.loads(ok.stdout)["steps"] if s["action"] == "blocked"]
+        assert json.loads(ok.stdout)["exitCode"] == 0
+        src = testdata_dir / "kubeflow" / "kubeflow-26.03-src.tar.gz"
+        cfg.write_text(f"storage: {{provider: none}}\nkubeflow:\n  source: {src}\n  components: {{exclude: [kserv]}}\n")
+        bad = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        assert bad.returncode == 2, bad.stderr[-2000:]
+        steps = {s["step"]: s for s in json.loads(bad.stdout)["steps"]}
+        assert steps["kubeflow"]["action"] == "blocked" and steps["kubeflow"]["blockedBy"] == "input"
+        assert "kserv" in steps["kubeflow"]["details"][0]
+        assert [s for s, v in steps.items() if v["action"] == "blocked"] == ["kubeflow"]
+        text = sb.env.kfboot("plan", "--config", str(cfg), timeout=300)
+        assert text.returncode == 2 and "blocked (input)" in text.stdout
+    finally:
+        stop_sandbox(sb)
