@@ -24,6 +24,7 @@ from kfboot.reporting import Reporter
 from kfboot.sandbox import cluster as sandbox
 from kfboot.steps import access, auth, host_prepare, storage, tools
 from kfboot.steps import kubeflow as kf
+from kfboot.steps import kubeflow_release as releases
 from kfboot.steps import preflight as pf
 
 STEPS = ("preflight", "host", "storage", "tools", "kubeflow", "access")
@@ -169,6 +170,8 @@ class Pipeline:
                 "make it writable, or point KFBOOT_CACHE_DIR / XDG_CACHE_HOME at a writable folder",
             ) from exc
         if "kubeflow" in steps:
+            if self.cfg.kubeflow.source is None:
+                releases.release(self.cfg.kubeflow.release)  # an unknown release is refused before any download
             if _needs_kustomize(self.cfg) and tools.status().kustomize is None:
                 k = self.cfg.tools.kustomize
                 tools.install(k.version, self.reporter, mirror=k.mirror)  # this machine only, not the cluster

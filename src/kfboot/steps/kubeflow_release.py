@@ -46,7 +46,7 @@ def release(tag: str) -> Release:
     rel = RELEASES.get(tag)
     if rel is None:
         raise BadInputError(
-            f"kfboot has no pin for the Kubeflow release {tag!r}, so it cannot verify a download of it",
+            f"unknown Kubeflow release {tag!r}: kfboot has no pin for it, so it cannot verify a download of it",
             f"choose one of {', '.join(RELEASES)}, or set kubeflow.source to a manifests tree you checked",
         )
     return rel

@@ -100,7 +100,7 @@ def test_archive_url_keeps_githubs_layout() -> None:
     assert rel.archive_url("26.03", "http://m.example/gh/") == (
         "http://m.example/gh/kubeflow/manifests/archive/refs/tags/26.03.tar.gz"
     )
-    with pytest.raises(BadInputError, match="no pin for the Kubeflow release 'v9'"):
+    with pytest.raises(BadInputError, match="unknown Kubeflow release 'v9': kfboot has no pin for it"):
         rel.release("v9")
 
 
