@@ -82,12 +82,19 @@ def test_plan_exit_codes_say_what_blocks(tmp_path: Path, testdata_dir: Path) -> 
         sb.env.env.update(KUBECONFIG=str(sb.kubeconfig), PATH=kustomize_path())
         cfg = tmp_path / "kfboot.yaml"
         bundle = testdata_dir / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
-        cfg.write_text(f"storage: {{provider: none}}\nkubeflow:\n  source: {bundle}\n")
+        sb.kubectl(  # a default class, so that the storage step has nothing to do
+            "apply",
+            "-f",
+            "-",
+            input="apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: standard\n  annotations:\n"
+            "    storageclass.kubernetes.io/is-default-class: 'true'\nprovisioner: example.com/standard\n",
+        )
+        cfg.write_text(f"kubeflow:\n  source: {bundle}\n")
         ok = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
         assert ok.returncode == 0, [s for s in json.loads(ok.stdout)["steps"] if s["action"] == "blocked"]
         assert json.loads(ok.stdout)["exitCode"] == 0
         src = testdata_dir / "kubeflow" / "kubeflow-26.03-src.tar.gz"
-        cfg.write_text(f"storage: {{provider: none}}\nkubeflow:\n  source: {src}\n  components: {{exclude: [kserv]}}\n")
+        cfg.write_text(f"kubeflow:\n  source: {src}\n  components: {{exclude: [kserv]}}\n")
         bad = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
         assert bad.returncode == 2, bad.stderr[-2000:]
         steps = {s["step"]: s for s in json.loads(bad.stdout)["steps"]}
