@@ -46,7 +46,10 @@ def test_plan_changes_nothing_and_matches_the_cluster(tmp_path: Path, testdata_d
     try:
         sb.env.env.update(KUBECONFIG=str(sb.kubeconfig), PATH=kustomize_path())
         cfg = tmp_path / "kfboot.yaml"
-        cfg.write_text(f"kubeflow:\n  source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n")
+        cfg.write_text(  # all offline: Rook's manifests from the test data too (else the storage step is blocked)
+            f"storage:\n  rook:\n    manifests: {testdata_dir / 'rook' / 'v1.20.6'}\n"
+            f"kubeflow:\n  source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n"
+        )
         before = settled(sb)
         proc = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
         assert proc.returncode == 0, proc.stderr
@@ -64,6 +67,7 @@ def test_plan_changes_nothing_and_matches_the_cluster(tmp_path: Path, testdata_d
             "-n", "kubeflow", "patch", "deployment", "centraldashboard", "--type=merge", "-p", '{"spec":{"replicas":3}}'
         )
         again = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        assert "kubeflow" in json.loads(again.stdout), again.stdout[-3000:]
         counts = json.loads(again.stdout)["kubeflow"]["counts"]
         changed = [o["object"] for o in json.loads(again.stdout)["kubeflow"]["objects"] if o["action"] == "change"]
         assert changed == ["Deployment.apps kubeflow/centraldashboard"]
