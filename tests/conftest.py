@@ -224,7 +224,7 @@ class Sandbox:
             last = now
         raise AssertionError(f"sandbox {self.name} did not settle within {timeout:.0f} s")
 
-    def snapshot(self, selector: str = "app.kubernetes.io/managed-by=kfboot") -> dict[str, str]:
+    def snapshot(self, selector: str = "kfboot.io/managed-by=kfboot") -> dict[str, str]:
         """Objects carrying ``selector``: "kind.group ns/name" → a hash of everything but status and the
         server-owned metadata (uid, resourceVersion, timestamps, managedFields, generation)."""
         kinds = [

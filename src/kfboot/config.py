@@ -56,7 +56,15 @@ class NodeConfig(_Model):
 
 class RookDevice(_Model):
     node: str
-    path: str
+    path: str = Field(description="the device's absolute path: /dev/sdb, /dev/disk/by-id/…")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/dev/") or "/../" in v or v.endswith("/.."):
+            hint = f"/dev/{v}" if "/" not in v else "/dev/sdb or /dev/disk/by-id/…"
+            raise ValueError(f"{v!r} is not an absolute device path under /dev (write {hint})")
+        return v
 
 
 class RookConfig(_Model):
@@ -97,6 +105,11 @@ class ComponentsConfig(_Model):
 class KubeflowConfig(_Model):
     release: str = "26.03"
     source: str | None = Field(None, description="null = the release archive; or a directory / .tar.gz / .yaml")
+    mirror: str | None = Field(
+        None,
+        description="base URL replacing https://github.com for the release archive, in GitHub's layout: "
+        "<mirror>/kubeflow/manifests/archive/refs/tags/<release>.tar.gz (verified the same way)",
+    )
     components: ComponentsConfig = Field(default_factory=ComponentsConfig)
     timeout: str = "30m"
 
@@ -104,6 +117,13 @@ class KubeflowConfig(_Model):
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)
+        return v
+
+    @field_validator("mirror")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} is not an http(s) base URL (e.g. https://mirror.example/github)")
         return v
 
 
@@ -116,6 +136,9 @@ class AccessConfig(_Model):
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 #: what Dex accepts in staticPasswords: a bcrypt hash ($2a$/$2b$/$2y$, two-digit cost, 53 characters)
 _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+#: the lowest bcrypt cost kfboot takes from kfboot.yaml (it writes 12 itself): each step down halves the
+#: work of guessing the password from a leaked hash, and below 10 that work is small
+MIN_BCRYPT_COST = 10
 
 
 class UserConfig(_Model):
@@ -137,6 +160,12 @@ class UserConfig(_Model):
         if not _BCRYPT.match(v.get_secret_value()):
             # the value itself is never repeated: it may be a password pasted by mistake
             raise ValueError("not a bcrypt hash ($2y$12$ followed by 53 characters; make one with htpasswd -nbBC 12)")
+        cost = int(v.get_secret_value()[4:6])
+        if cost < MIN_BCRYPT_COST:
+            raise ValueError(
+                f"bcrypt cost {cost} is too low: kfboot takes {MIN_BCRYPT_COST} or more (it writes 12 itself); "
+                "make a new hash with htpasswd -nbBC 12 USER"
+            )
         return v
 
 
@@ -195,8 +224,9 @@ tools:
     version: 5.8.1              # what Kubeflow's CI pins; kustomize >= 5 is required
     mirror: null                # base URL replacing the GitHub releases URL
 kubeflow:
-  release: "26.03"              # or v1.11.0
+  release: "26.03"              # or v1.11.0, v1.10.2: downloaded and verified by content when source is null
   source: null                  # a manifests folder, its .tar.gz, or a rendered .yaml
+  mirror: null                  # base URL replacing https://github.com (GitHub's layout) for the release archive
   components:
     exclude: []                 # e.g. [kserve, spark, katib]
   timeout: 30m

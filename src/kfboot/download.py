@@ -10,7 +10,9 @@ import re
 import tarfile
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import IO
 
 import httpx2 as httpx
 import stamina
@@ -127,6 +129,47 @@ def download_verified(
                     "the download or the mirror is corrupt or tampered with; do not use it",
                 )
             os.chmod(tmp, mode)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dest
+
+
+#: opens the progress display of one download once its size is known (None: unknown); gives back the
+#: function that is called with the bytes received so far
+ProgressStart = Callable[[int | None], AbstractContextManager[Callable[[int], None]]]
+
+
+@stamina.retry(on=_transient, attempts=4, wait_initial=0.3, wait_max=5.0, timeout=600.0)
+def _stream_with(url: str, fh: IO[bytes], start: ProgressStart) -> None:
+    fh.seek(0)
+    fh.truncate()
+    with _client() as client, client.stream("GET", url) as resp:
+        resp.raise_for_status()
+        total = int(resp.headers["content-length"]) if "content-length" in resp.headers else None
+        with start(total) as progress:
+            done = 0
+            for chunk in resp.iter_bytes(1 << 20):
+                fh.write(chunk)
+                done += len(chunk)
+                progress(done)
+            if total is not None and done != total:
+                raise httpx.RemoteProtocolError(f"connection closed after {done} of {total} bytes")
+    fh.flush()
+
+
+def download_to(url: str, dest: Path, start: ProgressStart) -> Path:
+    """Download ``url`` to ``dest`` (atomic, retried), for content the caller verifies itself."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as fh:
+        tmp = Path(fh.name)
+        try:
+            try:
+                _stream_with(url, fh, start)
+            except httpx.HTTPError as exc:
+                raise RuntimeFailure(
+                    f"download of {url} failed: {_describe(exc)}", "check the network or the mirror, then retry"
+                ) from exc
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)

@@ -118,8 +118,8 @@ class LocalRunner:
 class SshRunner:
     """A node reached over SSH; the command line is ``shlex.join(argv)`` run by the login shell."""
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, where: str, user: str) -> None:
-        self._conn, self.where, self._user = conn, where, user
+    def __init__(self, conn: asyncssh.SSHClientConnection, where: str) -> None:
+        self._conn, self.where = conn, where
         self._root: bool | None = None
 
     async def is_root(self) -> bool:
@@ -298,4 +298,4 @@ async def _ssh_connect(node: NodeConfig, address: str, ssh: SshConfig) -> SshRun
         ) from exc
     except asyncssh.Error as exc:
         raise RuntimeFailure(f"SSH to {where} failed: {exc.reason}", "check sshd's log on the node") from exc
-    return SshRunner(conn, where, ssh.user)
+    return SshRunner(conn, where)

@@ -19,8 +19,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace
 
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.errors import api_retry
+from kfboot.kube.ownership import owned
 
 NAMESPACE = "kfboot-system"
 NAME = "kfboot-state"
@@ -64,7 +64,7 @@ async def load(client: AsyncClient) -> dict[str, StepRecord]:
 
 @api_retry()
 async def ensure_namespace(client: AsyncClient) -> None:
-    ns = Namespace(metadata=ObjectMeta(name=NAMESPACE, labels={MANAGED_BY: "kfboot"}))
+    ns = Namespace(metadata=ObjectMeta(name=NAMESPACE, labels=owned()))
     await client.apply(ns, field_manager=FIELD_MANAGER)
 
 
@@ -73,7 +73,7 @@ async def record(client: AsyncClient, step: str, inputs: str, outcome: str, deta
     """Write one step's entry (server-side apply of that one key: concurrent steps do not clobber)."""
     rec = StepRecord(step, inputs, outcome, round(time.time(), 3), detail[:500])
     cm = ConfigMap(
-        metadata=ObjectMeta(name=NAME, namespace=NAMESPACE, labels={MANAGED_BY: "kfboot"}),
+        metadata=ObjectMeta(name=NAME, namespace=NAMESPACE, labels=owned()),
         data={step: json.dumps(rec.to_dict(), sort_keys=True)},
     )
     await client.apply(cm, field_manager=f"{FIELD_MANAGER}-{step}", force=True)
@@ -107,7 +107,7 @@ async def record_applied(client: AsyncClient, step: str, fingerprints: dict[str,
     """Keep the fingerprints of what a step applied, in ConfigMap ``kfboot-applied-<step>``."""
     await ensure_namespace(client)
     cm = ConfigMap(
-        metadata=ObjectMeta(name=_applied_name(step), namespace=NAMESPACE, labels={MANAGED_BY: "kfboot"}),
+        metadata=ObjectMeta(name=_applied_name(step), namespace=NAMESPACE, labels=owned()),
         data={"objects": json.dumps(fingerprints, sort_keys=True, separators=(",", ":"))},
     )
     await client.apply(cm, field_manager=FIELD_MANAGER, force=True)

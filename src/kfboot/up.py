@@ -18,13 +18,14 @@ from kfboot import paths, state
 from kfboot.config import Environment
 from kfboot.errors import BadInputError, CheckFailedError, KfbootError, RuntimeFailure
 from kfboot.kube import dryrun
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.client import async_client
+from kfboot.kube.ownership import owned
+from kfboot.reporting import Reporter
 from kfboot.sandbox import cluster as sandbox
 from kfboot.steps import access, auth, host_prepare, storage, tools
 from kfboot.steps import kubeflow as kf
+from kfboot.steps import kubeflow_release as releases
 from kfboot.steps import preflight as pf
-from kfboot.ui import Reporter
 
 STEPS = ("preflight", "host", "storage", "tools", "kubeflow", "access")
 
@@ -48,14 +49,17 @@ class UpResult:
     steps: list[StepOutcome] = field(default_factory=list)
     access: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: what stopped the run (the failed step's error, or input refused before the first change)
+    error: KfbootError | None = None
 
     @property
     def ok(self) -> bool:
-        return all(s.action != "failed" for s in self.steps)
+        return self.error is None and all(s.action != "failed" for s in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "error": self.error.to_dict() if self.error is not None else None,
             "kubeconfig": self.kubeconfig,
             "sandbox": self.sandbox,
             "steps": [s.to_dict() for s in self.steps],
@@ -166,13 +170,14 @@ class Pipeline:
                 "make it writable, or point KFBOOT_CACHE_DIR / XDG_CACHE_HOME at a writable folder",
             ) from exc
         if "kubeflow" in steps:
-            source = self.cfg.kubeflow.source
-            if source is not None and _needs_kustomize(self.cfg) and tools.status().kustomize is None:
+            if self.cfg.kubeflow.source is None:
+                releases.release(self.cfg.kubeflow.release)  # an unknown release is refused before any download
+            if _needs_kustomize(self.cfg) and tools.status().kustomize is None:
                 k = self.cfg.tools.kustomize
                 tools.install(k.version, self.reporter, mirror=k.mirror)  # this machine only, not the cluster
             self.rendered = await kf.render(self.cfg.kubeflow, self.reporter)
             crds = [m for m in self.rendered.manifests if m.kind == "CustomResourceDefinition"]
-            for key, why in await dryrun.rejected(self.client, crds, {MANAGED_BY: "kfboot"}):
+            for key, why in await dryrun.rejected(self.client, crds, owned()):
                 raise BadInputError(
                     f"the API server rejects {key} of the Kubeflow bundle: {why}",
                     "fix the manifest (kubeflow.source); nothing was applied",
@@ -262,8 +267,9 @@ class Pipeline:
             and await self.verify(step)
         )
 
-    async def run(self, steps: list[str], *, forced: bool) -> list[StepOutcome]:
-        outcomes: list[StepOutcome] = []
+    async def run(self, steps: list[str], *, forced: bool, outcomes: list[StepOutcome]) -> None:
+        """Run ``steps``, appending each one's outcome to ``outcomes`` — a failed step's too, before its
+        error is raised."""
         records: dict[str, state.StepRecord] = {}
         runners: dict[str, Callable[[], Awaitable[tuple[str, dict[str, Any]]]]] = {
             "preflight": self.preflight,
@@ -303,7 +309,6 @@ class Pipeline:
             if recorded:
                 records[step] = await state.record(self.client, step, inputs, "done", detail)
             outcomes.append(StepOutcome(step, "ran", detail, round(time.monotonic() - start, 1), data))
-        return outcomes
 
 
 async def _sandbox(spec: sandbox.SandboxSpec, reporter: Reporter) -> dict[str, Any]:
@@ -343,7 +348,9 @@ async def up(
         pipe = Pipeline(client, cfg, reporter, kubeconfig)
         pipe.context = context
         try:
-            result.steps = await pipe.run(steps, forced=bool(from_step or only))
+            await pipe.run(steps, forced=bool(from_step or only), outcomes=result.steps)
+        except KfbootError as exc:  # the outcomes so far, the failed step among them, stay in the result
+            result.error = exc
         finally:
             result.seconds = round(time.monotonic() - start, 1)
         access = next((s for s in result.steps if s.step == "access"), None)

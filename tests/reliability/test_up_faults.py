@@ -168,7 +168,10 @@ def test_api_server_restart_mid_apply_then_up_completes(env: Env, tmp_path: Path
     applied = [json.loads(ln) for ln in lines if ln.startswith("{") and '"description": "applying' in ln]
     assert [e["event"] for e in applied] == ["start", "done"], applied
     assert applied[1]["time"] > restart_done[0], (applied, restart_done)
-    assert json.loads(out)["ok"]
+    result = json.loads(out)
+    # every step that ran is in the result, a failed one too (then ok is false and the exit code not 0)
+    assert result["ok"] and result["error"] is None, result
+    assert [(s["step"], s["action"]) for s in result["steps"]] == [("kubeflow", "ran"), ("access", "ran")], result
     deadline = time.monotonic() + 60  # the restarted API server finishes its own start-up hooks
     while sb.kubectl("get", "--raw", "/readyz", check=False).stdout.strip() != "ok":
         assert time.monotonic() < deadline, sb.kubectl("get", "--raw", "/readyz?verbose", check=False).stdout

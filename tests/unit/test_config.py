@@ -108,3 +108,31 @@ def test_init_template_is_exactly_the_defaults(tmp_path: Path) -> None:
     cfg.write_text(TEMPLATE)
     assert load_config(cfg) == Environment()
     assert TEMPLATE.count("#") > 20  # commented
+
+
+def test_bcrypt_cost_below_10_is_refused_with_the_field(tmp_path: Path) -> None:
+    import bcrypt
+
+    cfg = tmp_path / "kfboot.yaml"
+    weak = bcrypt.hashpw(b"x", bcrypt.gensalt(5)).decode()
+    cfg.write_text(f"auth:\n  users:\n  - email: a@example.com\n    passwordHash: '{weak}'\n")
+    with pytest.raises(BadInputError) as err:
+        load_config(cfg)
+    assert err.value.reason.startswith(f"{cfg}:4: auth.users.0.passwordHash: ")
+    assert "bcrypt cost 5 is too low: kfboot takes 10 or more" in err.value.reason
+    assert weak not in err.value.reason  # a hash (or a pasted password) is never repeated
+    ok = bcrypt.hashpw(b"x", bcrypt.gensalt(10)).decode()
+    cfg.write_text(f"auth:\n  users:\n  - email: a@example.com\n    passwordHash: '{ok}'\n")
+    assert load_config(cfg).auth.users[0].email == "a@example.com"
+
+
+@pytest.mark.parametrize("path", ["sdb", "dev/sdb", "/sdb", "/dev/../etc/passwd"])
+def test_a_relative_device_path_is_refused_up_front(tmp_path: Path, path: str) -> None:
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text(f"storage:\n  rook:\n    devices:\n    - node: n1\n      path: {path}\n")
+    with pytest.raises(BadInputError) as err:
+        load_config(cfg)
+    assert err.value.reason.startswith(f"{cfg}:5: storage.rook.devices.0.path: ")
+    assert f"{path!r} is not an absolute device path under /dev" in err.value.reason
+    cfg.write_text("storage:\n  rook:\n    devices:\n    - node: n1\n      path: /dev/disk/by-id/wwn-1\n")
+    assert load_config(cfg).storage.rook.devices[0].path == "/dev/disk/by-id/wwn-1"

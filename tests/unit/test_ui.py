@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import json
 
-from kfboot.ui import JsonReporter, PlainReporter
+from kfboot.cli.terminal import JsonReporter, PlainReporter
 
 
 def test_plain_reporter_lines() -> None:

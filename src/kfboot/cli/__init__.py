@@ -81,13 +81,21 @@ def _root(
 
 _GLOBAL_WITH_VALUE = {"--config", "--kubeconfig", "--context", "--output", "-o"}
 _GLOBAL_FLAGS = {"--yes", "--verbose", "-v"}
+#: commands with an ``-o`` of their own (its first use after the command is theirs)
+_OWN_O = (["kubeflow", "render"],)
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:
     """Move global options given after the command to the front, so `kfboot sandbox status -o json`
-    works like `kfboot -o json sandbox status`. Stops at `--`."""
+    works like `kfboot -o json sandbox status`. Stops at `--`.
+
+    `kfboot kubeflow render -o FILE|DIR`: the first ``-o`` after ``render`` is render's output path,
+    whatever it is called (``-o json`` writes the folder ``json``); a second ``-o text|json`` is the
+    global output format."""
     front: list[str] = []
     rest: list[str] = []
+    words: list[str] = []  # the command's words so far
+    own_o_taken = False
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -95,10 +103,11 @@ def hoist_global_options(argv: list[str]) -> list[str]:
             rest.extend(argv[i:])
             break
         name = arg.split("=", 1)[0]
-        if arg == "-o" and i + 1 < len(argv) and argv[i + 1] not in ("text", "json"):
-            # `kfboot kubeflow render -o FILE|DIR`: -o there is the command's output path
-            rest.extend(argv[i : i + 2])
-            i += 2
+        if words[:2] in _OWN_O and not own_o_taken and (arg == "-o" or (arg.startswith("-o") and arg[2:3] != "-")):
+            own_o_taken = True
+            take = 2 if arg == "-o" else 1
+            rest.extend(argv[i : i + take])
+            i += take
             continue
         if name in _GLOBAL_WITH_VALUE:
             if "=" in arg or i + 1 >= len(argv):
@@ -111,6 +120,8 @@ def hoist_global_options(argv: list[str]) -> list[str]:
         elif arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
             front.append(arg)  # -ojson
         else:
+            if not arg.startswith("-"):
+                words.append(arg)
             rest.append(arg)
         i += 1
     return front + rest

@@ -16,13 +16,13 @@ import httpx2 as httpx
 import typer
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from rich.console import Console
 
+from kfboot.cli.terminal import JsonReporter, PlainReporter, RichReporter, Terminal, console
 from kfboot.config import Environment, load_config, parse_duration
-from kfboot.errors import BadInputError, ExitCode, KfbootError, RuntimeFailure
+from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube.client import async_client
 from kfboot.kube.errors import classify
-from kfboot.ui import JsonReporter, PlainReporter, Reporter, RichReporter
+from kfboot.reporting import Reporter
 
 T = TypeVar("T")
 
@@ -50,20 +50,20 @@ class State:
         return self.output is Output.json
 
     @property
-    def out(self) -> Console:
+    def out(self) -> Terminal:
         """stdout: results."""
-        return Console(highlight=False, soft_wrap=True)
+        return Terminal(console(stderr=False))
 
     @property
-    def err(self) -> Console:
+    def err(self) -> Terminal:
         """stderr: progress, warnings, errors — the one console for live output."""
-        return _stderr_console()
+        return _stderr_terminal()
 
     def reporter(self) -> Reporter:
         if self.json:
-            return JsonReporter()
-        console = self.err
-        return RichReporter(console) if console.is_terminal else PlainReporter()
+            return JsonReporter(verbose=self.verbose)
+        err = self.err
+        return RichReporter(err, verbose=self.verbose) if err.is_terminal else PlainReporter(verbose=self.verbose)
 
     def config(self) -> Environment:
         if self._config is None:
@@ -71,14 +71,14 @@ class State:
         return self._config
 
 
-_console: Console | None = None
+_err: Terminal | None = None
 
 
-def _stderr_console() -> Console:
-    global _console
-    if _console is None:
-        _console = Console(stderr=True, highlight=False, soft_wrap=True)
-    return _console
+def _stderr_terminal() -> Terminal:
+    global _err
+    if _err is None:
+        _err = Terminal(console(stderr=True))
+    return _err
 
 
 def state(ctx: typer.Context) -> State:
@@ -94,14 +94,30 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def render_error(st: State, exc: KfbootError) -> None:
+def causes(exc: BaseException) -> list[str]:
+    """The chain of exceptions behind ``exc`` (``raise … from``, or raised while handling), outermost first."""
+    out: list[str] = []
+    seen = {id(exc)}
+    cur: BaseException | None = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        out.append(f"{type(cur).__name__}: {cur}" if str(cur) else type(cur).__name__)
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+    return out
+
+
+def render_error(st: State, exc: KfbootError, cause_of: BaseException | None = None) -> None:
+    """One error: reason and fix; with ``-v`` also the chain of causes (of ``cause_of``, default ``exc``)."""
+    chain = causes(cause_of if cause_of is not None else exc) if st.verbose else []
+    if cause_of is not None and st.verbose:
+        chain.insert(0, f"{type(cause_of).__name__}: {cause_of}")
     if st.json:
-        emit_json(exc.to_dict())
+        doc = exc.to_dict()
+        if st.verbose:
+            doc["causes"] = chain
+        emit_json(doc)
         return
-    console = st.err
-    console.print(f"[bold red]error:[/] {exc.reason}", highlight=False)
-    if exc.remedy:
-        console.print(f"  [dim]fix:[/] {exc.remedy}", highlight=False)
+    st.err.error(exc.reason, exc.remedy, chain)
 
 
 @contextmanager
@@ -116,10 +132,10 @@ def handled(st: State) -> Iterator[None]:
         # what no step anticipated: still one line, never a traceback
         c = classify(exc)
         failure = RuntimeFailure(c.reason, c.hint or "kfboot's steps are idempotent: run the command again")
-        render_error(st, failure)
+        render_error(st, failure, cause_of=exc)
         raise typer.Exit(int(failure.exit_code)) from None
     except KeyboardInterrupt:
-        st.err.print("interrupted")
+        st.err.line("interrupted")
         raise typer.Exit(130) from None
 
 
@@ -163,8 +179,8 @@ def confirm_typed(st: State, phrase: str, given: str | None, danger: str) -> Non
     ``given`` is the non-interactive answer of a --confirm option."""
     if given is None:
         with handled(st):
-            st.err.print(f"[bold red]warning:[/] {danger}.")
-            st.err.print(f"Type [bold]{phrase}[/] to continue: ", end="")
+            st.err.line(("warning:", "bold red"), f" {danger}.")
+            st.err.line("Type ", (phrase, "bold"), " to continue: ", end="")
             line = sys.stdin.readline()
             if not line:
                 raise BadInputError(
@@ -174,6 +190,3 @@ def confirm_typed(st: State, phrase: str, given: str | None, danger: str) -> Non
     if given != phrase:
         with handled(st):
             raise BadInputError(f"confirmation {given!r} is not {phrase!r}; nothing was changed", f"type {phrase}")
-
-
-EXIT = ExitCode

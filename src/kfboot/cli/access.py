@@ -12,7 +12,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from lightkube import AsyncClient
-from rich.table import Table
 
 from kfboot.cli._common import State, emit_json, handled, run_with_client, state
 from kfboot.errors import BadInputError
@@ -83,11 +82,9 @@ def connect(
         if st.json:
             emit_json(result.to_dict())
         elif result.stage == "authenticated":
-            st.out.print(
-                f"[green]✓[/] logged in as {result.user}: Kubeflow session established ({result.session_cookie})"
-            )
+            st.out.success(f"logged in as {result.user}: Kubeflow session established ({result.session_cookie})")
         else:
-            st.out.print(f"[green]✓[/] the gateway leads to Dex's login form ({result.url})")
+            st.out.success(f"the gateway leads to Dex's login form ({result.url})")
         return
     run_with_client(st, lambda client: _serve(st, client, addr, local_port))
 
@@ -143,7 +140,7 @@ async def _serve(st: State, client: AsyncClient, address: str, port: int) -> Non
                 sys.stdout.write(json.dumps(doc) + "\n")
                 sys.stdout.flush()
             else:
-                st.out.print(f"Kubeflow: {url}  (Ctrl-C to stop)")
+                st.out.line(f"Kubeflow: {url}  (Ctrl-C to stop)")
             serving = asyncio.create_task(fw.serve_forever())
             await stop.wait()
             serving.cancel()
@@ -172,7 +169,7 @@ def set_password(ctx: typer.Context, user: UserOpt = None, password_stdin: Stdin
     if st.json:
         emit_json(result.to_dict())
     else:
-        st.out.print(f"[green]✓[/] password of {result.email} changed; Dex restarted")
+        st.out.success(f"password of {result.email} changed; Dex restarted")
 
 
 @auth_app.command("add-user")
@@ -193,7 +190,7 @@ def add_user(
     if st.json:
         emit_json(result.to_dict())
     else:
-        st.out.print(f"[green]✓[/] user {result.email} added (Profile {result.profile}); Dex restarted")
+        st.out.success(f"user {result.email} added (Profile {result.profile}); Dex restarted")
 
 
 @auth_app.command("remove-user")
@@ -211,7 +208,7 @@ def remove_user(
     if st.json:
         emit_json(result.to_dict())
     else:
-        st.out.print(f"[green]✓[/] user {result.email} removed; Dex restarted")
+        st.out.success(f"user {result.email} removed; Dex restarted")
 
 
 @auth_app.command("list-users")
@@ -223,8 +220,10 @@ def list_users(ctx: typer.Context) -> None:
     if st.json:
         emit_json({"users": [u.to_dict() for u in users]})
         return
-    table = Table("email", "username", "profile", "password", "hash in", box=None, pad_edge=False)
-    for u in users:
-        password = "[yellow]DEFAULT[/]" if u.default_password else "set"
-        table.add_row(u.email, u.username, u.profile or "-", password, u.source)
-    st.out.print(table)
+    st.out.table(
+        ("email", "username", "profile", "password", "hash in"),
+        (
+            (u.email, u.username, u.profile or "-", ("DEFAULT", "yellow") if u.default_password else "set", u.source)
+            for u in users
+        ),
+    )

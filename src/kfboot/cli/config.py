@@ -36,4 +36,4 @@ def init(
     if st.json:
         emit_json({"written": str(path)})
     else:
-        st.out.print(f"[green]✓[/] wrote {path}")
+        st.out.success(f"wrote {path}")

@@ -52,30 +52,31 @@ def status(ctx: typer.Context) -> None:
     else:
         out = st.out
         c, s, k = result["cluster"], result["storage"], result["kubeflow"]
-        out.print(f"cluster     Kubernetes {c['version']}")
+        out.line(f"cluster     Kubernetes {c['version']}")
         rook = s["rook"]
-        out.print(
-            f"storage     default class {', '.join(s['defaultClasses']) or '[red]none[/]'}"
-            + (f"; Ceph {rook['detail']}" if rook["installed"] else "")
+        out.line(
+            "storage     default class ",
+            ", ".join(s["defaultClasses"]) if s["defaultClasses"] else ("none", "red"),
+            f"; Ceph {rook['detail']}" if rook["installed"] else "",
         )
         if not k["installed"]:
-            out.print("kubeflow    not installed by kfboot")
+            out.line("kubeflow    not installed by kfboot")
         else:
             ready = sum(r for r, _ in k["namespaces"].values())
             total = sum(t for _, t in k["namespaces"].values())
-            word = "[green]ready[/]" if k["ready"] else "[yellow]not ready[/]"
-            out.print(f"kubeflow    {', '.join(k['releases'])}: {word} ({ready}/{total} workloads)")
+            word = ("ready", "green") if k["ready"] else ("not ready", "yellow")
+            out.line(f"kubeflow    {', '.join(k['releases'])}: ", word, f" ({ready}/{total} workloads)")
             for line in k["not_ready"][:10]:
-                out.print(f"              {line}")
+                out.line(f"              {line}")
         users = result["access"]["defaultPasswordUsers"]
-        out.print(
-            "access      kfboot connect"
-            + (f"  [bold yellow]default password still set for {', '.join(users)}[/]" if users else "")
+        out.line(
+            "access      kfboot connect",
+            (f"  default password still set for {', '.join(users)}", "bold yellow") if users else "",
         )
         for step in ("host", "storage", "tools", "kubeflow", "access"):
             rec = result["progress"].get(step)
             if rec:
-                out.print(f"  {step:<10} {rec['outcome']:<8} {rec['detail']}")
+                out.line(f"  {step:<10} {rec['outcome']:<8} {rec['detail']}")
     if not result["ok"]:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
@@ -101,14 +102,14 @@ def doctor(ctx: typer.Context) -> None:
     else:
         out = st.out
         for c in problems:
-            out.print(f"[{'red' if c.status == pf.FAIL else 'yellow'}]{c.status}[/] {c.name}: {c.message}")
+            out.line((c.status, "red" if c.status == pf.FAIL else "yellow"), f" {c.name}: {c.message}")
             if c.remedy:
-                out.print(f"      [dim]fix:[/] {c.remedy}")
+                out.fix(c.remedy)
         for f in findings:
-            out.print(f"[red]{f.signature}[/] {f.object}: {f.problem}")
-            out.print(f"      [dim]fix:[/] {f.fix}")
+            out.problem(f.signature, f"{f.object}: {f.problem}", indent=0)
+            out.fix(f.fix)
         if not problems and not findings:
-            out.print("[green]✓[/] nothing wrong found")
+            out.success("nothing wrong found")
     if not report.ok or findings:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
@@ -143,13 +144,12 @@ def down(
         emit_json(result.to_dict())
     else:
         out = st.out
-        mark = "[green]✓[/]" if result.ok else "[red]✗[/]"
-        out.print(f"{mark} removed {len(result.kubeflow.deleted)} Kubeflow objects")
+        (out.success if result.ok else out.failure)(f"removed {len(result.kubeflow.deleted)} Kubeflow objects")
         if result.storage:
-            out.print(f"  removed {len(result.storage.report.deleted)} Rook objects; Ceph data destroyed")
+            out.line(f"  removed {len(result.storage.report.deleted)} Rook objects; Ceph data destroyed")
         else:
-            out.print("  storage kept (Rook-Ceph and its data): `kfboot down --destroy-data` removes it")
+            out.line("  storage kept (Rook-Ceph and its data): `kfboot down --destroy-data` removes it")
         for label in result.leftovers:
-            out.print(f"  [red]left behind[/] {label}")
+            out.problem("left behind", label)
     if not result.ok:
         raise typer.Exit(int(ExitCode.RUNTIME))

@@ -38,8 +38,8 @@ def expose(
     if st.json:
         emit_json(result.to_dict())
         return
-    st.out.print(f"[green]✓[/] Kubeflow exposed over HTTPS ({result.mode}, {result.certificate} certificate)")
+    st.out.success(f"Kubeflow exposed over HTTPS ({result.mode}, {result.certificate} certificate)")
     for url in result.urls:
-        st.out.print(f"  {url}")
+        st.out.line(f"  {url}")
     for note in result.notes:
-        st.out.print(f"  [dim]{note}[/]")
+        st.out.line("  ", (note, "dim"))

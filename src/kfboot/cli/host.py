@@ -7,8 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from kfboot.cli._common import emit_json, run, state
 from kfboot.steps import host, host_prepare, host_wipe
@@ -33,14 +31,15 @@ def devices(ctx: typer.Context, node: NodeOption = None) -> None:
     if st.json:
         emit_json({"node": node or "local", "devices": [d.to_dict() for d in found]})
         return
-    table = Table("device", "type", "size", "eligible", "why", box=None, pad_edge=False)
-    for d in found:
-        table.add_row(
-            d.path, d.type, f"{d.size / 2**30:.1f} GiB", "[green]yes[/]" if d.eligible else "[red]no[/]", d.reason
-        )
-    st.out.print(table)
+    st.out.table(
+        ("device", "type", "size", "eligible", "why"),
+        (
+            (d.path, d.type, f"{d.size / 2**30:.1f} GiB", ("yes", "green") if d.eligible else ("no", "red"), d.reason)
+            for d in found
+        ),
+    )
     eligible = [d.path for d in found if d.eligible]
-    st.out.print(f"{len(eligible)} eligible: {', '.join(eligible)}" if eligible else "no eligible disk")
+    st.out.line(f"{len(eligible)} eligible: {', '.join(eligible)}" if eligible else "no eligible disk")
 
 
 STATUS_STYLE = {
@@ -77,19 +76,20 @@ def prepare(
         emit_json(report.to_dict())
     else:
         for n in report.nodes:
-            st.out.print(f"[bold]{escape(n.where)}[/]" + (" (dry run)" if report.dry_run else ""))
+            st.out.line((n.where, "bold"), " (dry run)" if report.dry_run else "")
             if n.error:
-                st.out.print(f"  [red]error:[/] {escape(str(n.error['reason']))}\n  [dim]fix:[/] {n.error['remedy']}")
+                st.out.problem("error:", str(n.error["reason"]))
+                st.out.fix(str(n.error["remedy"]), indent=2)
                 continue
-            table = Table("action", "result", "detail", box=None, pad_edge=False)
-            for a in n.actions:
-                table.add_row(a.name, f"[{STATUS_STYLE[a.status]}]{a.status}[/]", escape(a.detail))
-            st.out.print(table)
+            st.out.table(
+                ("action", "result", "detail"),
+                ((a.name, (a.status, STATUS_STYLE[a.status]), a.detail) for a in n.actions),
+            )
             # the exact commands, unwrapped (a dry run's output is a script one could review and run)
             for a in n.actions:
                 if a.commands and a.status in (host_prepare.WOULD_CHANGE, host_prepare.FAILED):
-                    st.out.print(f"# {a.name}" + (" (failed)" if a.status == host_prepare.FAILED else ""))
-                    st.out.print("\n".join(a.commands), markup=False)
+                    st.out.line(f"# {a.name}" + (" (failed)" if a.status == host_prepare.FAILED else ""))
+                    st.out.line("\n".join(a.commands))
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
 
@@ -120,14 +120,14 @@ def wipe(
         if confirm_device is not None:
             return confirm_device
         what = ", ".join(x for x in (dev.type, f"{dev.size / 2**30:.1f} GiB", dev.fstype, dev.pttype) if x)
-        st.err.print(
-            f"[bold red]This DESTROYS all data on {escape(dev.path)}[/] ({escape(what)}) on {escape(where)}.\n"
-            f"Type the device path ({escape(device)}) to confirm: ",
+        st.err.line(
+            (f"This DESTROYS all data on {dev.path}", "bold red"),
+            f" ({what}) on {where}.\nType the device path ({device}) to confirm: ",
             end="",
         )
         typed = sys.stdin.readline()
         if not sys.stdin.isatty():
-            st.err.print()  # the answer was not echoed: end the prompt's line
+            st.err.blank()  # the answer was not echoed: end the prompt's line
         return typed
 
     async def go() -> host_wipe.WipeResult:
@@ -139,8 +139,10 @@ def wipe(
         emit_json(result.to_dict())
         return
     for s in result.steps:
-        mark = "[green]✓[/]" if s.rc == 0 else ("[yellow]–[/]" if s.optional else "[red]✗[/]")
-        note = f" [dim](optional, ignored: {escape(s.detail)})[/]" if s.rc and s.optional else ""
-        st.out.print(f"{mark} {escape(s.command)}{note}")
-    verdict = "[green]eligible for Rook[/]" if result.eligible else f"[yellow]not eligible[/]: {escape(result.reason)}"
-    st.out.print(f"wiped {escape(result.device)} on {escape(result.where)}: {verdict}")
+        mark = ("✓", "green") if s.rc == 0 else (("–", "yellow") if s.optional else ("✗", "red"))
+        note = (f" (optional, ignored: {s.detail})", "dim") if s.rc and s.optional else ""
+        st.out.line(mark, f" {s.command}", note)
+    verdict = (
+        [("eligible for Rook", "green")] if result.eligible else [("not eligible", "yellow"), f": {result.reason}"]
+    )
+    st.out.line(f"wiped {result.device} on {result.where}: ", *verdict)

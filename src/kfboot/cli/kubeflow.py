@@ -8,14 +8,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from lightkube import AsyncClient
-from rich.table import Table
 
 from kfboot.cli._common import State, client_of, emit_json, run, run_with_client, state
 from kfboot.config import KubeflowConfig
 from kfboot.errors import BadInputError, ExitCode
+from kfboot.reporting import Reporter
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import upgrade as upgrade_step
-from kfboot.ui import Reporter
 from kfboot.yamlio import dump_all
 
 T = TypeVar("T")
@@ -96,7 +95,7 @@ def render(
     if st.json:
         emit_json({"objects": count, "output": str(path)})
     else:
-        st.out.print(f"[green]✓[/] {count} objects written to {path}")
+        st.out.success(f"{count} objects written to {path}")
 
 
 @app.command("install")
@@ -126,35 +125,38 @@ def install(
 
 def _render_install(st: State, result: kf.InstallResult) -> None:
     out, rep = st.out, result.apply
-    mark = "[green]✓[/]" if rep.ok else "[red]✗[/]"
-    out.print(
-        f"{mark} applied {len(rep.applied)}/{rep.total} objects of Kubeflow {result.release} in "
+    summary = (
+        f"applied {len(rep.applied)}/{rep.total} objects of Kubeflow {result.release} in "
         f"{rep.seconds:.1f} s ({rep.requests} API requests)"
     )
+    (out.success if rep.ok else out.failure)(summary)
     for p in rep.problems:
-        out.print(f"  [red]{p.outcome}[/] {p.object}: {p.reason}")
+        out.problem(p.outcome, f"{p.object}: {p.reason}")
         if p.hint:
-            out.print(f"      [dim]fix:[/] {p.hint}")
+            out.fix(p.hint)
     if result.readiness is not None:
         r = result.readiness
-        table = Table("namespace", "pods ready", "workloads ready", box=None, pad_edge=False)
-        for ns in r.namespaces:
-            table.add_row(
-                ns.namespace,
-                f"{ns.pods_ready}/{ns.pods_total}" if ns.exists else "absent",
-                f"{ns.workloads_ready}/{ns.workloads_total}",
-            )
-        out.print(table)
+        out.table(
+            ("namespace", "pods ready", "workloads ready"),
+            (
+                (
+                    ns.namespace,
+                    f"{ns.pods_ready}/{ns.pods_total}" if ns.exists else "absent",
+                    f"{ns.workloads_ready}/{ns.workloads_total}",
+                )
+                for ns in r.namespaces
+            ),
+        )
         if r.ready:
-            out.print(f"[green]✓[/] Kubeflow is ready ({r.seconds:.0f} s)")
+            out.success(f"Kubeflow is ready ({r.seconds:.0f} s)")
         else:
-            out.print(f"[red]✗[/] not ready after {r.seconds:.0f} s:")
+            out.failure(f"not ready after {r.seconds:.0f} s:")
             for d in r.diagnoses:
-                out.print(f"  {d.object}: {d.problem}")
+                out.line(f"  {d.object}: {d.problem}")
                 if d.hint:
-                    out.print(f"      [dim]fix:[/] {d.hint}")
+                    out.fix(d.hint)
             for line in r.not_ready[:20]:
-                out.print(f"  {line}")
+                out.line(f"  {line}")
 
 
 @app.command("status")
@@ -167,18 +169,16 @@ def status(ctx: typer.Context) -> None:
         emit_json(result)
     else:
         if not result["installed"]:
-            st.out.print("Kubeflow is not installed by kfboot on this cluster")
+            st.out.line("Kubeflow is not installed by kfboot on this cluster")
         else:
-            st.out.print(
-                f"Kubeflow {', '.join(result['releases'])}: "
-                f"{'[green]ready[/]' if result['ready'] else '[yellow]not ready[/]'}"
+            verdict = ("ready", "green") if result["ready"] else ("not ready", "yellow")
+            st.out.line(f"Kubeflow {', '.join(result['releases'])}: ", verdict)
+            st.out.table(
+                ("namespace", "workloads ready"),
+                ((ns, f"{ready}/{total}") for ns, (ready, total) in sorted(result["namespaces"].items())),
             )
-            table = Table("namespace", "workloads ready", box=None, pad_edge=False)
-            for ns, (ready, total) in sorted(result["namespaces"].items()):
-                table.add_row(ns, f"{ready}/{total}")
-            st.out.print(table)
             for line in result["not_ready"][:20]:
-                st.out.print(f"  {line}")
+                st.out.line(f"  {line}")
     if not result["ready"]:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
@@ -205,18 +205,18 @@ def upgrade(
         emit_json(result.to_dict())
     else:
         p = result.plan
-        st.out.print(
+        st.out.line(
             f"Kubeflow {', '.join(p.installed)} → {p.to}: {len(p.add)} to add, {len(p.change)} to change, "
             f"{len(p.recreate)} to re-create, {len(p.remove)} to remove, {p.unchanged} unchanged"
         )
         for label in p.recreate:
-            st.out.print(f"  re-create {label} (a field that cannot change in place)")
+            st.out.line(f"  re-create {label} (a field that cannot change in place)")
         for label in p.remove[:30]:
-            st.out.print(f"  remove    {label}")
+            st.out.line(f"  remove    {label}")
         if result.install is not None:
             _render_install(st, result.install)
-            st.out.print(f"pruned {len(result.pruned.deleted)} objects of the old release")
+            st.out.line(f"pruned {len(result.pruned.deleted)} objects of the old release")
             for label in result.pruned.leftovers:
-                st.out.print(f"  [red]left behind[/] {label}")
+                st.out.problem("left behind", label)
     if not dry_run and not result.ok:
         raise typer.Exit(int(ExitCode.RUNTIME))

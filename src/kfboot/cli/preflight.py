@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from kfboot.cli._common import emit_json, run, state
 from kfboot.errors import ExitCode
@@ -24,10 +23,16 @@ def preflight(ctx: typer.Context) -> None:
     if st.json:
         emit_json(report.to_dict())
     else:
-        table = Table("check", "result", "details", box=None, pad_edge=False)
-        for c in report.checks:
-            details = c.message + (f"\n[dim]fix: {c.remedy}[/]" if c.remedy and c.status != pf.PASS else "")
-            table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]", details)
-        st.out.print(table)
+        st.out.table(
+            ("check", "result", "details"),
+            (
+                (
+                    c.name,
+                    (c.status, STYLE[c.status]),
+                    c.message + (f"\nfix: {c.remedy}" if c.remedy and c.status != pf.PASS else ""),
+                )
+                for c in report.checks
+            ),
+        )
     if not report.ok:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))

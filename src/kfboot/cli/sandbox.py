@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from kfboot.cli._common import emit_json, handled, run, state
 from kfboot.errors import BadInputError, ExitCode
@@ -66,14 +65,13 @@ def up(
         emit_json(result.to_dict())
         return
     out = st.out
-    out.print(
-        f"[green]✓[/] sandbox [bold]{result.name}[/] is up: Kubernetes {result.version}, "
-        f"{result.nodes} Ready nodes, {result.seconds:.1f} s"
+    out.success(
+        f"sandbox {result.name} is up: Kubernetes {result.version}, {result.nodes} Ready nodes, {result.seconds:.1f} s"
     )
-    out.print(f"  API server  {result.server}")
-    out.print(f"  kubeconfig  {result.kubeconfig}")
-    out.print(f"  note        {result.admission}")
-    out.print(f"\n  export KUBECONFIG={result.kubeconfig}")
+    out.line(f"  API server  {result.server}")
+    out.line(f"  kubeconfig  {result.kubeconfig}")
+    out.line(f"  note        {result.admission}")
+    out.line(f"\n  export KUBECONFIG={result.kubeconfig}")
 
 
 @app.command("down")
@@ -84,8 +82,8 @@ def down(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
     if st.json:
         emit_json(result.to_dict())
         return
-    st.out.print(
-        f"[green]✓[/] sandbox [bold]{name}[/] removed ({len(result.stopped)} processes stopped"
+    st.out.success(
+        f"sandbox {name} removed ({len(result.stopped)} processes stopped"
         + (f", {len(result.killed)} killed" if result.killed else "")
         + ")"
     )
@@ -101,24 +99,21 @@ def status(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
     else:
         out = st.out
         colour = {"running": "green", "degraded": "yellow"}.get(result.state, "red")
-        out.print(f"sandbox [bold]{result.name}[/]: [{colour}]{result.state}[/]")
+        out.line("sandbox ", (result.name, "bold"), ": ", (result.state, colour))
         if result.version:
-            out.print(f"  Kubernetes  {result.version}")
+            out.line(f"  Kubernetes  {result.version}")
         if result.server:
-            out.print(f"  API server  {result.server}")
-        out.print(f"  kubeconfig  {result.kubeconfig}")
-        out.print(f"  admission   {result.admission}")
-        table = Table("component", "state", box=None, pad_edge=False)
-        for comp, s in result.components.items():
-            table.add_row(comp, s)
-        out.print(table)
+            out.line(f"  API server  {result.server}")
+        out.line(f"  kubeconfig  {result.kubeconfig}")
+        out.line(f"  admission   {result.admission}")
+        out.table(("component", "state"), result.components.items())
         if result.nodes:
-            nodes = Table("node", "ready", "cpu", "memory", "pods", box=None, pad_edge=False)
-            for n in result.nodes:
-                nodes.add_row(n.name, "Ready" if n.ready else "NotReady", n.cpu, n.memory, n.pods)
-            out.print(nodes)
+            out.table(
+                ("node", "ready", "cpu", "memory", "pods"),
+                ((n.name, "Ready" if n.ready else "NotReady", n.cpu, n.memory, n.pods) for n in result.nodes),
+            )
         for p in result.problems:
-            out.print(f"  [yellow]problem:[/] {p}")
+            out.line("  ", ("problem:", "yellow"), f" {p}")
     if result.state != "running":
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 

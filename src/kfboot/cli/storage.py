@@ -30,37 +30,37 @@ def install(ctx: typer.Context) -> None:
 def render_install(st: State, result: storage.StorageResult) -> None:
     out = st.out
     if result.action == "skipped":
-        out.print(f"[green]✓[/] storage: {result.reason}")
+        out.success(f"storage: {result.reason}")
         return
     for rep in result.apply:
         for prob in rep.problems:
-            out.print(f"  [red]{prob.outcome}[/] {prob.object}: {prob.reason}")
+            out.problem(prob.outcome, f"{prob.object}: {prob.reason}")
             if prob.hint:
-                out.print(f"      [dim]fix:[/] {prob.hint}")
+                out.fix(prob.hint)
     if result.plan is not None:
         p = result.plan
         nodes = ", ".join(f"{n}: {', '.join(d) or 'deviceFilter ' + str(p.device_filter)}" for n, d in p.nodes.items())
-        out.print(
+        out.line(
             f"Rook {result.release}: {len(p.nodes)} storage node(s) ({nodes}); {p.mons} mon(s), {p.mgrs} mgr(s), "
             f"pool {storage.POOL} size {p.size}, failure domain {p.failure_domain}"
         )
     for name in result.demoted:
-        out.print(f"  StorageClass {name} demoted (no longer the default)")
+        out.line(f"  StorageClass {name} demoted (no longer the default)")
     health = result.health
     if result.ok:
-        out.print(f"[green]✓[/] Ceph {health.get('cluster', '')}; probe PVC bound")
+        out.success(f"Ceph {health.get('cluster', '')}; probe PVC bound")
         default = result.default_class or "(unchanged: storage.defaultClass is false)"
-        out.print(f"[green]✓[/] default StorageClass: {default}")
+        out.success(f"default StorageClass: {default}")
         return
     if health:
-        out.print(f"[red]✗[/] Ceph not healthy: {health.get('cluster', '')}")
+        out.failure(f"Ceph not healthy: {health.get('cluster', '')}")
         for line in health.get("diagnosis", []):
-            out.print(f"  {line}")
+            out.line(f"  {line}")
         probe = health.get("probe")
         if probe and not probe.get("bound"):
-            out.print(f"  probe PVC did not bind: {probe.get('detail')}")
+            out.line(f"  probe PVC did not bind: {probe.get('detail')}")
             for ev in probe.get("events", []):
-                out.print(f"    {ev}")
+                out.line(f"    {ev}")
 
 
 @app.command("status")
@@ -80,16 +80,15 @@ def status(ctx: typer.Context) -> None:
 def render_status(st: State, result: dict[str, Any]) -> None:
     out = st.out
     defaults = result["defaultClasses"]
-    out.print(f"default StorageClass: {', '.join(defaults) if defaults else '[red]none[/]'}")
+    out.line("default StorageClass: ", ", ".join(defaults) if defaults else ("none", "red"))
     rook = result["rook"]
     if not rook["installed"]:
-        out.print("Rook-Ceph: not installed")
+        out.line("Rook-Ceph: not installed")
         return
-    mark = "[green]✓[/]" if rook["healthy"] else "[red]✗[/]"
-    out.print(f"Rook-Ceph {rook['release'] or ''}: operator {rook['operator'] or 'absent'}")
-    out.print(f"{mark} CephCluster: {rook['detail']}")
+    out.line(f"Rook-Ceph {rook['release'] or ''}: operator {rook['operator'] or 'absent'}")
+    (out.success if rook["healthy"] else out.failure)(f"CephCluster: {rook['detail']}")
     for code, detail in (rook.get("healthDetails") or {}).items():
-        out.print(f"    {code}: {(detail or {}).get('message', '')}")
+        out.line(f"    {code}: {(detail or {}).get('message', '')}")
 
 
 @app.command("uninstall")
@@ -125,15 +124,15 @@ def uninstall(
     else:
         rep = result.report
         out = st.out
-        out.print(f"{'[green]✓[/]' if not rep.leftovers else '[red]✗[/]'} deleted {len(rep.deleted)} Rook object(s)")
+        (out.failure if rep.leftovers else out.success)(f"deleted {len(rep.deleted)} Rook object(s)")
         for name in result.restored_default:
-            out.print(f"  StorageClass {name} is the default again")
+            out.line(f"  StorageClass {name} is the default again")
         for label in rep.finalizers_cleared:
-            out.print(f"  finalizers cleared on {label} (the operator was gone)")
+            out.line(f"  finalizers cleared on {label} (the operator was gone)")
         for label in rep.leftovers:
-            out.print(f"  [red]left behind[/] {label}")
+            out.problem("left behind", label)
         if not destroy_data:
-            out.print(
+            out.line(
                 "  the OSD disks still hold Ceph data and /var/lib/rook remains on the nodes: wipe both before "
                 "reusing them (kfboot host wipe DEVICE; rm -rf /var/lib/rook)"
             )

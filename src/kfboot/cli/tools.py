@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from kfboot.cli._common import emit_json, handled, state
 from kfboot.errors import ExitCode
@@ -23,15 +22,18 @@ def status(ctx: typer.Context) -> None:
     if st.json:
         emit_json(result.to_dict())
     else:
-        table = Table("kustomize", "version", "from", "usable", box=None, pad_edge=False)
-        for f in result.candidates:
-            table.add_row(f.path, f.version or "?", f.where, "yes" if f.usable else "no (need ≥ 5)")
         if result.candidates:
-            st.out.print(table)
+            st.out.table(
+                ("kustomize", "version", "from", "usable"),
+                (
+                    (f.path, f.version or "?", f.where, "yes" if f.usable else "no (need ≥ 5)")
+                    for f in result.candidates
+                ),
+            )
         if result.kustomize:
-            st.out.print(f"[green]✓[/] using {result.kustomize.path} ({result.kustomize.version})")
+            st.out.success(f"using {result.kustomize.path} ({result.kustomize.version})")
         else:
-            st.out.print("[red]✗[/] no kustomize ≥ 5: run `kfboot tools install`")
+            st.out.failure("no kustomize ≥ 5: run `kfboot tools install`")
     if result.kustomize is None:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
@@ -52,10 +54,10 @@ def install(
         emit_json(result.to_dict())
         return
     for old in result.too_old:
-        st.out.print(f"[yellow]![/] {old.path} is kustomize {old.version or '?'}: too old for Kubeflow (needs ≥ 5)")
+        st.out.notice(f"{old.path} is kustomize {old.version or '?'}: too old for Kubeflow (needs ≥ 5)")
     if result.installed:
-        st.out.print(f"[green]✓[/] installed kustomize {result.version} at {result.path}")
+        st.out.success(f"installed kustomize {result.version} at {result.path}")
         if result.path_hint:
-            st.out.print(f"  put it on PATH: {result.path_hint}")
+            st.out.line(f"  put it on PATH: {result.path_hint}")
     else:
-        st.out.print(f"[green]✓[/] kustomize {result.version} already available at {result.path}")
+        st.out.success(f"kustomize {result.version} already available at {result.path}")

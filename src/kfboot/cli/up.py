@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kfboot import up as pipeline
-from kfboot.cli._common import emit_json, run, state
+from kfboot.cli._common import State, emit_json, render_error, run, state
 from kfboot.sandbox import cluster
 
 STEP_HELP = f"one of: {', '.join(pipeline.STEPS)}"
@@ -45,19 +45,34 @@ def up(
     result = run(st, go)
     if st.json:
         emit_json(result.to_dict())
-        return
+    else:
+        _render(st, result)
+    if result.error is not None:
+        raise typer.Exit(int(result.error.exit_code))
+
+
+MARKS = {"ran": ("✓", "green"), "skipped": ("=", "dim"), "failed": ("✗", "red")}
+
+
+def _render(st: State, result: pipeline.UpResult) -> None:
     out = st.out
     for s in result.steps:
-        mark = {"ran": "[green]✓[/]", "skipped": "[dim]=[/]", "failed": "[red]✗[/]"}[s.action]
-        out.print(f"{mark} {s.step:<10} {s.detail}" + (f" [dim]({s.seconds:.0f} s)[/]" if s.seconds >= 1 else ""))
-    out.print(f"[green]✓[/] done in {result.seconds:.0f} s")
+        out.line(
+            MARKS[s.action], f" {s.step:<10} {s.detail}", (f" ({s.seconds:.0f} s)", "dim") if s.seconds >= 1 else ""
+        )
+    if result.error is not None:
+        render_error(st, result.error)
+        return
+    out.success(f"done in {result.seconds:.0f} s")
     if result.sandbox:
-        out.print(f"  sandbox     {result.sandbox['name']}: export KUBECONFIG={result.kubeconfig}")
+        out.line(f"  sandbox     {result.sandbox['name']}: export KUBECONFIG={result.kubeconfig}")
     if result.access:
         a = result.access
-        out.print(f"  dashboard   {a['connect']}  →  {a['url']}")
+        out.line(f"  dashboard   {a['connect']}  →  {a['url']}")
         if a.get("defaultPasswordUsers"):
-            out.print(
-                f"  [bold yellow]warning:[/] default password still set for {', '.join(a['defaultPasswordUsers'])}"
-                " — change it: kfboot auth set-password"
+            out.line(
+                "  ",
+                ("warning:", "bold yellow"),
+                f" default password still set for {', '.join(a['defaultPasswordUsers'])}"
+                " — change it: kfboot auth set-password",
             )

@@ -29,9 +29,7 @@ from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
 from kfboot.kube.gates import BundleGates, ServiceRef, crd_kind
 from kfboot.kube.manifest import Manifest
-from kfboot.ui import Reporter
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
+from kfboot.reporting import Reporter
 
 
 @dataclass
@@ -97,11 +95,12 @@ class ApplyReport:
 
 
 def prepare_body(m: Manifest, info: ResourceInfo, labels: dict[str, str]) -> dict[str, Any]:
-    """The object as kfboot sends it: kfboot's labels added, namespace set as the API will. A shallow
-    copy: the manifest itself is not changed, and nothing below ``metadata`` is copied."""
+    """The object as kfboot sends it: kfboot's labels added — never over a label the manifest has —,
+    namespace set as the API will. A shallow copy: the manifest itself is not changed, and nothing below
+    ``metadata`` is copied."""
     body = dict(m.body)
     meta = body["metadata"] = dict(body["metadata"])
-    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["labels"] = {**labels, **(meta.get("labels") or {})}
     if info.namespaced and not meta.get("namespace"):
         meta["namespace"] = "default"
     if not info.namespaced:

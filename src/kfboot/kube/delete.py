@@ -19,9 +19,10 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.types import CascadeType, PatchType
 
+from kfboot.kube import ownership
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import api_retry
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 MERGE = PatchType.MERGE
 
@@ -197,16 +198,26 @@ async def remove(
     return report
 
 
+async def find_owned(
+    client: AsyncClient, extra: dict[str, Any] | None = None, catalog: ResourceCatalog | None = None
+) -> list[Target]:
+    """kfboot's objects (see :mod:`kfboot.kube.ownership`: labelled the current way or the 0.1.0 way)
+    that also carry ``extra``."""
+    return await find_labelled(client, ownership.selectors(extra), catalog)
+
+
 async def find_labelled(
     client: AsyncClient,
-    selector: dict[str, Any],
+    selector: dict[str, Any] | list[dict[str, Any]],
     catalog: ResourceCatalog | None = None,
     concurrency: int = 8,
     applied_by: str | None = "kfboot",
 ) -> list[Target]:
-    """Every object of every listable kind carrying the labels ``selector`` (an inventory by label) that
-    field manager ``applied_by`` wrote — not the copies controllers make and label alike (Endpoints mirror
-    their Service's labels) — and that has no owner (the garbage collector removes those with it)."""
+    """Every object of every listable kind carrying the labels ``selector`` (or those of any one of a list
+    of selectors) — an inventory by label — that field manager ``applied_by`` wrote — not the copies
+    controllers make and label alike (Endpoints mirror their Service's labels) — and that has no owner
+    (the garbage collector removes those with it)."""
+    wanted_all = selector if isinstance(selector, list) else [selector]
     if catalog is None:
         catalog = ResourceCatalog()
         await catalog.refresh(client)
@@ -216,26 +227,26 @@ async def find_labelled(
     @api_retry()
     async def scan(info: ResourceInfo) -> list[Target]:
         res: Any = catalog.resource_class(info)
-        wanted: dict[str, Any] = dict(selector)
-        found: list[Target] = []
+        found: dict[tuple[str | None, str], Target] = {}
         async with sem:
             try:
-                async for obj in client.list(res, namespace="*" if info.namespaced else None, labels=wanted):
-                    meta = obj.metadata
-                    # owned objects (EndpointSlices of a Service, …) go with their owner
-                    managers = {f.manager for f in (meta.managedFields or [])} if meta is not None else set()
-                    if applied_by is not None and applied_by not in managers:
-                        continue
-                    if meta is not None and meta.name and not meta.ownerReferences:
-                        ns = meta.namespace if info.namespaced else None
-                        found.append(Target(res, meta.name, ns, info.kind, info.group))
+                for wanted in wanted_all:
+                    async for obj in client.list(res, namespace="*" if info.namespaced else None, labels=dict(wanted)):
+                        meta = obj.metadata
+                        # owned objects (EndpointSlices of a Service, …) go with their owner
+                        managers = {f.manager for f in (meta.managedFields or [])} if meta is not None else set()
+                        if applied_by is not None and applied_by not in managers:
+                            continue
+                        if meta is not None and meta.name and not meta.ownerReferences:
+                            ns = meta.namespace if info.namespaced else None
+                            found[(ns, meta.name)] = Target(res, meta.name, ns, info.kind, info.group)
             except ApiError as exc:
                 if exc.status.code not in (403, 404, 405):
                     raise
             except httpx.HTTPStatusError as exc:  # a kind that stopped being served (no Status body)
                 if exc.response.status_code not in (403, 404, 405):
                     raise
-        return found
+        return list(found.values())
 
     for found in await asyncio.gather(*(scan(i) for i in catalog.listable() if i.kind != "Event")):
         out += found

@@ -80,9 +80,6 @@ class ResourceCatalog:
     def lookup(self, api_version: str, kind: str) -> ResourceInfo | None:
         return self._infos.get((api_version, kind))
 
-    def known_kinds(self) -> set[tuple[str, str]]:
-        return {(i.group, i.kind) for i in self._infos.values()}
-
     def listable(self) -> list[ResourceInfo]:
         """One served version (discovery's preferred: the first) of every kind that can be listed."""
         seen: dict[tuple[str, str], ResourceInfo] = {}

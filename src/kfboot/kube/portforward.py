@@ -41,7 +41,7 @@ from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import client_config
 from kfboot.kube.readiness import pod_ready
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 SUBPROTOCOL = Subprotocol("v4.channel.k8s.io")
 DATA, ERROR = 0, 1
@@ -66,7 +66,6 @@ class Backend:
 @dataclass
 class ForwardStats:
     connections: int = 0
-    active: int = 0
     failed: int = 0
     backends: list[str] = field(default_factory=list)
 
@@ -341,7 +340,6 @@ class PortForwarder:
         assert task is not None
         self._conns.add(task)
         self.stats.connections += 1
-        self.stats.active += 1
         try:
             await self._forward(reader, writer)
         except asyncio.CancelledError:
@@ -353,7 +351,6 @@ class PortForwarder:
             self.stats.failed += 1
             self._warn(f"a forwarded connection failed: {exc!r}")
         finally:
-            self.stats.active -= 1
             self._conns.discard(task)
             writer.close()
             with contextlib.suppress(Exception):

@@ -16,7 +16,7 @@ from lightkube.resources.core_v1 import Event, Namespace, PersistentVolumeClaim,
 from lightkube.resources.storage_v1 import StorageClass
 
 from kfboot.kube import objects as o
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 #: the hint for a claim no class provisions; callers that know how to provide one pass their own
 NO_DEFAULT_CLASS = (

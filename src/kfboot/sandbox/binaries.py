@@ -15,8 +15,8 @@ from pathlib import Path
 from kfboot import paths
 from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text, host_platform
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
+from kfboot.reporting import Reporter
 from kfboot.sandbox import versions
-from kfboot.ui import Reporter
 
 ENV_BIN_DIR = "KFBOOT_SANDBOX_BIN_DIR"
 ENV_MIRROR = "KFBOOT_SANDBOX_MIRROR"

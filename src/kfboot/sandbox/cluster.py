@@ -28,6 +28,7 @@ from lightkube.resources.core_v1 import Node
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
+from kfboot.reporting import Reporter
 from kfboot.sandbox import binaries as bins
 from kfboot.sandbox.kwokctl import (
     CONTROL_PLANE,
@@ -52,7 +53,6 @@ from kfboot.sandbox.spec import (
     SandboxStatus,
     UpResult,
 )
-from kfboot.ui import Reporter
 
 FIELD_MANAGER = "kfboot-sandbox"
 

@@ -31,8 +31,9 @@ from kfboot.config import EMAIL
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.manifest import Manifest
+from kfboot.kube.ownership import owned
 from kfboot.kube.readiness import workload_ready
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 Profile = create_global_resource("kubeflow.org", "v1", "Profile", "profiles")
 
@@ -63,7 +64,6 @@ class User:
 
 @dataclass
 class _Dex:
-    configmap: ConfigMap
     config: dict[str, Any]
     secret: dict[str, str]  # key -> decoded value of dex-passwords
 
@@ -147,7 +147,7 @@ async def _read(client: AsyncClient) -> _Dex:
     except ApiError as exc:
         if exc.status.code != 404:
             raise
-    return _Dex(cm, config, secret)
+    return _Dex(config, secret)
 
 
 async def _profiles(client: AsyncClient) -> dict[str, str]:
@@ -267,7 +267,7 @@ async def _ensure_profile(client: AsyncClient, email: str, known: dict[str, str]
         {
             "apiVersion": "kubeflow.org/v1",
             "kind": "Profile",
-            "metadata": {"name": profile, "labels": {"app.kubernetes.io/managed-by": "kfboot"}},
+            "metadata": {"name": profile, "labels": owned()},
             "spec": {"owner": {"kind": "User", "name": email}},
         }
     )

@@ -22,9 +22,9 @@ from lightkube.resources.core_v1 import Node, Secret, Service
 from lightkube.resources.networking_v1 import Ingress
 
 from kfboot.errors import BadInputError, RuntimeFailure
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.delete import crd_exists
-from kfboot.ui import Reporter
+from kfboot.kube.ownership import COMPONENT, owned
+from kfboot.reporting import Reporter
 
 MODES = ("nodeport", "loadbalancer", "ingress")
 GATEWAY_NS, GATEWAY = "kubeflow", "kubeflow-gateway"
@@ -119,7 +119,7 @@ async def expose(
             "cert-manager is not installed, so kfboot cannot make a certificate", "pass --cert and --key"
         )
     host = host or await _node_address(client)
-    labels = {MANAGED_BY: "kfboot", "kfboot.io/component": "expose"}
+    labels = owned({COMPONENT: "expose"})
     meta: dict[str, Any] = {"namespace": SERVICE_NS, "labels": labels}
     if tls is not None:
         secret = Secret(

@@ -10,7 +10,7 @@ from typing import Any
 from kfboot import remote
 from kfboot.config import NodeConfig
 from kfboot.errors import RuntimeFailure
-from kfboot.remote import NOT_FOUND, LocalRunner, Runner
+from kfboot.remote import NOT_FOUND, Runner
 
 LSBLK_COLUMNS = "NAME,PATH,TYPE,SIZE,FSTYPE,PTTYPE,MOUNTPOINTS,RO,RM,ROTA"
 #: lsblk before 2.37 has no MOUNTPOINTS column
@@ -145,11 +145,6 @@ async def discover(runner: Runner, *, allow_loop: bool = False) -> list[Device]:
             dev.pttype = found.tags.get("PTTYPE") or dev.pttype
             classify(dev, devices, allow_loop=allow_loop)
     return classified
-
-
-async def local_devices(*, allow_loop: bool = False) -> list[Device]:
-    """Every block device of this machine, classified. Reads only."""
-    return await discover(LocalRunner(), allow_loop=allow_loop)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from kfboot import remote
 from kfboot.config import NodeConfig
 from kfboot.errors import ExitCode, KfbootError
 from kfboot.remote import NOT_FOUND, Completed, Runner
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 CHANGED, UNCHANGED, FAILED, SKIPPED, WARN, WOULD_CHANGE = (
     "changed",

@@ -10,9 +10,8 @@ import json
 import os
 import re
 import shutil
-import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,13 @@ from lightkube import AsyncClient, operators
 from lightkube.core.exceptions import ApiError
 
 from kfboot import paths, state
+from kfboot.archive import unpack
 from kfboot.config import KubeflowConfig, parse_duration
 from kfboot.download import sha256_file
-from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
-from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
+from kfboot.kube import ownership
+from kfboot.kube.apply import ApplyOptions, ApplyReport, apply_manifests
 from kfboot.kube.manifest import (
     Manifest,
     ManifestError,
@@ -41,9 +42,10 @@ from kfboot.kube.readiness import (
     wait_ready,
     workload_ready,
 )
+from kfboot.reporting import Reporter
 from kfboot.steps import auth, tools
+from kfboot.steps import kubeflow_release as releases
 from kfboot.steps.storage.names import NO_DEFAULT_CLASS_HINT
-from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
 
 RELEASE_LABEL = "kfboot.io/kubeflow-release"
@@ -62,20 +64,6 @@ GUIDE_NAMESPACES = (
     "kubeflow-user-example-com",
 )
 
-
-@dataclass(frozen=True)
-class Release:
-    tag: str
-    #: kubeflow/manifests (now kubeflow/community-distribution) source archive of the tag
-    url: str
-    #: sha256 of that archive; None until a maintainer with network access pins it
-    sha256: str | None
-
-
-RELEASES: dict[str, Release] = {
-    "26.03": Release("26.03", "https://github.com/kubeflow/manifests/archive/refs/tags/26.03.tar.gz", None),
-    "v1.11.0": Release("v1.11.0", "https://github.com/kubeflow/manifests/archive/refs/tags/v1.11.0.tar.gz", None),
-}
 
 #: Optional components: name → substrings of example/kustomization.yaml entries they consist of.
 COMPONENTS: dict[str, tuple[str, ...]] = {
@@ -99,11 +87,13 @@ _REMOTE = re.compile(r"((?:https?://|git@|ssh://)?github\.com[/:][^\s:'\"]+)")
 class Rendered:
     manifests: list[Manifest]
     source: str
-    cache_file: Path | None = None
-    excluded: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------- sources
+
+
+class RemoteBaseUnreachable(RuntimeFailure):
+    """kustomize could not fetch a remote base (a GitHub URL in a kustomization's resources)."""
 
 
 def find_kustomize() -> Path:
@@ -153,12 +143,14 @@ def _extract(archive: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".extract-"))
         try:
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(tmp, filter="data")
+            unpack(archive, tmp)  # no absolute paths, no "..", no escaping links, no device files
             (tmp / ".complete").write_text(digest + "\n")
             shutil.rmtree(dest, ignore_errors=True)
             os.replace(tmp, dest)
-        except (tarfile.TarError, OSError) as exc:
+        except BadInputError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise BadInputError(f"cannot unpack {archive}: {exc}", "pass a .tar.gz of a manifests tree") from exc
     return _tree_root(dest)
@@ -199,7 +191,7 @@ async def kustomize_build(kustomize: Path, folder: Path) -> str:
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("# Warning")]
         remote = _REMOTE.search(text)
         if remote:
-            raise RuntimeFailure(
+            raise RemoteBaseUnreachable(
                 f"kustomize cannot fetch the remote base {remote.group(1).rstrip('.,')} (offline?)",
                 "vendor it: download that repository at the referenced ref into the tree (e.g. vendor/) and point "
                 "the kustomization's resources entry at the local copy; or render on a connected machine and pass "
@@ -243,14 +235,9 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
     """The Kubeflow objects for ``cfg``: from a rendered file, or built (and cached) from a tree/archive."""
     source = cfg.source
     if source is None:
-        rel = RELEASES.get(cfg.release)
-        if rel is None:
-            raise BadInputError(f"unknown Kubeflow release {cfg.release!r}", f"choose from: {', '.join(RELEASES)}")
-        # kfboot downloads only what it can verify; the pins are still to be taken (see RELEASES)
-        raise BadInputError(
-            f"kfboot has no sha256 pinned for the Kubeflow {rel.tag} source archive, so it will not download it",
-            f"download {rel.url} yourself, check it, and set kubeflow.source to the file",
-        )
+        # the release's archive, verified by content (git tree id against kfboot's pin), cached
+        root = releases.fetch(cfg.release, cfg.mirror, reporter)
+        return await _build(cfg, root, releases.archive_url(cfg.release, cfg.mirror), reporter)
     path = Path(source).expanduser()
     if not path.exists():
         raise BadInputError(f"kubeflow.source {path} does not exist", "point it at a folder, .tar.gz or .yaml")
@@ -260,11 +247,17 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
                 "kubeflow.components.exclude needs a manifests tree, not a rendered bundle",
                 "point kubeflow.source at the manifests tree or archive, or clear exclude",
             )
+        reporter.debug(f"kubeflow.source {path} is a rendered bundle: read as it is, no kustomize")
         with reporter.progress(f"reading {path.name}") as task:
             manifests = read_bundle(path)
             task.update(f"read {len(manifests)} objects from {path.name}")
         return Rendered(manifests, str(path))
     root = _extract(path) if path.is_file() else _tree_root(path)
+    return await _build(cfg, root, str(path), reporter)
+
+
+async def _build(cfg: KubeflowConfig, root: Path, source: str, reporter: Reporter) -> Rendered:
+    """kustomize build of ``root``'s example (less the excluded components), through the render cache."""
     kustomize = find_kustomize()
     target = selection_kustomization(root, cfg.components.exclude)
     version = tools.kustomize_version(kustomize)
@@ -275,14 +268,42 @@ async def render(cfg: KubeflowConfig, reporter: Reporter) -> Rendered:
         with reporter.progress("reading the cached render") as task:
             manifests = parse_json_manifests(fast.read_text(), str(cache))
             task.update(f"{len(manifests)} objects from the render cache")
-        return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
+        return Rendered(manifests, source)
+    reporter.debug(f"{kustomize} build {target} (render cache {cache})")
     with reporter.progress(f"kustomize build {target.relative_to(root)}") as task:
-        text = await kustomize_build(kustomize, target)
+        try:
+            text = await kustomize_build(kustomize, target)
+        except RemoteBaseUnreachable as exc:
+            raise _name_remote_bases(root, target, exc) from exc
         manifests = parse_manifests(text, f"kustomize build {target}")
         task.update(f"kustomize built {len(manifests)} objects")
     for dest, content in ((cache, text), (fast, json.dumps([m.body for m in manifests]))):
         _write_atomic(dest, content)
-    return Rendered(manifests, str(path), cache, list(cfg.components.exclude))
+    return Rendered(manifests, source)
+
+
+def _name_remote_bases(root: Path, target: Path, exc: RemoteBaseUnreachable) -> KfbootError:
+    """Every remote base the build needs (not only the first kustomize tripped on), and the ways out."""
+    bases = releases.remote_bases(root, target, COMPONENTS)
+    if not bases:
+        return exc
+    named = list(dict.fromkeys(f"{b.short} ({b.component or b.file})" for b in bases))
+    components = sorted({b.component for b in bases if b.component})
+    loose = sorted({b.file for b in bases if not b.component})
+    remedy = (
+        "set kubeflow.source to a tree with them vendored (downloaded into the tree, e.g. vendor/, with the "
+        "kustomization entries pointing there)"
+        + (
+            f", or leave out what needs them: kubeflow.components.exclude: [{', '.join(components)}]"
+            if components
+            else ""
+        )
+        + (f" (and fix {', '.join(loose)})" if loose and components else "")
+        + "; or render on a connected machine and pass the .yaml"
+    )
+    return RuntimeFailure(
+        f"{exc.reason}; this tree fetches these remote bases from GitHub at build time: {', '.join(named)}", remedy
+    )
 
 
 # ------------------------------------------------------------------------------------------- install
@@ -340,7 +361,7 @@ async def install(
     for kept in await auth.keep_user_settings(client, rendered.manifests):
         reporter.info(f"kept what `kfboot auth` changed in {kept}")
     timeout = parse_duration(cfg.timeout)
-    labels = {MANAGED_BY: "kfboot", RELEASE_LABEL: cfg.release}
+    labels = ownership.owned({RELEASE_LABEL: cfg.release})
     try:
         previous = await state.load_applied(client, STEP)
     except ApiError as exc:  # no record readable: every object is sent, which is only slower
@@ -372,22 +393,27 @@ async def install(
 
 
 async def status(client: AsyncClient) -> dict[str, Any]:
-    """Kubeflow workloads kfboot installed (by its label) and how ready they are."""
+    """Kubeflow workloads kfboot installed (by its labels, 0.1.0's too) and how ready they are."""
     releases: set[str] = set()
     namespaces: dict[str, list[int]] = {}
     not_ready: list[str] = []
-    ours: dict[str, Any] = {MANAGED_BY: "kfboot", RELEASE_LABEL: operators.exists()}
     for kind, res in WORKLOAD_KINDS.items():
-        obj: Workload
-        async for obj in client.list(res, namespace="*", labels=ours):
-            releases.add(o.labels_of(obj).get(RELEASE_LABEL, "?"))
-            counts = namespaces.setdefault(o.namespace(obj), [0, 0])
-            counts[1] += 1
-            ok, why = workload_ready(obj)
-            if ok:
-                counts[0] += 1
-            else:
-                not_ready.append(f"{kind} {o.namespace(obj)}/{o.name(obj)}: {why}")
+        seen: set[tuple[str, str]] = set()
+        for ours in ownership.selectors({RELEASE_LABEL: operators.exists()}):  # 0.1.0's label too
+            obj: Workload
+            async for obj in client.list(res, namespace="*", labels=ours):
+                where = (o.namespace(obj), o.name(obj))
+                if where in seen:
+                    continue
+                seen.add(where)
+                releases.add(o.labels_of(obj).get(RELEASE_LABEL, "?"))
+                counts = namespaces.setdefault(where[0], [0, 0])
+                counts[1] += 1
+                ok, why = workload_ready(obj)
+                if ok:
+                    counts[0] += 1
+                else:
+                    not_ready.append(f"{kind} {where[0]}/{where[1]}: {why}")
     installed = bool(namespaces)
     return {
         "installed": installed,

@@ -8,15 +8,18 @@ from typing import Any
 from lightkube import AsyncClient
 
 from kfboot.config import Environment
-from kfboot.errors import KfbootError
-from kfboot.kube.apply import MANAGED_BY
+from kfboot.errors import ExitCode, KfbootError
 from kfboot.kube.client import async_client
 from kfboot.kube.dryrun import BundlePlan, dry_run
+from kfboot.kube.ownership import owned
 from kfboot.kube.readiness import default_classes
+from kfboot.reporting import Reporter
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
 from kfboot.steps import storage, tools
-from kfboot.ui import Reporter
+
+INPUT = "input"
+CLUSTER = "cluster"
 
 
 @dataclass
@@ -24,6 +27,24 @@ class StepPlan:
     step: str
     action: str  # run | skip | blocked | unavailable
     details: list[str] = field(default_factory=list)
+    #: for a blocked step: what blocks it — the input (config, flags, source: exit 2) or the cluster (exit 3)
+    blocked_by: str | None = None
+
+
+def blocked(step: str, exc: KfbootError) -> StepPlan:
+    cause = INPUT if exc.exit_code == ExitCode.BAD_INPUT else CLUSTER
+    return StepPlan(step, "blocked", [exc.reason, exc.remedy or ""], cause)
+
+
+def preflight_cause(fails: list[pf.Check]) -> str:
+    """A failed preflight blocks because of the input when the kubeconfig or its credentials are wrong,
+    else because of the cluster (unreachable, or short of a prerequisite)."""
+    for c in fails:
+        if c.name == "api" and ("unreachable" in c.message or "answered HTTP 5" in c.message):
+            return CLUSTER
+        if c.name in ("api", "rights"):
+            return INPUT
+    return CLUSTER
 
 
 @dataclass
@@ -31,8 +52,20 @@ class Plan:
     steps: list[StepPlan] = field(default_factory=list)
     kubeflow: BundlePlan | None = None
 
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 nothing blocked; 2 a step is blocked by the input (fixing it is the only way on); else 3 a step
+        is blocked by the cluster."""
+        causes = {s.blocked_by for s in self.steps if s.action == "blocked"}
+        if INPUT in causes:
+            return ExitCode.BAD_INPUT
+        return ExitCode.RUNTIME if causes else ExitCode.OK
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"steps": [asdict(s) for s in self.steps]}
+        steps = [
+            {"step": s.step, "action": s.action, "details": s.details, "blockedBy": s.blocked_by} for s in self.steps
+        ]
+        out: dict[str, Any] = {"exitCode": int(self.exit_code), "steps": steps}
         if self.kubeflow is not None:
             out["kubeflow"] = {
                 "counts": self.kubeflow.counts(),
@@ -53,6 +86,7 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
             "preflight",
             "blocked" if fails else "run",
             [f"{c.name}: {c.message}" for c in fails] or ["all checks pass or warn"],
+            preflight_cause(fails) if fails else None,
         )
     )
     if any(c.name == "api" for c in fails):
@@ -80,7 +114,9 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         elif cfg.storage.provider in ("auto", "existing") and defaults:
             plan.steps.append(StepPlan("storage", "skip", [f"the default StorageClass {defaults[0]} is used"]))
         elif cfg.storage.provider == "existing":
-            plan.steps.append(StepPlan("storage", "blocked", ["storage.provider is existing but no class is default"]))
+            plan.steps.append(
+                StepPlan("storage", "blocked", ["storage.provider is existing but no class is default"], CLUSTER)
+            )
         else:
             plan.steps.append(await _storage_plan(client, cfg, defaults, reporter))
 
@@ -103,10 +139,10 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         try:
             rendered = await kf.render(cfg.kubeflow, reporter)
         except KfbootError as exc:
-            plan.steps.append(StepPlan("kubeflow", "blocked", [exc.reason, exc.remedy or ""]))
+            plan.steps.append(blocked("kubeflow", exc))
         else:
             with reporter.progress(f"server-side dry run of {len(rendered.manifests)} objects") as task:
-                labels = {MANAGED_BY: "kfboot", kf.RELEASE_LABEL: cfg.kubeflow.release}
+                labels = owned({kf.RELEASE_LABEL: cfg.kubeflow.release})
                 plan.kubeflow = await dry_run(client, rendered.manifests, labels)
                 counts = plan.kubeflow.counts()
                 task.update("dry run: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
@@ -137,7 +173,7 @@ async def _storage_plan(client: AsyncClient, cfg: Environment, defaults: list[st
     try:
         prepared = await storage.prepare(client, cfg, reporter)
     except KfbootError as exc:
-        return StepPlan("storage", "blocked", [exc.reason, exc.remedy or ""])
+        return blocked("storage", exc)
     if isinstance(prepared, storage.StorageResult):
         return StepPlan("storage", "skip", [prepared.reason])
     p = prepared.plan

@@ -20,8 +20,8 @@ from kfboot.errors import CheckFailedError, KfbootError
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json
 from kfboot.kube.readiness import default_classes
+from kfboot.reporting import NullReporter
 from kfboot.steps import kubeflow, storage, tools
-from kfboot.ui import NullReporter
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 

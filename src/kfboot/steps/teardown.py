@@ -19,11 +19,10 @@ from lightkube.resources.core_v1 import Namespace
 
 from kfboot import state
 from kfboot.kube import delete
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.discovery import ResourceCatalog
+from kfboot.reporting import Reporter
 from kfboot.steps import storage
 from kfboot.steps.kubeflow import RELEASE_LABEL
-from kfboot.ui import Reporter
 
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 
@@ -55,8 +54,8 @@ class DownResult:
 async def kubeflow_down(client: AsyncClient, reporter: Reporter, deadline: float) -> delete.DeleteReport:
     catalog = ResourceCatalog()
     await catalog.refresh(client)
-    selector: dict[str, Any] = {MANAGED_BY: "kfboot", RELEASE_LABEL: operators.exists()}
-    found = await delete.find_labelled(client, selector, catalog)
+    # by kfboot's label, or the one kfboot 0.1.0 set (see kfboot.kube.ownership)
+    found = await delete.find_owned(client, {RELEASE_LABEL: operators.exists()}, catalog)
     report = delete.DeleteReport()
     profiles = [t for t in found if t.kind == "Profile" and t.group == "kubeflow.org"]
     webhooks = [t for t in found if t.kind in WEBHOOK_KINDS and t.group == "admissionregistration.k8s.io"]

@@ -14,7 +14,7 @@ from typing import Any
 from kfboot import paths
 from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text, host_platform
 from kfboot.errors import BadInputError, RuntimeFailure
-from kfboot.ui import Reporter
+from kfboot.reporting import Reporter
 
 RELEASES_URL = "https://github.com/kubernetes-sigs/kustomize/releases/download"
 MIN_VERSION = (5, 0, 0)

@@ -20,11 +20,11 @@ from lightkube import AsyncClient, operators
 from kfboot.config import KubeflowConfig, parse_duration
 from kfboot.errors import BadInputError
 from kfboot.kube import delete, dryrun
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.discovery import ResourceCatalog
 from kfboot.kube.manifest import Manifest
+from kfboot.kube.ownership import owned
+from kfboot.reporting import Reporter
 from kfboot.steps import kubeflow as kf
-from kfboot.ui import Reporter
 
 
 @dataclass
@@ -85,9 +85,9 @@ async def plan(
 ) -> tuple[UpgradePlan, dict[str, delete.Target]]:
     catalog = ResourceCatalog()
     await catalog.refresh(client)
-    selector: dict[str, Any] = {MANAGED_BY: "kfboot", kf.RELEASE_LABEL: operators.exists()}
     with reporter.progress("reading the installed Kubeflow objects") as task:
-        live = {t.label: t for t in await delete.find_labelled(client, selector, catalog)}
+        found = await delete.find_owned(client, {kf.RELEASE_LABEL: operators.exists()}, catalog)
+        live = {t.label: t for t in found}
         task.update(f"{len(live)} installed Kubeflow objects")
     for m in rendered.manifests:  # the new release's kinds, served or not yet
         if m.kind == "CustomResourceDefinition":
@@ -101,7 +101,7 @@ async def plan(
     p.remove = sorted(k for k in live if k not in new)
     common = [new[k] for k in sorted(new) if k in live]
     with reporter.progress(f"comparing {len(common)} objects with a server-side dry run") as task:
-        result = await dryrun.dry_run(client, common, {MANAGED_BY: "kfboot", kf.RELEASE_LABEL: cfg.release})
+        result = await dryrun.dry_run(client, common, owned({kf.RELEASE_LABEL: cfg.release}))
         for m, obj in zip(common, result.objects, strict=True):  # dry_run keeps the order
             label = manifest_label(m, catalog)
             if obj.action == dryrun.CHANGE:

@@ -21,7 +21,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.apply import ApplyOptions, apply_manifests
 from kfboot.kube.client import async_client, http_client
 from kfboot.kube.manifest import manifests_of
-from kfboot.ui import NullReporter
+from kfboot.reporting import NullReporter
 from tests import conftest
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
 from tests.reliability.steps.test_apply_faults import CRD, namespace, widget

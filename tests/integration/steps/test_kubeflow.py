@@ -49,6 +49,15 @@ def inventory(sb: Sandbox, kinds: set[str]) -> dict[tuple[str, str, str], tuple[
     return out
 
 
+def live_labels(sb: Sandbox, kinds: set[str]) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(kind, namespace, name) → the object's labels, via kubectl."""
+    items = json.loads(sb.kubectl("get", ",".join(sorted(kinds)), "-A", "-o", "json", timeout=300).stdout)["items"]
+    return {
+        (i["kind"], i["metadata"].get("namespace", ""), i["metadata"]["name"]): i["metadata"].get("labels") or {}
+        for i in items
+    }
+
+
 def writers(sb: Sandbox, key: tuple[str, str, str]) -> list[tuple[str, str, str]]:
     """Who wrote an object, and when (its managedFields), for failure messages."""
     kind, ns, name = key
@@ -140,8 +149,23 @@ def test_install_26_03_from_source_tree_then_noop(kf_sandbox: Sandbox, testdata_
     for dep in deployments:
         conds = {c["type"]: c["status"] for c in dep["status"].get("conditions", [])}
         assert conds.get("Available") == "True", dep["metadata"]["name"]
-        assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kfboot"
+        assert dep["metadata"]["labels"]["kfboot.io/managed-by"] == "kfboot"
         assert dep["metadata"]["labels"]["kfboot.io/kubeflow-release"] == "26.03"
+    # every object keeps its upstream labels exactly; kfboot only adds its own keys
+    live = live_labels(kf_sandbox, kinds)
+    ours = {"kfboot.io/managed-by": "kfboot", "kfboot.io/kubeflow-release": "26.03"}
+    changed = []
+    for d in docs:
+        meta = d["metadata"]
+        assert isinstance(meta, dict)
+        ns = "" if d["kind"] in cluster_scoped else str(meta.get("namespace", ""))
+        key = (str(d["kind"]), ns, str(meta["name"]))
+        upstream = dict(meta.get("labels") or {})
+        extra = {"kubernetes.io/metadata.name": key[2]} if key[0] == "Namespace" else {}
+        if live[key] != {**upstream, **ours, **extra}:
+            changed.append((key, upstream, live[key]))
+    assert changed == [], changed[:5]
+    assert sum("app.kubernetes.io/managed-by" in (d["metadata"].get("labels") or {}) for d in docs) == 93  # type: ignore[union-attr]
     # the profile namespace exists (the sandbox plays Kubeflow's profile controller)
     kf_sandbox.kubectl("get", "namespace", "kubeflow-user-example-com")
 

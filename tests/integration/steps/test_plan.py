@@ -46,7 +46,10 @@ def test_plan_changes_nothing_and_matches_the_cluster(tmp_path: Path, testdata_d
     try:
         sb.env.env.update(KUBECONFIG=str(sb.kubeconfig), PATH=kustomize_path())
         cfg = tmp_path / "kfboot.yaml"
-        cfg.write_text(f"kubeflow:\n  source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n")
+        cfg.write_text(  # all offline: Rook's manifests from the test data too (else the storage step is blocked)
+            f"storage:\n  rook:\n    manifests: {testdata_dir / 'rook' / 'v1.20.6'}\n"
+            f"kubeflow:\n  source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n"
+        )
         before = settled(sb)
         proc = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
         assert proc.returncode == 0, proc.stderr
@@ -64,11 +67,45 @@ def test_plan_changes_nothing_and_matches_the_cluster(tmp_path: Path, testdata_d
             "-n", "kubeflow", "patch", "deployment", "centraldashboard", "--type=merge", "-p", '{"spec":{"replicas":3}}'
         )
         again = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        assert "kubeflow" in json.loads(again.stdout), again.stdout[-3000:]
         counts = json.loads(again.stdout)["kubeflow"]["counts"]
         changed = [o["object"] for o in json.loads(again.stdout)["kubeflow"]["objects"] if o["action"] == "change"]
         assert changed == ["Deployment.apps kubeflow/centraldashboard"]
         assert counts == {"unchanged": 674, "change": 1}
         text = sb.env.kfboot("plan", "--config", str(cfg), timeout=300)
         assert "kubeflow" in text.stdout and "674" in text.stdout
+    finally:
+        stop_sandbox(sb)
+
+
+def test_plan_exit_codes_say_what_blocks(tmp_path: Path, testdata_dir: Path) -> None:
+    """2 when a step is blocked by the input (an unknown component, a source that is not there), 0 when
+    nothing is blocked; the cluster itself is reachable and fine."""
+    sb = start_sandbox(make_env(tmp_path), "planx")  # 3 nodes: enough for the preflight's resources check
+    try:
+        sb.env.env.update(KUBECONFIG=str(sb.kubeconfig), PATH=kustomize_path())
+        cfg = tmp_path / "kfboot.yaml"
+        bundle = testdata_dir / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
+        sb.kubectl(  # a default class, so that the storage step has nothing to do
+            "apply",
+            "-f",
+            "-",
+            input="apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: standard\n  annotations:\n"
+            "    storageclass.kubernetes.io/is-default-class: 'true'\nprovisioner: example.com/standard\n",
+        )
+        cfg.write_text(f"kubeflow:\n  source: {bundle}\n")
+        ok = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        assert ok.returncode == 0, [s for s in json.loads(ok.stdout)["steps"] if s["action"] == "blocked"]
+        assert json.loads(ok.stdout)["exitCode"] == 0
+        src = testdata_dir / "kubeflow" / "kubeflow-26.03-src.tar.gz"
+        cfg.write_text(f"kubeflow:\n  source: {src}\n  components: {{exclude: [kserv]}}\n")
+        bad = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
+        assert bad.returncode == 2, bad.stderr[-2000:]
+        steps = {s["step"]: s for s in json.loads(bad.stdout)["steps"]}
+        assert steps["kubeflow"]["action"] == "blocked" and steps["kubeflow"]["blockedBy"] == "input"
+        assert "kserv" in steps["kubeflow"]["details"][0]
+        assert [s for s, v in steps.items() if v["action"] == "blocked"] == ["kubeflow"]
+        text = sb.env.kfboot("plan", "--config", str(cfg), timeout=300)
+        assert text.returncode == 2 and "blocked (input)" in text.stdout
     finally:
         stop_sandbox(sb)

@@ -8,6 +8,7 @@ from typing import Any
 from kfboot.kube.apply import owned_fields, prepare_body, serialize
 from kfboot.kube.discovery import ResourceInfo
 from kfboot.kube.manifest import parse_manifests
+from kfboot.kube.ownership import owned
 
 DEPLOY = ResourceInfo("apps", "v1", "Deployment", "deployments", True)
 CRD = ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False)
@@ -30,13 +31,26 @@ def test_prepare_body_adds_labels_and_namespace_without_touching_the_manifest() 
         "spec: {template: {spec: {containers: [{name: c, image: i}]}}}\n"
     )
     original = copy.deepcopy(m.body)
-    body = prepare_body(m, DEPLOY, {"app.kubernetes.io/managed-by": "kfboot"})
+    body = prepare_body(m, DEPLOY, {"kfboot.io/managed-by": "kfboot"})
     assert body["metadata"] == {
         "name": "web",
         "namespace": "default",
-        "labels": {"app": "web", "app.kubernetes.io/managed-by": "kfboot"},
+        "labels": {"app": "web", "kfboot.io/managed-by": "kfboot"},
     }
     assert m.body == original
+
+
+def test_kfboot_labels_never_overwrite_the_manifests() -> None:
+    (m,) = parse_manifests(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: a.b.io\n"
+        "  labels: {app.kubernetes.io/managed-by: Helm, kfboot.io/kubeflow-release: theirs}\n"
+    )
+    body = prepare_body(m, CRD, owned({"kfboot.io/kubeflow-release": "26.03"}))
+    assert body["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "Helm",
+        "kfboot.io/kubeflow-release": "theirs",
+        "kfboot.io/managed-by": "kfboot",
+    }
 
 
 def test_aggregated_cluster_role_keeps_the_controllers_rules() -> None:

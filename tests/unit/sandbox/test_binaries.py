@@ -6,8 +6,8 @@ import pytest
 
 from kfboot.download import checksum_from_file
 from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.reporting import NullReporter
 from kfboot.sandbox import binaries, versions
-from kfboot.ui import NullReporter
 
 ALL = binaries.BINARIES
 

@@ -11,8 +11,8 @@ from lightkube.resources.core_v1 import Node
 
 from kfboot.config import Environment
 from kfboot.kube import objects as o
+from kfboot.reporting import Reporter
 from kfboot.steps import host
-from kfboot.ui import Reporter
 
 
 @dataclass

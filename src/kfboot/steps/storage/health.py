@@ -15,8 +15,9 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, PersistentVolumeClaim, Pod
 
 from kfboot.kube import objects as o
-from kfboot.kube.apply import MANAGED_BY
+from kfboot.kube.ownership import MANAGED_BY
 from kfboot.kube.readiness import workload_ready
+from kfboot.reporting import Reporter
 from kfboot.steps.storage.discovery import NodeDisks
 from kfboot.steps.storage.names import (
     CLASS,
@@ -30,7 +31,6 @@ from kfboot.steps.storage.names import (
     CephCluster,
 )
 from kfboot.steps.storage.shape import ClusterPlan
-from kfboot.ui import Reporter
 
 
 async def _wait_for(

@@ -14,10 +14,12 @@ from lightkube.resources.storage_v1 import StorageClass
 from kfboot.config import Environment, parse_duration
 from kfboot.errors import CheckFailedError, RuntimeFailure
 from kfboot.kube import objects as o
-from kfboot.kube.apply import MANAGED_BY, ApplyOptions, ApplyReport, apply_manifests
+from kfboot.kube.apply import ApplyOptions, ApplyReport, apply_manifests
 from kfboot.kube.client import raw_get_json
 from kfboot.kube.manifest import Manifest
+from kfboot.kube.ownership import MANAGED_BY
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS, default_classes, workload_ready
+from kfboot.reporting import Reporter
 from kfboot.steps.storage.discovery import NodeDisks, discover
 from kfboot.steps.storage.health import _wait_for, health_gate
 from kfboot.steps.storage.manifests import fetch_manifests, operator_manifests
@@ -31,7 +33,6 @@ from kfboot.steps.storage.names import (
 )
 from kfboot.steps.storage.releases import RookRelease, choose_release
 from kfboot.steps.storage.shape import ClusterPlan, cluster_objects, plan_cluster
-from kfboot.ui import Reporter
 
 
 @dataclass

@@ -8,11 +8,11 @@ from kfboot import paths
 from kfboot.download import download_verified, sha256_file
 from kfboot.errors import BadInputError
 from kfboot.kube.manifest import Manifest, parse_manifests
+from kfboot.reporting import Reporter
 from kfboot.steps.storage.names import (
     ROOK_FILES,
 )
 from kfboot.steps.storage.releases import RookRelease
-from kfboot.ui import Reporter
 
 
 def _local_folder(source: str) -> Path | None:

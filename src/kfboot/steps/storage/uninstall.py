@@ -15,8 +15,8 @@ from lightkube.resources.storage_v1 import StorageClass
 from kfboot.errors import CheckFailedError
 from kfboot.kube import delete
 from kfboot.kube import objects as o
-from kfboot.kube.apply import MANAGED_BY
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
+from kfboot.reporting import Reporter
 from kfboot.steps.storage.names import (
     CLASS,
     CLUSTER,
@@ -26,7 +26,6 @@ from kfboot.steps.storage.names import (
     CephBlockPool,
     CephCluster,
 )
-from kfboot.ui import Reporter
 
 
 @dataclass
@@ -118,7 +117,7 @@ async def uninstall(
                 )
             )
     # 4. operator, CSI operator, common, 5. CRDs, the namespace: whatever kfboot applied for storage
-    rest = await delete.find_labelled(client, {MANAGED_BY: "kfboot", COMPONENT_LABEL: "storage"})
+    rest = await delete.find_owned(client, {COMPONENT_LABEL: "storage"})  # 0.1.0's label too
     result.report.merge(await delete.remove(client, rest, deadline, reporter, what="Rook"))
     return result
 
