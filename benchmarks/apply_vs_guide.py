@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import find_binary  # noqa: E402  (the binaries the tests use)
+from tests.helpers.harness import find_binary  # noqa: E402  (the binaries the tests use)
 
 if TYPE_CHECKING:
     from kfboot.kube.manifest import Manifest

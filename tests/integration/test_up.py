@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import conftest
-from tests.conftest import Env, Sandbox, make_env
+from tests.helpers import harness
+from tests.helpers.harness import Env, Sandbox, make_env
 
 pytestmark = pytest.mark.sandbox
 
@@ -22,7 +22,7 @@ CHURN = ("Pod.", "ReplicaSet.apps", "ControllerRevision.apps")
 
 def offline_config(path: Path) -> Path:
     """The offline set-up the README documents: Rook's manifests and a rendered Kubeflow bundle from disk."""
-    data = conftest.testdata()
+    data = harness.testdata()
     path.write_text(
         "storage:\n"
         "  timeout: 5m\n"
@@ -34,7 +34,7 @@ def offline_config(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    conftest.require_sandbox_binaries()
+    harness.require_sandbox_binaries()
     e = make_env(tmp_path_factory.mktemp("up"))
     yield e
     e.kfboot("sandbox", "down", "--name", NAME, timeout=120)

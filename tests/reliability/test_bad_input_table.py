@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from kfboot.sandbox.ports import free_port
-from tests import conftest
-from tests.conftest import Sandbox
+from tests.helpers import harness
+from tests.helpers.harness import Sandbox
 
 pytestmark = pytest.mark.sandbox
 
-ROOK = conftest.testdata() / "rook" / "v1.20.6"
-BUNDLE = conftest.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
+ROOK = harness.testdata() / "rook" / "v1.20.6"
+BUNDLE = harness.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
 
 
 @dataclass
@@ -174,7 +174,7 @@ def cases(r: Rig) -> list[Case]:
             ["up", "--only", "kubeflow"],
             3,
             "kustomize",
-            config=f"kubeflow:\n  source: {conftest.testdata() / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n"
+            config=f"kubeflow:\n  source: {harness.testdata() / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}\n"
             f"tools:\n  kustomize:\n    mirror: http://127.0.0.1:{free_port()}\n",
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         ),

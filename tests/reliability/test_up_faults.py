@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import conftest
-from tests.conftest import Env, Sandbox, make_env
+from tests.helpers import harness
+from tests.helpers.harness import Env, Sandbox, make_env
 from tests.integration.test_up import offline_config
 
 pytestmark = pytest.mark.sandbox
@@ -37,7 +37,7 @@ KILL_POINTS = [
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    conftest.require_sandbox_binaries()
+    harness.require_sandbox_binaries()
     e = make_env(tmp_path_factory.mktemp("resume"))
     yield e
     e.kfboot("sandbox", "down", "--name", NAME, timeout=120)

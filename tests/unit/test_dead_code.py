@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vulture import Vulture
 
-from tests.conftest import REPO
+from tests.helpers.harness import REPO
 
 #: called by pydantic, typer, HTMLParser, dataclass consumers, or read by scripts/ and tests/
 USED_ELSEWHERE = [

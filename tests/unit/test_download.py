@@ -12,7 +12,7 @@ import stamina
 
 from kfboot.download import ChecksumMismatch, download_verified
 from kfboot.errors import RuntimeFailure
-from tests.conftest import http_server
+from tests.helpers.harness import http_server
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

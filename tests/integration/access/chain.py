@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import BIN_DIR, Sandbox, http_server
+from tests.helpers.harness import BIN_DIR, Sandbox, http_server
 
 DEX_VERSION = "v2.45.0"
 OAUTH2_PROXY_VERSION = "v7.15.6"

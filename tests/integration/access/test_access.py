@@ -23,7 +23,7 @@ import httpx2 as httpx
 import pytest
 import yaml
 
-from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
 from tests.integration.access.browser import chromium_page, find_chromium
 from tests.integration.access.chain import DEX_VERSION, OAUTH2_PROXY_VERSION, Chain, binary, login_chain
 from tests.terminal import run_in_pty

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from kfboot.kube.manifest import read_manifest_file
-from tests import conftest
-from tests.conftest import Sandbox
+from tests.helpers import harness
+from tests.helpers.harness import Sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -36,7 +36,7 @@ def gateway(fresh_sandbox: Sandbox) -> Iterator[Sandbox]:
     sb = fresh_sandbox
     docs = [
         m.body
-        for m in read_manifest_file(conftest.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz")
+        for m in read_manifest_file(harness.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz")
         if (m.kind, m.name) in WANTED
     ]
     assert len(docs) == len(WANTED)

@@ -18,7 +18,7 @@ import yaml
 from kfboot.kube.client import async_client
 from kfboot.kube.portforward import Backend, PortForwarder
 from kfboot.reporting import NullReporter
-from tests.conftest import Sandbox, http_server
+from tests.helpers.harness import Sandbox, http_server
 
 pytestmark = pytest.mark.sandbox
 

@@ -22,8 +22,8 @@ from kfboot.kube.apply import ApplyOptions, apply_manifests
 from kfboot.kube.client import async_client, http_client
 from kfboot.kube.manifest import manifests_of
 from kfboot.reporting import NullReporter
-from tests import conftest
-from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.helpers import harness
+from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
 from tests.reliability.steps.test_apply_faults import CRD, namespace, widget
 
 pytestmark = pytest.mark.sandbox
@@ -140,7 +140,7 @@ async def test_apply_returns_once_every_crd_it_sent_is_established(sb: Sandbox) 
     establishes CRDs one at a time after the apply answered, so the apply is done only when all of them
     are Established — otherwise the API server's own status writes land after kfboot returned and their
     kinds are not served yet."""
-    with gzip.open(conftest.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz", "rt") as fh:
+    with gzip.open(harness.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz", "rt") as fh:
         docs = [d for d in yaml.load_all(fh, Loader=yaml.CSafeLoader) if d and d["kind"] == "CustomResourceDefinition"]
     assert len(docs) == 74
     client = async_client(sb.kubeconfig)

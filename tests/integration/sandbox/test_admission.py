@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Sandbox, http_server, make_env, start_sandbox, stop_sandbox
+from tests.helpers.harness import Sandbox, http_server, make_env, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.sandbox
 

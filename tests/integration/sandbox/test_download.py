@@ -14,7 +14,7 @@ import pytest
 
 from kfboot.download import sha256_file
 from kfboot.sandbox import versions
-from tests.conftest import find_binary, http_server, make_env, require_sandbox_binaries
+from tests.helpers.harness import find_binary, http_server, make_env, require_sandbox_binaries
 
 pytestmark = pytest.mark.sandbox
 

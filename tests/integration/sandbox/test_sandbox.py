@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Sandbox, find_binary, make_env, require_sandbox_binaries, start_sandbox
+from tests.helpers.harness import Sandbox, find_binary, make_env, require_sandbox_binaries, start_sandbox
 
 pytestmark = pytest.mark.sandbox
 

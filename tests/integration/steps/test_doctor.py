@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Sandbox
+from tests.helpers.harness import Sandbox
 
 pytestmark = pytest.mark.sandbox
 

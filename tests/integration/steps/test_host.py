@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import conftest
-from tests.conftest import Env, Sandbox
+from tests.helpers import harness
+from tests.helpers.harness import Env, Sandbox
 from tests.integration.steps.host_fixtures import GIB, free_port, loops
 
 __all__ = ["loops"]  # the fixture
@@ -54,7 +54,7 @@ def test_preflight_and_storage_use_this_machines_disks_for_a_node_named_in_the_c
     sandbox's simulated ones, are what preflight checks and what the CephCluster lists."""
     node = f"{fresh_sandbox.name}-node-0"
     env = dict(KUBECONFIG=str(fresh_sandbox.kubeconfig))
-    rook = conftest.testdata() / "rook" / "v1.20.6"
+    rook = harness.testdata() / "rook" / "v1.20.6"
 
     def run(allow_loop: bool, *args: str) -> subprocess.CompletedProcess[str]:
         cfg = tmp_path / "kfboot.yaml"

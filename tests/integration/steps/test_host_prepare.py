@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kfboot.steps.host_prepare import INOTIFY, INOTIFY_CONF, RBD_CONF
-from tests.conftest import Env
+from tests.helpers.harness import Env
 from tests.integration.steps.host_fixtures import Sshd, skip_or_fail, sshd
 
 __all__ = ["sshd"]  # the fixture

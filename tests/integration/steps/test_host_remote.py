@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import Env
+from tests.helpers.harness import Env
 from tests.integration.steps.host_fixtures import GIB, Sshd, keygen, loops, running_sshd, sshd, unprivileged_user
 
 __all__ = ["loops", "sshd", "unprivileged_user"]  # the fixtures

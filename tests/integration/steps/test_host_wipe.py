@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env
+from tests.helpers.harness import Env
 from tests.integration.steps.host_fixtures import Sshd, loops, skip_or_fail, sshd
 
 __all__ = ["loops", "sshd"]  # the fixtures

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Env, Sandbox, find_binary, make_env, start_sandbox, stop_sandbox
+from tests.helpers.harness import Env, Sandbox, find_binary, make_env, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.sandbox
 

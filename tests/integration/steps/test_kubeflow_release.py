@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import yaml
 
-from tests.conftest import Env, http_server
+from tests.helpers.harness import Env, http_server
 from tests.integration.steps.test_kubeflow import kustomize_path
 from tests.unit.steps.test_kubeflow_release import PATH, serve, tampered
 

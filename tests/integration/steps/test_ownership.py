@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Sandbox
+from tests.helpers.harness import Sandbox
 
 pytestmark = pytest.mark.sandbox
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.sandbox
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests import conftest
-from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.helpers import harness
+from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.sandbox
 
-ROOK = conftest.testdata() / "rook" / "v1.20.6"
+ROOK = harness.testdata() / "rook" / "v1.20.6"
 
 
 def rook_config(tmp: Path, extra: str = "", provider: str = "rook-ceph") -> Path:

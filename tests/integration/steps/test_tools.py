@@ -14,7 +14,7 @@ from typing import ClassVar
 import pytest
 
 from kfboot.sandbox import versions
-from tests.conftest import BIN_DIR, Env, http_server
+from tests.helpers.harness import BIN_DIR, Env, http_server
 
 VERSION = versions.KUSTOMIZE_VERSION.lstrip("v")
 ARCHIVE = f"kustomize_v{VERSION}_linux_amd64.tar.gz"

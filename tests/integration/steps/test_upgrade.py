@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from kfboot.kube.manifest import read_manifest_file
-from tests import conftest
-from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.helpers import harness
+from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.sandbox
 
-BUNDLES = conftest.testdata() / "kubeflow"
+BUNDLES = harness.testdata() / "kubeflow"
 RELEASE = "kfboot.io/kubeflow-release"
 
 
@@ -34,7 +34,7 @@ def releases_of(sb: Sandbox, kinds: str = "deployments") -> set[str]:
 
 def test_upgrade_from_v1_11_0_ends_with_exactly_the_26_03_objects(sb: Sandbox, tmp_path: Path) -> None:
     cfg = tmp_path / "kfboot.yaml"
-    cfg.write_text(f"storage:\n  rook:\n    manifests: {conftest.testdata() / 'rook' / 'v1.20.6'}\n")
+    cfg.write_text(f"storage:\n  rook:\n    manifests: {harness.testdata() / 'rook' / 'v1.20.6'}\n")
     storage = sb.env.kfboot("--config", str(cfg), "storage", "install")
     assert storage.returncode == 0, storage.stderr[-2000:]
     old = sb.env.kfboot(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN_DIR, Env, find_binary, make_env, require_sandbox_binaries, start_sandbox
+from tests.helpers.harness import BIN_DIR, Env, find_binary, make_env, require_sandbox_binaries, start_sandbox
 
 pytestmark = pytest.mark.sandbox
 

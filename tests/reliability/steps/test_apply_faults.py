@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Env, Sandbox, http_server, make_env, start_sandbox, stop_sandbox
+from tests.helpers.harness import Env, Sandbox, http_server, make_env, start_sandbox, stop_sandbox
 from tests.integration.sandbox.test_admission import Webhook, self_signed
 
 pytestmark = pytest.mark.sandbox

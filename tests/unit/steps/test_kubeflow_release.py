@@ -15,7 +15,7 @@ import pytest
 from kfboot.errors import BadInputError
 from kfboot.reporting import NullReporter
 from kfboot.steps import kubeflow_release as rel
-from tests.conftest import http_server
+from tests.helpers.harness import http_server
 
 PATH = "/kubeflow/manifests/archive/refs/tags/26.03.tar.gz"
 
