@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from kfboot.steps.rook_cleanup import cleanup_job_name, plan_cleanup, read_log
 
-CLUSTER = {
+CLUSTER: dict[str, Any] = {
     "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
     "spec": {
         "dataDirHostPath": "/var/lib/rook",
