@@ -43,10 +43,10 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import PersistentVolume, PersistentVolumeClaim
 from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import PatchType
+from lightkube.utils.quantity import parse_quantity
 
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json, watch_retry
-from kfboot.kube.quantity import parse_quantity
 from kfboot.sandbox import rook_operator
 
 log = logging.getLogger("kfboot.sandbox.operator")
@@ -304,7 +304,7 @@ async def resize(client: AsyncClient, pvc: PersistentVolumeClaim) -> bool:
     if not want or want == have or not simulated(_provisioner_of(pvc)) or not spec.storageClassName:
         return False
     sc = await client.get(StorageClass, spec.storageClassName)
-    if not sc.allowVolumeExpansion or parse_quantity(want) <= parse_quantity(have or "0"):
+    if not sc.allowVolumeExpansion or (parse_quantity(want) or 0) <= (parse_quantity(have or "0") or 0):
         return False
     grow = {"spec": {"capacity": {"storage": want}}}
     await client.patch(PersistentVolume, spec.volumeName, grow, patch_type=PatchType.MERGE)

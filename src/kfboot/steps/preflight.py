@@ -13,12 +13,12 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 from lightkube.resources.core_v1 import Node
+from lightkube.utils.quantity import parse_quantity
 
 from kfboot.config import Environment
 from kfboot.errors import CheckFailedError, KfbootError
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json
-from kfboot.kube.quantity import parse_quantity
 from kfboot.kube.readiness import default_classes
 from kfboot.steps import kubeflow, storage, tools
 from kfboot.ui import NullReporter
@@ -196,8 +196,8 @@ async def _nodes(client: AsyncClient, cfg: Environment, report: PreflightReport)
             continue
         count += 1
         alloc = (node.status.allocatable if node.status else None) or {}
-        cpu += parse_quantity(alloc.get("cpu", "0"))
-        mem += parse_quantity(alloc.get("memory", "0"))
+        cpu += float(parse_quantity(alloc.get("cpu", "0")) or 0)
+        mem += float(parse_quantity(alloc.get("memory", "0")) or 0)
     want_cpu, want_mem, want_pvc = needs(cfg.kubeflow.components.exclude)
     have_cpu, have_mem = round(cpu * 1000), round(mem / 2**20)
     selection = (

@@ -6,8 +6,8 @@ from lightkube.models.core_v1 import PersistentVolumeClaimSpec, VolumeResourceRe
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import PersistentVolumeClaim
 from lightkube.resources.storage_v1 import StorageClass
+from lightkube.utils.quantity import parse_quantity
 
-from kfboot.kube.quantity import parse_quantity
 from kfboot.sandbox.operator import build_pv, simulated
 from kfboot.sandbox.rook_operator import cleanup_job, cleanup_job_name, daemon_placement
 
@@ -48,10 +48,10 @@ def test_pv_matches_claim_and_class() -> None:
 def test_quantities() -> None:
     assert parse_quantity("5Gi") == 5 * 2**30
     assert parse_quantity("1G") == 10**9
-    assert parse_quantity("512Mi") < parse_quantity("1Gi")
+    assert parse_quantity("512Mi") < parse_quantity("1Gi")  # type: ignore[operator]
     assert parse_quantity("100") == 100
     assert parse_quantity("250m") == 0.25
-    assert parse_quantity(2) == 2.0
+    assert parse_quantity("1.5G") == 1_500_000_000
 
 
 def test_cleanup_job_matches_rook() -> None:
