@@ -92,6 +92,27 @@ def render_status(st: State, result: dict[str, Any]) -> None:
         out.print(f"    {code}: {(detail or {}).get('message', '')}")
 
 
+def print_cleanup(out: Any, result: storage.UninstallResult) -> None:
+    """What Rook's cleanup jobs wiped, per host, what was not, and the finalizers kfboot cleared."""
+    for w in result.wiped:
+        disks = ", ".join(w["disks"]) or "the disks matching the node's deviceFilter"
+        out.print(
+            f"  [green]wiped[/] {w['host']} (job {w['job']} complete): {', '.join(w['removed'])}; OSD disks {disks}"
+        )
+        out.print(f"      sanitize {w['sanitize']}")
+        if w.get("log") == "read":
+            out.print(
+                f"      per Rook's log: sanitized {', '.join(w['sanitizedDisks']) or 'none'}"
+                + (f"; [red]failed[/] {', '.join(w['failedDisks'])}" if w["failedDisks"] else "")
+            )
+    for w in result.not_wiped:
+        out.print(f"  [red]not wiped[/] {w['host']} ({w['state']}): still on the node: {w['leftOnNode']}")
+    if result.data_destroyed:
+        out.print("  Ceph data destroyed by Rook's cleanup jobs on every Ceph host")
+    for label in result.report.finalizers_cleared:
+        out.print(f"  finalizers cleared on {label} (their controller was gone)")
+
+
 @app.command("uninstall")
 def uninstall(
     ctx: typer.Context,
@@ -128,8 +149,7 @@ def uninstall(
         out.print(f"{'[green]✓[/]' if not rep.leftovers else '[red]✗[/]'} deleted {len(rep.deleted)} Rook object(s)")
         for name in result.restored_default:
             out.print(f"  StorageClass {name} is the default again")
-        for label in rep.finalizers_cleared:
-            out.print(f"  finalizers cleared on {label} (the operator was gone)")
+        print_cleanup(out, result)
         for label in rep.leftovers:
             out.print(f"  [red]left behind[/] {label}")
         if not destroy_data:

@@ -369,15 +369,41 @@ async def reclaim(client: AsyncClient, pv: PersistentVolume, delay: float = RECL
         if exc.status.code == 404:
             return False
         raise
-    m = o.meta(pv)
-    if m.finalizers and PV_FINALIZER in m.finalizers:
-        rest = [f for f in m.finalizers if f != PV_FINALIZER]
-        with contextlib.suppress(ApiError):
-            await client.patch(
-                PersistentVolume, o.name(pv), {"metadata": {"finalizers": rest}}, patch_type=PatchType.MERGE
-            )
+    await _drop_pv_finalizer(client, o.name(pv))
     log.info("deleted released volume %s", o.name(pv))
     return True
+
+
+async def _drop_pv_finalizer(client: AsyncClient, name: str, tries: int = 10) -> None:
+    """Remove our finalizer only, on the current object (the PV protection controller removes its own
+    meanwhile; writing back a stale list would re-add a finalizer, which the API refuses)."""
+    for _ in range(tries):
+        try:
+            pv = await client.get(PersistentVolume, name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise
+        m = o.meta(pv)
+        if PV_FINALIZER not in (m.finalizers or []):
+            return
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": m.resourceVersion},
+            {
+                "op": "replace",
+                "path": "/metadata/finalizers",
+                "value": [f for f in m.finalizers or [] if f != PV_FINALIZER],
+            },
+        ]
+        try:
+            await client.patch(PersistentVolume, name, patch, patch_type=PatchType.JSON)
+            return
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            if exc.status.code not in (409, 422):
+                raise
+        await asyncio.sleep(0.2)
 
 
 async def _reclaim_logged(client: AsyncClient, pv: PersistentVolume) -> None:

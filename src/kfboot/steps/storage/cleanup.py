@@ -241,6 +241,13 @@ async def wait_cleanup_jobs(
                         raise
             done = [n for n, s in states.items() if s == "complete"]
             if all(s in ("complete", "failed") for s in states.values()):
+                failed = [n for n, s in states.items() if s == "failed"]
+                task.update(
+                    f"cleanup jobs {len(done)}/{len(expected)} complete"
+                    + (f", failed: {', '.join(failed)}" if failed else "")
+                )
+                if failed:
+                    task.fail(f"cleanup job(s) failed: {', '.join(failed)}")
                 break
             daemons = await ceph_hosts(client, ns)
             if daemons and not any(s != "not created" for s in states.values()):
@@ -261,6 +268,7 @@ async def wait_cleanup_jobs(
                     f"{plan.data_dir}/{ns}",
                     f"{plan.data_dir}/mon-* (this cluster's)",
                     f"{plan.data_dir}/exporter",
+                    f"{plan.data_dir}/*.csi.ceph.com",
                 ],
                 "disks": plan.disks.get(host, []),
                 "sanitize": plan.sanitize,

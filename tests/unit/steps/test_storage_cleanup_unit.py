@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfboot.steps.rook_cleanup import cleanup_job_name, plan_cleanup, read_log
+from kfboot.steps.storage.cleanup import cleanup_job_name, plan_cleanup, read_log
 
 CLUSTER: dict[str, Any] = {
     "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
