@@ -348,7 +348,7 @@ def test_destroy_data_waits_for_released_volumes_and_refuses_retained_ones(three
     three.kubectl("delete", "pvc", "data", "-n", "default", "--wait=true")
     three.kubectl("wait", f"pv/{pv}", "--for=jsonpath={.status.phase}=Released", "--timeout=60s")
     refused = three.env.kfboot(*DESTROY)
-    assert refused.returncode == 1 and f"{pv} (Released, Retain" in refused.stderr, refused.stderr
+    assert refused.returncode == 1 and f"{pv} (Released, Retain" in json.loads(refused.stdout)["reason"], refused.stdout
     assert cephcluster(three)["spec"]["cleanupPolicy"]["confirmation"] == ""  # type: ignore[index]
     three.kubectl("patch", "pv", pv, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     three.kubectl("delete", "pv", pv, "--wait=true")
