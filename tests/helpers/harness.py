@@ -1,6 +1,6 @@
 """The test harness: isolated kfboot dirs, the real sandbox (start, stop, kubectl as an independent
 observer, inventories), the binaries the tests use, a loopback HTTP server. Fixtures are in
-tests/conftest.py; tests import what they need from here."""
+tests/harness.py; tests import what they need from here."""
 
 from __future__ import annotations
 

@@ -142,8 +142,20 @@ def test_down_keeps_storage_and_down_destroy_data_leaves_what_was_there_before(
     refused = env.kfboot("--yes", "down", "--destroy-data", input="no\n", extra_env=kube)
     assert refused.returncode == 2 and "nothing was changed" in refused.stderr
     assert "rook-ceph-block" in sb.kubectl("get", "sc").stdout
+    hosts = sorted(
+        {
+            p["spec"]["nodeName"]
+            for p in sb.kubectl_json("get", "pods", "-n", "rook-ceph", "-l", "app=rook-ceph-osd")["items"]
+        }  # type: ignore[attr-defined]
+    )
+    assert hosts, "the simulated Rook runs OSD pods on the storage nodes"
     gone = env.kfboot("down", "--destroy-data", "--confirm", "yes-really-destroy-data", extra_env=kube, timeout=600)
     assert gone.returncode == 0, gone.stdout[-2000:] + gone.stderr[-2000:]
+    # Rook's cleanup Jobs completed on every Ceph host before the operator and namespace went
+    for host in hosts:
+        assert f"wiped {host} (job cluster-cleanup-job-{host} complete)" in gone.stdout, gone.stdout
+    assert "Ceph data destroyed by Rook's cleanup jobs on every Ceph host" in gone.stdout
+    assert sb.kubectl("get", "ns", "rook-ceph", check=False).returncode != 0
     deadline = time.monotonic() + 60
     while (after := steady(sb.inventory())) != before and time.monotonic() < deadline:
         time.sleep(2)

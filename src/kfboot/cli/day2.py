@@ -17,6 +17,7 @@ from kfboot.cli._common import (
     run_with_client,
     state,
 )
+from kfboot.cli.storage import print_cleanup
 from kfboot.errors import ExitCode
 from kfboot.kube.client import raw_get_json
 from kfboot.steps import access, storage, teardown
@@ -146,7 +147,8 @@ def down(
         out = st.out
         (out.success if result.ok else out.failure)(f"removed {len(result.kubeflow.deleted)} Kubeflow objects")
         if result.storage:
-            out.line(f"  removed {len(result.storage.report.deleted)} Rook objects; Ceph data destroyed")
+            out.line(f"  removed {len(result.storage.report.deleted)} Rook objects")
+            print_cleanup(out, result.storage)
         else:
             out.line("  storage kept (Rook-Ceph and its data): `kfboot down --destroy-data` removes it")
         for label in result.leftovers:

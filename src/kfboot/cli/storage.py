@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from kfboot.cli._common import DESTROY_PHRASE, State, confirm_typed, duration, emit_json, run_with_client, state
+from kfboot.cli.terminal import Part, Terminal
 from kfboot.errors import ExitCode
 from kfboot.steps import storage
 
@@ -91,6 +92,29 @@ def render_status(st: State, result: dict[str, Any]) -> None:
         out.line(f"    {code}: {(detail or {}).get('message', '')}")
 
 
+def print_cleanup(out: Terminal, result: storage.UninstallResult) -> None:
+    """What Rook's cleanup jobs wiped, per host, what was not, and the finalizers kfboot cleared."""
+    for w in result.wiped:
+        disks = ", ".join(w["disks"]) or "the disks matching the node's deviceFilter"
+        out.line(
+            "  ",
+            ("wiped", "green"),
+            f" {w['host']} (job {w['job']} complete): {', '.join(w['removed'])}; OSD disks {disks}",
+        )
+        out.line(f"      sanitize {w['sanitize']}")
+        if w.get("log") == "read":
+            failed: list[Part] = (
+                ["; ", ("failed", "red"), f" {', '.join(w['failedDisks'])}"] if w["failedDisks"] else []
+            )
+            out.line(f"      per Rook's log: sanitized {', '.join(w['sanitizedDisks']) or 'none'}", *failed)
+    for w in result.not_wiped:
+        out.problem("not wiped", f"{w['host']} ({w['state']}): still on the node: {w['leftOnNode']}")
+    if result.data_destroyed:
+        out.line("  Ceph data destroyed by Rook's cleanup jobs on every Ceph host")
+    for label in result.report.finalizers_cleared:
+        out.line(f"  finalizers cleared on {label} (their controller was gone)")
+
+
 @app.command("uninstall")
 def uninstall(
     ctx: typer.Context,
@@ -127,8 +151,7 @@ def uninstall(
         (out.failure if rep.leftovers else out.success)(f"deleted {len(rep.deleted)} Rook object(s)")
         for name in result.restored_default:
             out.line(f"  StorageClass {name} is the default again")
-        for label in rep.finalizers_cleared:
-            out.line(f"  finalizers cleared on {label} (the operator was gone)")
+        print_cleanup(out, result)
         for label in rep.leftovers:
             out.problem("left behind", label)
         if not destroy_data:

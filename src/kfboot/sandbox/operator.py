@@ -1,7 +1,7 @@
 """The sandbox's own controller: the parts of a real cluster that kwok Stages cannot express.
 
 It runs as a kwokctl component (``kfboot-sandbox-operator``) next to the kwok controller, started and
-stopped with the sandbox, and does three things:
+stopped with the sandbox, and does four things:
 
 1. **Stage refresh.** kwok starts a controller for a Stage's ``resourceRef`` only when it first sees the
    Stage; a custom resource whose CRD is installed later (Rook's CephCluster) is never watched. When a
@@ -9,10 +9,13 @@ stopped with the sandbox, and does three things:
    kwok's stages manager retries and starts watching the new kind.
 2. **CSI provisioning for Rook's StorageClasses**, as ceph-csi's external-provisioner would: a Pending
    PVC whose class is provisioned by ``*.rbd.csi.ceph.com`` / ``*.cephfs.csi.ceph.com`` gets a PV (bound
-   by the real PV controller), a Released PV with reclaim policy Delete is deleted, and a grown request on
-   an expandable class is resized.
+   by the real PV controller), a Released PV with reclaim policy Delete is deleted a few seconds later
+   (after the simulated CSI DeleteVolume), and a grown request on an expandable class is resized.
 3. **Kubeflow's profile controller**, once the Profile CRD exists: a Profile gets its namespace (owned by
    the Profile, labelled like upstream), the default-editor/default-viewer ServiceAccounts and RoleBindings.
+4. **Rook's and ceph-csi-operator's multi-object behaviour** (:mod:`kfboot.sandbox.rook_operator`):
+   the mon Secret/ConfigMap with their finalizers, daemon Deployments, ClientProfile, CephCluster and
+   pool deletion rules, the cleanup Jobs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from lightkube.utils.quantity import parse_quantity
 
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json, watch_retry
+from kfboot.sandbox import rook_operator
 
 log = logging.getLogger("kfboot.sandbox.operator")
 
@@ -326,36 +330,95 @@ async def watch_pvcs(client: AsyncClient) -> None:
             log.warning("PVC %s/%s: %s", o.namespace(pvc), o.name(pvc), exc)
 
 
-async def reclaim(client: AsyncClient, pv: PersistentVolume) -> bool:
-    """Delete a Released PV we provisioned whose policy is Delete (what external-provisioner does)."""
+#: sig-storage-lib-external-provisioner controller/controller.go deleteVolumeOperation (used by
+#: kubernetes-csi/external-provisioner, ceph-csi's provisioner sidecar): a Released PV whose policy is
+#: Delete is deleted only after the driver's DeleteVolume returns (ceph-csi removes the RBD image: seconds,
+#: not instant); then the PV object is deleted, then the provisioner's finalizer removed. The length of
+#: DeleteVolume is a guess.
+RECLAIM_DELAY = 3.0
+
+
+def _reclaimable(pv: PersistentVolume) -> bool:
     m = o.meta(pv)
-    if (
-        not simulated((m.annotations or {}).get(PROVISIONED_BY))
-        or (pv.status.phase if pv.status else None) != "Released"
-    ):
+    return (
+        simulated((m.annotations or {}).get(PROVISIONED_BY))
+        and (pv.status.phase if pv.status else None) == "Released"
+        and pv.spec is not None
+        and pv.spec.persistentVolumeReclaimPolicy == "Delete"
+        and not m.deletionTimestamp
+    )
+
+
+async def reclaim(client: AsyncClient, pv: PersistentVolume, delay: float = RECLAIM_DELAY) -> bool:
+    """Delete a Released PV we provisioned whose policy is Delete, ``delay`` seconds after (the simulated
+    DeleteVolume), as external-provisioner does: the PV object first, then its finalizer."""
+    if not _reclaimable(pv):
         return False
-    if pv.spec is None or pv.spec.persistentVolumeReclaimPolicy != "Delete":
+    await asyncio.sleep(delay)
+    try:
+        pv = await client.get(PersistentVolume, o.name(pv))
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return False
+        raise
+    if not _reclaimable(pv):  # shouldDelete is checked again on the fresh object
         return False
-    if m.finalizers and PV_FINALIZER in m.finalizers:
-        rest = [f for f in m.finalizers if f != PV_FINALIZER]
-        await client.patch(PersistentVolume, o.name(pv), {"metadata": {"finalizers": rest}}, patch_type=PatchType.MERGE)
     try:
         await client.delete(PersistentVolume, o.name(pv))
     except ApiError as exc:
         if exc.status.code == 404:
             return False
         raise
+    await _drop_pv_finalizer(client, o.name(pv))
     log.info("deleted released volume %s", o.name(pv))
     return True
 
 
+async def _drop_pv_finalizer(client: AsyncClient, name: str, tries: int = 10) -> None:
+    """Remove our finalizer only, on the current object (the PV protection controller removes its own
+    meanwhile; writing back a stale list would re-add a finalizer, which the API refuses)."""
+    for _ in range(tries):
+        try:
+            pv = await client.get(PersistentVolume, name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise
+        m = o.meta(pv)
+        if PV_FINALIZER not in (m.finalizers or []):
+            return
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": m.resourceVersion},
+            {
+                "op": "replace",
+                "path": "/metadata/finalizers",
+                "value": [f for f in m.finalizers or [] if f != PV_FINALIZER],
+            },
+        ]
+        try:
+            await client.patch(PersistentVolume, name, patch, patch_type=PatchType.JSON)
+            return
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            if exc.status.code not in (409, 422):
+                raise
+        await asyncio.sleep(0.2)
+
+
+async def _reclaim_logged(client: AsyncClient, pv: PersistentVolume) -> None:
+    try:
+        await reclaim(client, pv)
+    except ApiError as exc:
+        log.warning("PV %s: %s", o.name(pv), exc)
+
+
 async def watch_pvs(client: AsyncClient) -> None:
+    pending: dict[str, asyncio.Task[None]] = {}
     async for event, pv in client.watch(PersistentVolume, on_error=watch_retry):
-        if event != "DELETED":
-            try:
-                await reclaim(client, pv)
-            except ApiError as exc:
-                log.warning("PV %s: %s", o.name(pv), exc)
+        uid = o.meta(pv).uid or ""
+        if event != "DELETED" and _reclaimable(pv) and (uid not in pending or pending[uid].done()):
+            pending[uid] = asyncio.create_task(_reclaim_logged(client, pv))
 
 
 async def run(kubeconfig: str) -> None:
@@ -373,7 +436,7 @@ async def run(kubeconfig: str) -> None:
             log.info("waiting for the API server: %s", exc)
             await asyncio.sleep(1)
     log.info("kfboot sandbox operator running")
-    await asyncio.gather(watch_crds(client), watch_pvcs(client), watch_pvs(client))
+    await asyncio.gather(watch_crds(client), watch_pvcs(client), watch_pvs(client), rook_operator.run(client))
 
 
 def main(argv: list[str] | None = None) -> int:

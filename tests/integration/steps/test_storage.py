@@ -5,6 +5,10 @@ finalizers) and the sandbox operator plays ceph-csi's provisioner. Observed with
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,10 +225,202 @@ def test_destroy_data_needs_the_typed_phrase(three: Sandbox) -> None:
     assert "rook-ceph-block" in classes(three)
 
 
-def test_uninstall_clears_finalizers_when_the_operator_is_gone(three: Sandbox) -> None:
-    """Rook's finalizers stay when no operator runs: the simulated operator's delete Stages are removed and
-    its Deployment scaled to zero, so only kfboot can release the CephCluster and the pool."""
-    three.kubectl("delete", "stage", "rook-cephcluster-delete", "rook-cephblockpool-delete")
+DESTROY = ("storage", "uninstall", "--destroy-data", "--confirm", "yes-really-destroy-data", "-o", "json")
+
+
+def install(sb: Sandbox, tmp_path: Path) -> None:
+    proc = sb.env.kfboot("--config", str(rook_config(tmp_path)), "storage", "install", "-o", "json")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def nodes_of(sb: Sandbox) -> list[str]:
+    return sorted(n["metadata"]["name"] for n in sb.kubectl_json("get", "nodes")["items"])  # type: ignore[attr-defined]
+
+
+class Watcher:
+    """Polls ``kubectl get jobs,deployments -n rook-ceph`` in a thread: which cleanup Jobs were complete
+    and whether the Rook operator Deployment still existed, snapshot by snapshot."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb, self.stop = sb, threading.Event()
+        self.snapshots: list[tuple[set[str], bool]] = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            proc = self.sb.kubectl("get", "jobs,deployments", "-n", "rook-ceph", "-o", "json", check=False)
+            if proc.returncode == 0:
+                items = json.loads(proc.stdout)["items"]
+                done = {
+                    i["metadata"]["name"]
+                    for i in items
+                    if i["kind"] == "Job"
+                    and any(
+                        c["type"] == "Complete" and c["status"] == "True" for c in i["status"].get("conditions", [])
+                    )
+                }
+                operator = any(
+                    i["kind"] == "Deployment" and i["metadata"]["name"] == "rook-ceph-operator" for i in items
+                )
+                self.snapshots.append((done, operator))
+            time.sleep(0.5)
+
+    def __enter__(self) -> Watcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def test_destroy_data_waits_for_rooks_cleanup_jobs_and_reports_what_they_wiped(three: Sandbox, tmp_path: Path) -> None:
+    """Rook (simulated from rook v1.20.6 cleanup.go) creates cluster-cleanup-job-<host> only after the
+    daemon pods are gone; uninstall must see them complete before it removes the operator."""
+    install(three, tmp_path)
+    hosts = nodes_of(three)
+    # the simulated Rook runs its daemons on every storage node: they are what the cleanup waits for
+    three.kubectl("wait", "pod", "-n", "rook-ceph", "-l", "app=rook-ceph-osd", "--for=condition=Ready", "--timeout=60s")
+    with Watcher(three) as watch:
+        proc = three.env.kfboot(*DESTROY, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    jobs = {f"cluster-cleanup-job-{h}" for h in hosts}
+    assert {(w["host"], w["job"], w["state"]) for w in result["wiped"]} == {
+        (h, f"cluster-cleanup-job-{h}", "complete") for h in hosts
+    }
+    assert all(w["disks"] == ["sdb"] and "/var/lib/rook/rook-ceph" in w["removed"] for w in result["wiped"])
+    assert result["notWiped"] == [] and result["dataDestroyed"] is True and result["leftovers"] == []
+    # observed with kubectl: every cleanup Job was complete while the Rook operator still existed
+    assert any(done >= jobs and operator for done, operator in watch.snapshots), watch.snapshots[-5:]
+    assert rook_leftovers(three) == []
+
+
+def test_destroy_data_with_the_csi_operator_stopped_still_ends_clean(three: Sandbox, tmp_path: Path) -> None:
+    """ClientProfile rook-ceph carries ceph-csi-operator's csi.ceph.com/cleanup finalizer: with that operator
+    stopped first nothing releases it, so kfboot clears it and says so."""
+    install(three, tmp_path)
+    three.kubectl(
+        "wait",
+        "clientprofile/rook-ceph",
+        "-n",
+        "rook-ceph",
+        "--for=jsonpath={.metadata.finalizers[0]}=csi.ceph.com/cleanup",
+        "--timeout=60s",
+    )
+    three.kubectl("scale", "deployment", "ceph-csi-controller-manager", "-n", "rook-ceph", "--replicas=0")
+    three.kubectl(
+        "wait",
+        "pod",
+        "-n",
+        "rook-ceph",
+        "-l",
+        "control-plane=ceph-csi-op-controller-manager",
+        "--for=delete",
+        "--timeout=60s",
+    )
+    proc = three.env.kfboot(*DESTROY, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert "ClientProfile.csi.ceph.io rook-ceph/rook-ceph" in result["finalizersCleared"]
+    assert "ceph-csi-controller-manager is not running" in proc.stderr
+    assert result["leftovers"] == [] and result["dataDestroyed"] is True
+    assert rook_leftovers(three) == []
+
+
+def test_destroy_data_waits_for_released_volumes_and_refuses_retained_ones(three: Sandbox, tmp_path: Path) -> None:
+    install(three, tmp_path)
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+
+    def bound_volume() -> str:
+        three.kubectl("apply", "-f", "-", input=json.dumps(claim))
+        three.kubectl("wait", "pvc/data", "-n", "default", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s")
+        return str(three.kubectl_json("get", "pvc", "data", "-n", "default")["spec"]["volumeName"])  # type: ignore[index]
+
+    # a Retain volume outlives its claim: uninstall refuses and names it
+    pv = bound_volume()
+    three.kubectl("patch", "pv", pv, "--type=merge", "-p", '{"spec":{"persistentVolumeReclaimPolicy":"Retain"}}')
+    three.kubectl("delete", "pvc", "data", "-n", "default", "--wait=true")
+    three.kubectl("wait", f"pv/{pv}", "--for=jsonpath={.status.phase}=Released", "--timeout=60s")
+    refused = three.env.kfboot(*DESTROY)
+    assert refused.returncode == 1 and f"{pv} (Released, Retain" in json.loads(refused.stdout)["reason"], refused.stdout
+    assert cephcluster(three)["spec"]["cleanupPolicy"]["confirmation"] == ""  # type: ignore[index]
+    three.kubectl("patch", "pv", pv, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    three.kubectl("delete", "pv", pv, "--wait=true")
+    # a Released volume with policy Delete is being deleted by ceph-csi: uninstall waits for it. The test
+    # holds it with its own finalizer until uninstall is seen waiting, then lets it go.
+    pv = bound_volume()
+    three.kubectl(
+        "patch",
+        "pv",
+        pv,
+        "--type=json",
+        "-p",
+        '[{"op":"add","path":"/metadata/finalizers/-","value":"test.kfboot.io/hold"}]',
+    )
+    three.kubectl("delete", "pvc", "data", "-n", "default", "--wait=true")
+    three.kubectl("wait", f"pv/{pv}", "--for=jsonpath={.status.phase}=Released", "--timeout=60s")
+    env = dict(three.env.env)
+    with subprocess.Popen(
+        [sys.executable, "-m", "kfboot", *DESTROY], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        assert run.stderr is not None
+        seen = []
+        # uninstall says it waits for ceph-csi (today's code refused at once: exit 1, no such line)
+        while not any("waiting for ceph-csi to delete released volumes" in line for line in seen):
+            line = run.stderr.readline()
+            assert line, "".join(seen) + run.communicate()[0]
+            seen.append(line)
+        assert run.poll() is None
+        three.kubectl("patch", "pv", pv, "--type=json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
+        out, err = run.communicate(timeout=600)
+    assert run.returncode == 0, out[-3000:] + err[-3000:]
+    assert json.loads(out)["leftovers"] == []
+    assert rook_leftovers(three) == []
+
+
+def test_destroy_data_on_an_unhealthy_cluster_does_not_hang_on_the_pools(three: Sandbox, tmp_path: Path) -> None:
+    """Rook deletes a pool only with Ceph health OK/WARN — or once the CephCluster is being deleted with
+    the cleanup policy (rook v1.20.6 pool/controller.go, IsReadyToReconcile): --destroy-data asks for the
+    CephCluster right after the pools."""
+    install(three, tmp_path)
+    three.kubectl(
+        "patch",
+        "cephcluster",
+        "rook-ceph",
+        "-n",
+        "rook-ceph",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"ceph":{"health":"HEALTH_ERR"}}}',
+    )
+    assert cephcluster(three)["status"]["ceph"]["health"] == "HEALTH_ERR"  # type: ignore[index]
+    proc = three.env.kfboot(*DESTROY, "--timeout", "3m", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["leftovers"] == [] and result["finalizersCleared"] == []  # Rook released them, not kfboot
+    assert rook_leftovers(three) == []
+
+
+def test_uninstall_clears_finalizers_when_the_operator_is_gone(three: Sandbox, tmp_path: Path) -> None:
+    """Rook's finalizers stay when no operator runs (the simulated operator acts only while its Deployment
+    is available): kfboot releases the CephCluster, the pool and the disaster-protection finalizers, removes
+    everything, and says that nothing was wiped and what is left on which node."""
+    install(three, tmp_path)
+    three.kubectl(
+        "wait",
+        "secret/rook-ceph-mon",
+        "-n",
+        "rook-ceph",
+        "--for=jsonpath={.metadata.finalizers[0]}=ceph.rook.io/disaster-protection",
+        "--timeout=60s",
+    )
     three.kubectl("scale", "deployment", "rook-ceph-operator", "-n", "rook-ceph", "--replicas=0")
     three.kubectl(
         "wait",
@@ -236,11 +432,17 @@ def test_uninstall_clears_finalizers_when_the_operator_is_gone(three: Sandbox) -
         check=False,
     )
     assert "cephcluster.ceph.rook.io" in cephcluster(three)["metadata"]["finalizers"]  # type: ignore[operator]
-    proc = three.env.kfboot(
-        "storage", "uninstall", "--destroy-data", "--confirm", "yes-really-destroy-data", "-o", "json"
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = three.env.kfboot(*DESTROY, timeout=600)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
-    assert "CephCluster.ceph.rook.io rook-ceph/rook-ceph" in result["finalizersCleared"]
-    assert result["dataDestroyed"] is True and result["leftovers"] == []
+    cleared = set(result["finalizersCleared"])
+    assert {
+        "CephCluster.ceph.rook.io rook-ceph/rook-ceph",
+        "CephBlockPool.ceph.rook.io rook-ceph/replicapool",
+        "Secret rook-ceph/rook-ceph-mon (ceph.rook.io/disaster-protection)",
+        "ConfigMap rook-ceph/rook-ceph-mon-endpoints (ceph.rook.io/disaster-protection)",
+    } <= cleared
+    assert result["dataDestroyed"] is False and result["wiped"] == []
+    assert {w["host"] for w in result["notWiped"]} == set(nodes_of(three))
+    assert all("sdb" in w["leftOnNode"] for w in result["notWiped"])
     assert rook_leftovers(three) == []

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 from lightkube.models.core_v1 import PersistentVolumeClaimSpec, VolumeResourceRequirements
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import PersistentVolumeClaim
@@ -7,6 +9,7 @@ from lightkube.resources.storage_v1 import StorageClass
 from lightkube.utils.quantity import parse_quantity
 
 from kfboot.sandbox.operator import build_pv, simulated
+from kfboot.sandbox.rook_operator import cleanup_job, cleanup_job_name, daemon_placement
 
 
 def test_simulated_provisioners() -> None:
@@ -49,3 +52,42 @@ def test_quantities() -> None:
     assert parse_quantity("100") == 100
     assert parse_quantity("250m") == 0.25
     assert parse_quantity("1.5G") == 1_500_000_000
+
+
+def test_cleanup_job_matches_rook() -> None:
+    """rook v1.20.6 cleanup.go: one Job per host, named by TruncateNodeNameForJob, app=rook-ceph-cleanup,
+    pinned to the host, running `ceph clean host` with the cluster's dataDirHostPath."""
+    cluster = {
+        "metadata": {"name": "rook-ceph", "namespace": "rook-ceph", "uid": "u"},
+        "spec": {"dataDirHostPath": "/var/lib/rook", "cleanupPolicy": {"confirmation": "yes-really-destroy-data"}},
+    }
+    job = cleanup_job(cluster, "node-1", "docker.io/rook/ceph:v1.20.6", "AQsecret", "fsid-1")
+    assert job["metadata"]["name"] == "cluster-cleanup-job-node-1"
+    assert job["metadata"]["labels"] == {
+        "app": "rook-ceph-cleanup",
+        "rook_cluster": "rook-ceph",
+        "rook-ceph-cleanup": "true",
+    }
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "node-1"} and pod["restartPolicy"] == "OnFailure"
+    container = pod["containers"][0]
+    assert container["args"] == ["ceph", "clean", "host"] and container["name"] == "host-cleanup"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ROOK_DATA_DIR_HOST_PATH"] == "/var/lib/rook" and env["ROOK_NAMESPACE_DIR"] == "rook-ceph"
+    assert env["ROOK_SANITIZE_ITERATION"] == "1" and env["ROOK_SANITIZE_METHOD"] == ""  # Rook's defaults
+    # a long host name is replaced by the hex of the first 16 bytes of its sha256 (k8sutil.Hash)
+    long = "a" * 40
+    assert cleanup_job_name(long) == "cluster-cleanup-job-" + hashlib.sha256(long.encode()).digest()[:16].hex()
+    assert len(cleanup_job_name(long)) <= 63
+
+
+def test_daemons_follow_the_cluster_spec() -> None:
+    spec = {
+        "mon": {"count": 3, "allowMultiplePerNode": False},
+        "mgr": {"count": 2},
+        "storage": {"nodes": [{"name": "n1", "devices": [{"name": "sdb"}, {"name": "sdc"}]}, {"name": "n2"}]},
+    }
+    placed = daemon_placement(spec, ["n1", "n2"])
+    assert [(a, n) for a, _, n in placed if a == "rook-ceph-mon"] == [("rook-ceph-mon", "n1"), ("rook-ceph-mon", "n2")]
+    assert [n for a, _, n in placed if a == "rook-ceph-osd"] == ["n1", "n1", "n2"]
+    assert sum(a == "rook-ceph-mgr" for a, _, _ in placed) == 2

@@ -8,7 +8,8 @@ cluster, the OSDs, the pool and a probe PVC that must bind.
 
 One module per concern: :mod:`.names` (object names, Ceph resources), :mod:`.releases`, :mod:`.manifests`,
 :mod:`.discovery`, :mod:`.shape` (the CephCluster plan and objects), :mod:`.install`, :mod:`.health`,
-:mod:`.status`, :mod:`.uninstall`. This package re-exports the names the rest of kfboot uses.
+:mod:`.status`, :mod:`.uninstall` (with :mod:`.cleanup`: what --destroy-data waits for and reports). This
+package re-exports the names the rest of kfboot uses.
 """
 
 from kfboot.steps.storage.discovery import NodeDisks, discover

@@ -1,4 +1,6 @@
-"""Uninstall in Rook's teardown order, refusing while volumes of rook-ceph-block exist."""
+"""Uninstall in Rook's teardown order (rook/rook v1.20.6 Documentation/Storage-Configuration/ceph-teardown.md),
+refusing while volumes of rook-ceph-block are in use or retained; with ``destroy_data``, Rook's cleanup Jobs
+are awaited before the operator goes, and what they wiped is reported."""
 
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import PersistentVolume
 from lightkube.resources.storage_v1 import StorageClass
 
 from kfboot.errors import CheckFailedError
@@ -17,6 +17,7 @@ from kfboot.kube import delete
 from kfboot.kube import objects as o
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
 from kfboot.reporting import Reporter
+from kfboot.steps.storage import cleanup
 from kfboot.steps.storage.names import (
     CLASS,
     CLUSTER,
@@ -33,6 +34,8 @@ class UninstallResult:
     report: delete.DeleteReport = field(default_factory=delete.DeleteReport)
     restored_default: list[str] = field(default_factory=list)
     data_destroyed: bool = False
+    wiped: list[dict[str, Any]] = field(default_factory=list)
+    not_wiped: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,17 +44,36 @@ class UninstallResult:
             "finalizersCleared": self.report.finalizers_cleared,
             "leftovers": self.report.leftovers,
             "dataDestroyed": self.data_destroyed,
+            "wiped": self.wiped,
+            "notWiped": self.not_wiped,
         }
 
 
 async def rook_volumes(client: AsyncClient) -> list[str]:
-    out = []
-    async for pv in client.list(PersistentVolume):
-        csi = pv.spec.csi if pv.spec else None
-        if (pv.spec and pv.spec.storageClassName == CLASS) or (csi and csi.driver.endswith(".csi.ceph.com")):
-            claim = pv.spec.claimRef if pv.spec else None
-            out.append(f"{o.name(pv)}" + (f" (claim {claim.namespace}/{claim.name})" if claim else ""))
-    return out
+    """Every volume of Rook's CSI drivers or of rook-ceph-block, with its phase and reclaim policy."""
+    vols = await cleanup.ceph_volumes(client, CLASS)
+    return vols.blocking + vols.releasing
+
+
+async def _check_volumes(client: AsyncClient, deadline: float, reporter: Reporter) -> None:
+    """Refuse while a volume of Ceph is in use or retained; wait (bounded) for the Released ones with
+    policy Delete that ceph-csi is deleting."""
+    wait_until = min(deadline, time.monotonic() + cleanup.RELEASED_WAIT)
+    vols = await cleanup.wait_released(client, CLASS, wait_until, reporter)
+    if vols.blocking:
+        live = vols.blocking + vols.releasing
+        raise CheckFailedError(
+            f"{len(live)} volume(s) still live on Ceph: {', '.join(live[:5])}",
+            "delete the PVCs that use rook-ceph-block first (kfboot down removes Kubeflow's); a volume with "
+            "reclaim policy Retain stays after its claim: delete it yourself (kubectl delete pv NAME), then retry",
+        )
+    if vols.releasing:
+        raise CheckFailedError(
+            f"{len(vols.releasing)} released volume(s) were not deleted by ceph-csi within "
+            f"{cleanup.RELEASED_WAIT:.0f} s: {', '.join(vols.releasing[:5])}",
+            f"check ceph-csi's provisioner (kubectl -n {NAMESPACE} get pods; kubectl describe pv NAME for "
+            "VolumeFailedDelete events), then retry",
+        )
 
 
 async def uninstall(
@@ -61,16 +83,11 @@ async def uninstall(
     destroy_data: bool,
     timeout: float = 600.0,
 ) -> UninstallResult:
-    """Rook's teardown order: StorageClass, pools, CephCluster (cleanup only with ``destroy_data``),
-    operator, CRDs. Refuses while volumes of rook-ceph-block exist."""
-    volumes = await rook_volumes(client)
-    if volumes:
-        raise CheckFailedError(
-            f"{len(volumes)} volume(s) still live on Ceph: {', '.join(volumes[:5])}",
-            "delete the PVCs that use rook-ceph-block first (kfboot down removes Kubeflow's), then retry",
-        )
-    result = UninstallResult(data_destroyed=destroy_data)
+    """Rook's teardown order: StorageClass, pools and CephCluster (with Rook's cleanup policy only with
+    ``destroy_data``, then its cleanup Jobs), ceph-csi-operator's resources, operators, CRDs, namespace."""
     deadline = time.monotonic() + timeout
+    await _check_volumes(client, deadline, reporter)
+    result = UninstallResult()
     # 1. the StorageClass, giving the default back to the classes kfboot demoted
     try:
         sc = await client.get(StorageClass, CLASS)
@@ -91,11 +108,11 @@ async def uninstall(
         if exc.status.code != 404:
             raise
     operator_up = await _operator_available(client)
-    crds_present = await delete.crd_exists(client, "cephclusters.ceph.rook.io")
-    if crds_present:
-        # 2. pools, 3. the cluster (with Rook's cleanup policy when the data is to go)
+    if await delete.crd_exists(client, "cephclusters.ceph.rook.io"):
+        plan: cleanup.CleanupPlan | None = None
+        cluster = await _get_cluster(client)
         if destroy_data:
-            try:
+            if cluster is not None:
                 await client.patch(
                     CephCluster,
                     CLUSTER,
@@ -103,29 +120,83 @@ async def uninstall(
                     namespace=NAMESPACE,
                     patch_type=delete.MERGE,
                 )
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
-        for res, kind in ((CephBlockPool, "CephBlockPool"), (CephCluster, "CephCluster")):
-            targets = [
-                delete.Target(res, o.name(x), NAMESPACE, kind, "ceph.rook.io")
-                async for x in client.list(res, namespace=NAMESPACE)
-            ]
+                # the hosts Rook will clean: those running Ceph daemon pods now (cleanup.go getCephHosts)
+                plan = cleanup.plan_cleanup(cluster, list(await cleanup.ceph_hosts(client, NAMESPACE)))
+            else:  # a re-run: the cluster is gone, its cleanup Jobs may still be running
+                plan = cleanup.CleanupPlan(NAMESPACE, [], "/var/lib/rook", {}, "as the CephCluster asked")
+        pools = [
+            delete.Target(CephBlockPool, o.name(x), NAMESPACE, "CephBlockPool", "ceph.rook.io")
+            async for x in client.list(CephBlockPool, namespace=NAMESPACE)
+        ]
+        clusters = [
+            delete.Target(CephCluster, o.name(x), NAMESPACE, "CephCluster", "ceph.rook.io")
+            async for x in client.list(CephCluster, namespace=NAMESPACE)
+        ]
+        if destroy_data:
+            # 2.+3. together: Rook releases the pools of a cluster being deleted with a cleanup policy
+            # without asking Ceph (rook v1.20.6 pkg/operator/ceph/pool/controller.go, IsReadyToReconcile),
+            # where otherwise it waits for HEALTH_OK/WARN — an unhealthy cluster would hang the pools
+            waves = [(pools + clusters, "Ceph pools and cluster")]
+        else:
+            waves = [(pools, "CephBlockPools"), (clusters, "CephClusters")]
+        for targets, what in waves:
             result.report.merge(
                 await delete.delete_wave(
-                    client, targets, deadline, reporter, what=f"{kind}s", clear_finalizers=not operator_up
+                    client, targets, deadline, reporter, what=what, clear_finalizers=not operator_up
                 )
             )
-    # 4. operator, CSI operator, common, 5. CRDs, the namespace: whatever kfboot applied for storage
+        cluster_gone = await _get_cluster(client) is None
+        if cluster_gone:
+            # Rook drops these before the CephCluster's own finalizer; without its operator nobody does
+            cleared = await cleanup.release_disaster_protection(client, NAMESPACE)
+            if cleared:
+                reporter.warn(f"cleared Rook's finalizers on {', '.join(cleared)}: its operator was not running")
+                result.report.finalizers_cleared += cleared
+        if plan is not None and cluster_gone:
+            if operator_up:
+                outcome = await cleanup.wait_cleanup_jobs(client, plan, deadline, reporter)
+            else:
+                outcome = cleanup.CleanupOutcome(
+                    not_wiped=[
+                        {
+                            "host": h,
+                            "job": None,
+                            "state": "never started: rook-ceph-operator was not running",
+                            "leftOnNode": plan.left_on(h),
+                        }
+                        for h in plan.hosts
+                    ]
+                )
+            result.wiped, result.not_wiped = outcome.wiped, outcome.not_wiped
+            result.data_destroyed = bool(outcome.wiped) and not outcome.not_wiped
+            for w in outcome.not_wiped:
+                result.report.leftovers.append(f"data on {w['host']} not wiped ({w['state']}): {w['leftOnNode']}")
+            if outcome.not_wiped and operator_up:
+                # the Jobs did not finish: the operator, the Jobs and the namespace stay so Rook can finish
+                # (a re-run waits for the same Jobs) and their logs can be read
+                reporter.warn(
+                    "Rook's cleanup did not finish: the operator and namespace stay; read "
+                    f"kubectl -n {NAMESPACE} logs job/<job> and re-run this command"
+                )
+                return result
+    # 4. ceph-csi-operator's resources while it still runs (ceph-teardown.md), then 5. operators, common,
+    # CRDs, the namespace: whatever kfboot applied for storage
+    result.report.merge(await cleanup.delete_csi_resources(client, NAMESPACE, deadline, reporter))
     rest = await delete.find_owned(client, {COMPONENT_LABEL: "storage"})  # 0.1.0's label too
     result.report.merge(await delete.remove(client, rest, deadline, reporter, what="Rook"))
     return result
 
 
+async def _get_cluster(client: AsyncClient) -> dict[str, Any] | None:
+    try:
+        obj: Any = await client.get(CephCluster, CLUSTER, namespace=NAMESPACE)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return dict(obj.to_dict())
+
+
 async def _operator_available(client: AsyncClient) -> bool:
     """Is a Rook operator pod running to release the finalizers? (Scaled to zero counts as gone.)"""
-    try:
-        dep = await client.get(Deployment, "rook-ceph-operator", namespace=NAMESPACE)
-    except ApiError:
-        return False
-    return bool(dep.status and (dep.status.availableReplicas or 0) >= 1)
+    return await cleanup.deployment_available(client, "rook-ceph-operator", NAMESPACE)
