@@ -311,18 +311,18 @@ class Component:
     version: str
     binaries: tuple[str, ...]
     builder: Callable[[Path, Path, Tick], None]
-    #: seconds a build took with cold Go caches on 2 cores (the estimate shown before it starts)
+    #: seconds a build took with cold Go caches on 2 shared cores (measured 2026-12: the estimate shown)
     cold_seconds: int
 
 
 COMPONENTS: dict[str, Component] = {
-    "kubernetes": Component("kubernetes", V.KUBERNETES_VERSION, V.KUBERNETES_BINARIES, build_kubernetes, 540),
+    "kubernetes": Component("kubernetes", V.KUBERNETES_VERSION, V.KUBERNETES_BINARIES, build_kubernetes, 600),
     "etcd": Component("etcd", V.ETCD_VERSION, ("etcd",), build_etcd, 90),
-    "kwok": Component("kwok", V.KWOK_VERSION, ("kwok", "kwokctl"), build_kwok, 150),
-    "kustomize": Component("kustomize", V.KUSTOMIZE_VERSION, ("kustomize",), build_kustomize, 60),
-    "kustomize4": Component("kustomize", V.KUSTOMIZE_V4_VERSION, ("kustomize",), build_kustomize4, 60),
-    "dex": Component("dex", V.DEX_VERSION, ("dex",), build_dex, 150),
-    "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 120),
+    "kwok": Component("kwok", V.KWOK_VERSION, ("kwok", "kwokctl"), build_kwok, 270),
+    "kustomize": Component("kustomize", V.KUSTOMIZE_VERSION, ("kustomize",), build_kustomize, 40),
+    "kustomize4": Component("kustomize", V.KUSTOMIZE_V4_VERSION, ("kustomize",), build_kustomize4, 40),
+    "dex": Component("dex", V.DEX_VERSION, ("dex",), build_dex, 200),
+    "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
 }
 
 

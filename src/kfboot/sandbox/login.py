@@ -376,6 +376,12 @@ class Login:
         if not self.forwards_applied:
             await self.apply_forwards(client)
         dex_dep = await self._deployment(client, DEX[0], DEX[1])
+        proxy_dep = await self._deployment(client, PROXY[0], PROXY[1])
+        for dep, proc in ((dex_dep, self.dex), (proxy_dep, self.proxy)):
+            if dep is None and proc.alive():  # its Deployment is gone (`kfboot down`): so is the pod
+                log.info("Deployment of %s gone: stopping it", proc.name)
+                proc.stop()
+                proc.template = None
         if dex_dep is None:
             return "waiting", "waiting for Kubeflow's Dex (Deployment auth/dex)"
         want = template_hash(dex_dep)
@@ -391,7 +397,6 @@ class Login:
             self.dex.template = want if self.dex.alive() else None
             if not self.dex.alive():
                 return "starting", f"Dex not started: {self.dex.last_error}"
-        proxy_dep = await self._deployment(client, PROXY[0], PROXY[1])
         if proxy_dep is None:
             return "waiting", "waiting for Kubeflow's oauth2-proxy (Deployment oauth2-proxy/oauth2-proxy)"
         want = template_hash(proxy_dep)
