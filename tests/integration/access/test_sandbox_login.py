@@ -67,7 +67,7 @@ def check(sb: Sandbox, password: str | None) -> subprocess.CompletedProcess[str]
 def kf(tmp_path_factory: pytest.TempPathFactory, testdata_dir: Path) -> Iterator[Sandbox]:
     """A sandbox (started as a user does) with Kubeflow 26.03 applied; its own login serving."""
     require_login_binaries()
-    sb = start_sandbox(make_env(tmp_path_factory.mktemp("sandbox-login")), "login", "--nodes", "1")
+    sb = start_sandbox(make_env(tmp_path_factory.mktemp("sandbox-login")), "login", "--nodes", "1", login=True)
     sb.env.env["KUBECONFIG"] = str(sb.kubeconfig)
     try:
         assert "kfboot-sandbox-login" in sb.env.kfboot("sandbox", "status", "--name", "login").stdout
