@@ -25,7 +25,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import count_requests, list_metadata, server_side_apply, watch_retry
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
-from kfboot.kube.gates import BundleGates, ServiceRef
+from kfboot.kube.gates import BundleGates, ServiceRef, crd_kind
 from kfboot.kube.manifest import Manifest
 from kfboot.ui import Reporter
 
@@ -342,6 +342,30 @@ class Applier:
         )
         return result
 
+    async def _settle_crds(self, results: list[ObjectResult], deadline: _Deadline, task: Any) -> None:
+        """The apply is done when every CRD it sent is Established: the API server writes a new CRD's
+        status conditions (NamesAccepted, then Established) after the apply answered, one CRD at a time,
+        and its custom resources cannot be served (nor the CRD be called unchanged) before that. CRDs
+        the bundle has no objects of are started last, so without this wait the install would return
+        while the API server is still establishing them."""
+        pending: list[tuple[int, asyncio.Event]] = []
+        for i, m in enumerate(self.manifests):
+            if m.kind == "CustomResourceDefinition" and m.group == "apiextensions.k8s.io":
+                ev = self.crd_events.get(crd_kind(m))
+                if ev is not None and not ev.is_set() and results[i].outcome == "applied":
+                    pending.append((i, ev))
+        if not pending:
+            return
+        task.update(f"waiting for {len(pending)} CRDs to be Established")
+        try:
+            await asyncio.wait_for(asyncio.gather(*(ev.wait() for _, ev in pending)), timeout=deadline.left)
+        except TimeoutError:
+            for i, ev in pending:
+                if not ev.is_set():
+                    r = results[i]
+                    r.outcome, r.reason = "held", "applied, but the API server did not mark it Established in time"
+                    r.hint = f"see its status conditions: kubectl get crd {self.manifests[i].name} -o yaml"
+
     async def run(self) -> ApplyReport:
         start = time.monotonic()
         deadline = _Deadline(self.opts.timeout)
@@ -362,6 +386,7 @@ class Applier:
                 order = sorted(range(len(self.manifests)), key=lambda i: self.gates.priority(self.manifests[i]))
                 started = {i: asyncio.ensure_future(self._run_one(self.manifests[i], deadline, task)) for i in order}
                 results = await asyncio.gather(*(started[i] for i in range(len(self.manifests))))
+                await self._settle_crds(results, deadline, task)
                 ok = sum(r.outcome == "applied" for r in results)
                 if ok == len(self.manifests):
                     task.update(f"applied {ok}/{len(self.manifests)} objects")

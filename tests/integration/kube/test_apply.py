@@ -4,13 +4,21 @@ Observed with the real kubectl on a fresh sandbox."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
+from kfboot.kube import objects as o
+from kfboot.kube.apply import ApplyOptions, apply_manifests
+from kfboot.kube.client import async_client
+from kfboot.kube.manifest import manifests_of
+from kfboot.ui import NullReporter
+from tests import conftest
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
 from tests.reliability.steps.test_apply_faults import CRD, namespace, widget
 
@@ -121,3 +129,28 @@ def test_rerun_sends_only_what_changed_or_drifted(sb: Sandbox, tmp_path: Path) -
     resent = install(sb, path, bundle(size=7))
     assert resent["unchanged"] == 0 and resent["attempts"] == 5, resent
     assert versions(sb) == before
+
+
+async def test_apply_returns_once_every_crd_it_sent_is_established(sb: Sandbox) -> None:
+    """The bundle's 74 real CRDs, 57 of which nothing in the bundle uses (started last): the API server
+    establishes CRDs one at a time after the apply answered, so the apply is done only when all of them
+    are Established — otherwise the API server's own status writes land after kfboot returned and their
+    kinds are not served yet."""
+    with gzip.open(conftest.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz", "rt") as fh:
+        docs = [d for d in yaml.load_all(fh, Loader=yaml.CSafeLoader) if d and d["kind"] == "CustomResourceDefinition"]
+    assert len(docs) == 74
+    client = async_client(sb.kubeconfig)
+    try:
+        report = await apply_manifests(client, manifests_of(docs, "crds"), ApplyOptions(), NullReporter())
+        assert report.ok, report.problems
+        # read at once, in-process: nothing in between gives the API server time to catch up
+        names = {d["metadata"]["name"] for d in docs}
+        crds = [c async for c in client.list(CustomResourceDefinition) if o.name(c) in names]
+    finally:
+        await client.close()
+    not_established = [
+        o.name(c)
+        for c in crds
+        if not o.condition_true((c.status.conditions if c.status else None) or [], "Established")
+    ]
+    assert len(crds) == 74 and not_established == []
