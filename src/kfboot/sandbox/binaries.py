@@ -6,7 +6,8 @@ download of the official release binaries into that cache, each verified by sha2
 then a build from the Go module proxy (:mod:`kfboot.sandbox.build`) when Go is installed.
 
 The login's binaries (Dex, oauth2-proxy: see :mod:`kfboot.sandbox.login`) are optional: found, or built
-when Go is there; without them the sandbox runs without its login, and says why.
+together with the others when those need a build; without them the sandbox runs without its login, and
+says why.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def resolve(
     login: bool = False,
 ) -> SandboxBinaries:
     """Every sandbox binary for ``kubernetes_version``, as local executable paths; with ``login`` also
-    Dex's and oauth2-proxy's when they can be had (else a note says why not). ``allow_build`` defaults to
+    Dex's and oauth2-proxy's when found or built with the others (else a note says why not). ``allow_build`` defaults to
     ``allow_download``: nothing fetched means nothing built either."""
     if allow_build is None:
         allow_build = allow_download
@@ -267,15 +268,12 @@ def resolve(
                 raise RuntimeFailure(f"the build left no {binary} in {cache}", "run scripts/build-sandbox-binaries")
             sources[binary] = "build"
     if login:
+        # built with the sandbox's own binaries when those needed a build; alone they are not (a build
+        # of several minutes nobody asked for): the note says how
         lacking = [b for b in LOGIN_BINARIES if not find(b)]
-        if lacking and allow_build:
-            try:
-                build.go_version()
-                _build(lacking, reporter)
-            except build.BuildError as exc:
-                sources.update({b: "missing" for b in lacking})
-                return SandboxBinaries(found, sources, [f"no {', '.join(lacking)} for the login: {exc.reason}"])
-            lacking = [b for b in LOGIN_BINARIES if not find(b)]
         if lacking:
-            return SandboxBinaries(found, sources, [f"no {', '.join(lacking)} for the login (not built)"])
+            how = " ".join(f"--only {b}" for b in lacking)
+            note = f"no {', '.join(lacking)} binary in {cache}: build with `scripts/build-sandbox-binaries {how}`"
+            return SandboxBinaries(found, sources, [note])
+        sources.update({b: sources.get(b, "cache") for b in LOGIN_BINARIES})
     return SandboxBinaries(found, sources)

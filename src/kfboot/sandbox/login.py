@@ -51,8 +51,8 @@ from lightkube.generic_resource import create_global_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Secret
 
-from kfboot import paths
 from kfboot.kube.client import async_client
+from kfboot.sandbox.layout import LOGIN, login_dir
 from kfboot.yamlio import dump, load
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kfboot.sandbox.login")
 
-COMPONENT = "kfboot-sandbox-login"
+COMPONENT = LOGIN
 ClusterPortForward = create_global_resource("kwok.x-k8s.io", "v1alpha1", "ClusterPortForward", "clusterportforwards")
 FIELD_MANAGER = "kfboot-sandbox-login"
 #: where the bundle's pods run and the port kwok forwards to the local process
@@ -476,11 +476,6 @@ def serve_page() -> int:
 
 
 # ------------------------------------------------------------------------- for kfboot's other parts
-
-
-def login_dir(sandbox: str) -> Path:
-    """The login component's folder of sandbox ``sandbox`` (in kfboot's own folder of the sandbox)."""
-    return paths.sandbox_root() / "kfboot" / sandbox / "login"
 
 
 async def wait_for_sandbox(client: AsyncClient, sandbox: str, reporter: Reporter, timeout: float = 120) -> str | None:
