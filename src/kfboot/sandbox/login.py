@@ -207,8 +207,9 @@ class Login:
     logs: Path
     dex_bin: Path
     proxy_bin: Path
-    dex: Proc = field(default_factory=lambda: Proc("dex", free_port()))
-    proxy: Proc = field(default_factory=lambda: Proc("oauth2-proxy", free_port()))
+    # ports are taken once Kubeflow's Dex exists, well after kwokctl picked the control plane's ports
+    dex: Proc = field(default_factory=lambda: Proc("dex", 0))
+    proxy: Proc = field(default_factory=lambda: Proc("oauth2-proxy", 0))
     page_port: int = 0
     forwards_applied: bool = False
     forwards_said: bool = False
@@ -371,10 +372,14 @@ class Login:
                 return None
             raise
 
+    def _take_ports(self) -> None:
+        if not self.page_port:
+            self.page_port = serve_page()
+        for p in (self.dex, self.proxy):
+            p.port = p.port or free_port()
+
     async def reconcile(self, client: AsyncClient) -> tuple[str, str]:
         """One pass: start or restart what changed; returns (state, message)."""
-        if not self.forwards_applied:
-            await self.apply_forwards(client)
         dex_dep = await self._deployment(client, DEX[0], DEX[1])
         proxy_dep = await self._deployment(client, PROXY[0], PROXY[1])
         for dep, proc in ((dex_dep, self.dex), (proxy_dep, self.proxy)):
@@ -384,6 +389,9 @@ class Login:
                 proc.template = None
         if dex_dep is None:
             return "waiting", "waiting for Kubeflow's Dex (Deployment auth/dex)"
+        self._take_ports()
+        if not self.forwards_applied:
+            await self.apply_forwards(client)
         want = template_hash(dex_dep)
         if want != self.dex.template or not self.dex.alive():
             if self.dex.template is not None and want != self.dex.template:
@@ -415,10 +423,9 @@ class Login:
     async def run(self) -> None:
         client = async_client(self.kubeconfig, field_manager=FIELD_MANAGER)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.page_port = serve_page()
         last = ("", "")
         self.write_status("waiting", "waiting for the API server")
-        log.info("kfboot sandbox login running (page on 127.0.0.1:%d)", self.page_port)
+        log.info("kfboot sandbox login running")
         try:
             while True:
                 try:

@@ -24,6 +24,7 @@ from tests.integration.access.test_access import require_login_binaries, running
 pytestmark = pytest.mark.sandbox
 
 DEFAULT = "12341234"
+FIRST = "sandbox-Ann-pw-19d3a7"
 CHANGED = "sandbox-Login-pw-4c8e21"
 
 
@@ -56,10 +57,10 @@ def listening(pid: int) -> list[str]:
     return [line.split()[3] for line in out.splitlines() if f"pid={pid}," in line]
 
 
-def check(sb: Sandbox, password: str | None) -> subprocess.CompletedProcess[str]:
+def check(sb: Sandbox, password: str | None, user: str = "user@example.com") -> subprocess.CompletedProcess[str]:
     args = ["connect", "--check"]
     if password is not None:
-        args += ["--user", "user@example.com", "--password-stdin"]
+        args += ["--user", user, "--password-stdin"]
     return sb.env.kfboot(*args, input=None if password is None else password + "\n", timeout=120)
 
 
@@ -116,24 +117,33 @@ def test_the_sandbox_login_is_the_real_chain_on_loopback(kf: Sandbox) -> None:
 
 
 def test_set_password_changes_what_the_sandbox_dex_accepts(kf: Sandbox) -> None:
-    before = wait_serving(kf)
-    template = template_of(kf, "auth", "dex")
-    proc = kf.env.kfboot("auth", "set-password", "--password-stdin", input=CHANGED + "\n", timeout=240)
-    assert proc.returncode == 0, proc.stderr
-    try:
-        assert template_of(kf, "auth", "dex") != template  # the rollout restart
-        after = wait_serving(kf, dex_starts_above=before["dex"]["starts"])
-        assert after["dex"]["pid"] != before["dex"]["pid"]
-        old = check(kf, DEFAULT)
-        assert old.returncode == 1 and "wrong email or password" in old.stderr
-        new = check(kf, CHANGED)
-        assert new.returncode == 0, new.stdout + new.stderr
-    finally:  # back to the bundle's password: the other tests log in with it
+    """kfboot auth patches Dex's config/Secret and restarts the Deployment; the sandbox's real Dex then
+    accepts exactly the new password. (A user of its own: user@example.com keeps the bundle's password,
+    which kfboot refuses to set back, for the other tests.)"""
+    user = "ann@example.com"
+
+    def auth(*args: str, password: str | None = None) -> None:
         starts = wait_serving(kf)["dex"]["starts"]
-        back = kf.env.kfboot("auth", "set-password", "--password-stdin", input=DEFAULT + "\n", timeout=240)
-        assert back.returncode == 0, back.stderr
-        wait_serving(kf, dex_starts_above=starts)
-    assert check(kf, DEFAULT).returncode == 0
+        template = template_of(kf, "auth", "dex")
+        proc = kf.env.kfboot("auth", *args, input=None if password is None else password + "\n", timeout=240)
+        assert proc.returncode == 0, proc.stderr
+        assert template_of(kf, "auth", "dex") != template  # the rollout restart
+        after = wait_serving(kf, dex_starts_above=starts)  # the sandbox's Dex restarted from the new objects
+        assert after["dex"]["pid"] and after["dex"]["starts"] > starts
+
+    auth("add-user", user, "--password-stdin", password=FIRST)
+    try:
+        assert check(kf, FIRST, user).returncode == 0
+        auth("set-password", "--user", user, "--password-stdin", password=CHANGED)
+        old = check(kf, FIRST, user)
+        assert old.returncode == 1 and "wrong email or password" in old.stderr
+        new = check(kf, CHANGED, user)
+        assert new.returncode == 0, new.stdout + new.stderr
+        assert "logged in as ann@example.com" in new.stdout
+    finally:
+        auth("remove-user", user, "--delete-namespace")
+    gone = check(kf, CHANGED, user)
+    assert gone.returncode == 1 and "wrong email or password" in gone.stderr
 
 
 def test_a_browser_logs_in_on_the_sandbox(kf: Sandbox, tmp_path: Path) -> None:
