@@ -22,6 +22,7 @@ from kfboot.kube.client import async_client
 from kfboot.kube.ownership import owned
 from kfboot.reporting import Reporter
 from kfboot.sandbox import cluster as sandbox
+from kfboot.sandbox import login
 from kfboot.steps import access, auth, host_prepare, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import kubeflow_release as releases
@@ -355,6 +356,11 @@ async def up(
             result.seconds = round(time.monotonic() - start, 1)
         access = next((s for s in result.steps if s.step == "access"), None)
         result.access = access.data if access else {}
+        if sandbox_spec is not None and access is not None:
+            # the sandbox's Dex and oauth2-proxy are real processes: `kfboot connect` works once they serve
+            served = await login.wait_for_sandbox(client, sandbox_spec.name, reporter)
+            if served is not None:
+                result.access["sandboxLogin"] = served
     finally:
         await client.close()
     return result

@@ -269,9 +269,12 @@ class Sandbox:
         return "\n".join(out)
 
 
-def start_sandbox(env: Env, name: str, *args: str) -> Sandbox:
+def start_sandbox(env: Env, name: str, *args: str, login: bool = False) -> Sandbox:
+    """`kfboot sandbox up`; without the login component unless ``login`` (it runs Kubeflow's Dex, which
+    writes its own CRDs and objects into the cluster: tests comparing inventories would see them)."""
     require_sandbox_binaries()
-    proc = env.kfboot("sandbox", "up", "--name", name, "-o", "json", *args, timeout=300)
+    flags = [] if login else ["--no-login"]
+    proc = env.kfboot("sandbox", "up", "--name", name, "-o", "json", *flags, *args, timeout=300)
     if proc.returncode != 0:
         pytest.fail(f"sandbox up failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
     info = json.loads(proc.stdout)

@@ -60,7 +60,7 @@ def test_up_sandbox_installs_everything_then_a_second_up_changes_nothing(
 ) -> None:
     cfg = offline_config(tmp_path / "kfboot.yaml")
     # the sandbox exists first so that its pristine inventory can be taken; `up --sandbox` reuses it
-    created = env.kfboot("sandbox", "up", "--name", NAME, "-o", "json")
+    created = env.kfboot("sandbox", "up", "--name", NAME, "--no-login", "-o", "json")  # no Dex CRDs of its own
     assert created.returncode == 0, created.stderr
     sb = sandbox_of(env)
     memo["before"] = steady(sb.settled_inventory())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube.client import async_client
 from kfboot.kube.errors import classify
 from kfboot.reporting import Reporter
+from kfboot.sandbox import layout
 
 T = TypeVar("T")
 
@@ -145,10 +147,24 @@ def run(st: State, fn: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(fn())  # type: ignore[arg-type]
 
 
+def kubeconfig_of(st: State) -> str | None:
+    """--kubeconfig, else kfboot.yaml's cluster section, else $KUBECONFIG / ~/.kube/config — and when none
+    of those exists but the quick start's sandbox (`kfboot`) runs here, that sandbox's kubeconfig (said once),
+    so `kfboot connect` right after `kfboot up --sandbox` reaches it."""
+    given = st.kubeconfig or st.config().cluster.kubeconfig
+    if given or os.environ.get("KUBECONFIG") or (Path.home() / ".kube" / "config").is_file():
+        return given
+    sandbox = layout.kubeconfig_path("kfboot")
+    if not sandbox.is_file():
+        return None
+    st.reporter().info(f"no kubeconfig given and no ~/.kube/config: using the sandbox 'kfboot' ({sandbox})")
+    return str(sandbox)
+
+
 def client_of(st: State) -> AsyncClient:
-    """A client for the cluster of --kubeconfig/--context, else kfboot.yaml's cluster section."""
-    cfg = st.config().cluster
-    return async_client(st.kubeconfig or cfg.kubeconfig, st.context or cfg.context)
+    """A client for the cluster of --kubeconfig/--context, else kfboot.yaml's cluster section (see
+    :func:`kubeconfig_of`)."""
+    return async_client(kubeconfig_of(st), st.context or st.config().cluster.context)
 
 
 def duration(st: State, value: str, flag: str) -> float:

@@ -41,6 +41,13 @@ def up(
     merge_kubeconfig: Annotated[
         bool, typer.Option("--merge-kubeconfig", help="also add the context to ~/.kube/config")
     ] = False,
+    login: Annotated[
+        bool,
+        typer.Option(
+            "--login/--no-login",
+            help="serve Kubeflow's login (its Dex + oauth2-proxy as local processes) once installed",
+        ),
+    ] = True,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for each start-up stage")] = 120.0,
     bin_dir: Annotated[
         Path | None, typer.Option("--bin-dir", help="directory with the binaries (or $KFBOOT_SANDBOX_BIN_DIR)")
@@ -58,6 +65,7 @@ def up(
         port=port,
         strict_admission=strict_admission,
         merge_kubeconfig=merge_kubeconfig,
+        login=login,
         timeout=timeout,
     )
     result = run(st, lambda: cluster.up(spec, st.reporter(), bin_dir=bin_dir))
@@ -71,6 +79,7 @@ def up(
     out.line(f"  API server  {result.server}")
     out.line(f"  kubeconfig  {result.kubeconfig}")
     out.line(f"  note        {result.admission}")
+    out.line(f"  login       {result.login}")
     out.line(f"\n  export KUBECONFIG={result.kubeconfig}")
 
 

@@ -1,8 +1,13 @@
-"""Find or fetch the sandbox's binaries.
+"""Find, fetch or build the sandbox's binaries.
 
 Order: ``--bin-dir`` / ``$KFBOOT_SANDBOX_BIN_DIR`` (flat, or in the cache layout), the cache that
 ``scripts/build-sandbox-binaries`` fills (``<cache>/bin/<component>/<version>/<binary>``), then a
-download of the official release binaries into that cache, each verified by sha256 before it is kept.
+download of the official release binaries into that cache, each verified by sha256 before it is kept,
+then a build from the Go module proxy (:mod:`kfboot.sandbox.build`) when Go is installed.
+
+The login's binaries (Dex, oauth2-proxy: see :mod:`kfboot.sandbox.login`) are optional: found, or built
+together with the others when those need a build; without them the sandbox runs without its login, and
+says why.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from kfboot import paths
 from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text, host_platform
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.reporting import Reporter
-from kfboot.sandbox import versions
+from kfboot.sandbox import build, versions
 
 ENV_BIN_DIR = "KFBOOT_SANDBOX_BIN_DIR"
 ENV_MIRROR = "KFBOOT_SANDBOX_MIRROR"
@@ -52,12 +57,16 @@ PINNED_SHA256: dict[str, str] = {
 }
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl")
+#: the sandbox's login (Dex + oauth2-proxy); no official release binaries of Dex exist: built only
+LOGIN_BINARIES = ("dex", "oauth2-proxy")
 
 
 @dataclass
 class SandboxBinaries:
     paths: dict[str, Path]
     sources: dict[str, str] = field(default_factory=dict)
+    #: why an optional binary (the login's) is missing
+    notes: list[str] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> Path:
         return self.paths[name]
@@ -76,6 +85,10 @@ def release_for(kubernetes_version: str) -> Release:
 
 
 def _component(binary: str, rel: Release) -> tuple[str, str]:
+    if binary == "dex":
+        return "dex", versions.DEX_VERSION
+    if binary == "oauth2-proxy":
+        return "oauth2-proxy", versions.OAUTH2_PROXY_VERSION
     if binary == "etcd":
         return "etcd", rel.etcd
     if binary in ("kwok", "kwokctl"):
@@ -174,14 +187,26 @@ def _download(binary: str, rel: Release, cache: Path, mirror: str | None, report
     return dest
 
 
+def _build(binaries: list[str], reporter: Reporter, extra: tuple[str, ...] = ()) -> None:
+    """Build the components of ``binaries`` (and ``extra`` components) into the cache."""
+    names = [build.component_of(b) for b in binaries]
+    build.build([*names, *extra], reporter)
+
+
 def resolve(
     kubernetes_version: str = versions.KUBERNETES_VERSION,
     *,
     bin_dir: Path | None = None,
     reporter: Reporter,
     allow_download: bool = True,
+    allow_build: bool | None = None,
+    login: bool = False,
 ) -> SandboxBinaries:
-    """Every sandbox binary for ``kubernetes_version``, as local executable paths."""
+    """Every sandbox binary for ``kubernetes_version``, as local executable paths; with ``login`` also
+    Dex's and oauth2-proxy's when found or built with the others (else a note says why not). ``allow_build`` defaults to
+    ``allow_download``: nothing fetched means nothing built either."""
+    if allow_build is None:
+        allow_build = allow_download
     rel = release_for(kubernetes_version)
     if bin_dir is None and os.environ.get(ENV_BIN_DIR):
         bin_dir = Path(os.environ[ENV_BIN_DIR])
@@ -193,29 +218,62 @@ def resolve(
     mirror = os.environ.get(ENV_MIRROR) or None
     found: dict[str, Path] = {}
     sources: dict[str, str] = {}
-    missing: list[str] = []
-    for binary in BINARIES:
+
+    def find(binary: str) -> bool:
         hit = _find_local(bin_dir, binary, rel, flat=True) if bin_dir else None
         if hit:
             found[binary], sources[binary] = hit, f"bin-dir {bin_dir}"
-            continue
+            return True
         hit = _find_local(cache, binary, rel, flat=False)
         if hit:
             found[binary], sources[binary] = hit, "cache"
-            continue
-        missing.append(binary)
-    if missing and not allow_download:
+            return True
+        return False
+
+    missing = [b for b in BINARIES if not find(b)]
+    if missing and not allow_download and not allow_build:
         raise RuntimeFailure(
             f"sandbox binaries missing: {', '.join(missing)}",
             "run scripts/build-sandbox-binaries or set KFBOOT_SANDBOX_BIN_DIR",
         )
-    for binary in missing:
+    no_download: KfbootError | None = None
+    for binary in list(missing) if allow_download else []:
         try:
             found[binary] = _download(binary, rel, cache, mirror, reporter)
         except KfbootError as exc:
-            raise RuntimeFailure(
-                f"sandbox binaries missing ({', '.join(missing)}) and no download possible: {exc.reason}",
-                f"run scripts/build-sandbox-binaries, set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
-            ) from exc
+            no_download = exc
+            break  # one origin unreachable: the others will be too; build what is missing
         sources[binary] = f"download {mirror or ORIGINS[_artifact(binary, rel, *host_platform()).origin]}"
+        missing.remove(binary)
+    if missing:
+        why = f"no download possible: {no_download.reason}" if no_download else "downloads not allowed"
+        if not allow_build:
+            raise RuntimeFailure(
+                f"sandbox binaries missing ({', '.join(missing)}) and {why}",
+                f"run scripts/build-sandbox-binaries, set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
+            ) from no_download
+        try:
+            build.go_version()
+        except build.BuildError as exc:
+            raise RuntimeFailure(
+                f"sandbox binaries missing ({', '.join(missing)}), {why}, and they cannot be built: {exc.reason}",
+                f"install Go ≥ 1.26 (kfboot then builds them), set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
+            ) from exc
+        reporter.warn(f"sandbox binaries missing ({', '.join(missing)}) and {why}: kfboot builds them")
+        # one build for everything the quick start may need: the login's binaries and kustomize v5 too
+        extra = [b for b in LOGIN_BINARIES if login and not find(b)]
+        _build(missing + extra, reporter, ("kustomize",))
+        for binary in missing:
+            if not find(binary):
+                raise RuntimeFailure(f"the build left no {binary} in {cache}", "run scripts/build-sandbox-binaries")
+            sources[binary] = "build"
+    if login:
+        # built with the sandbox's own binaries when those needed a build; alone they are not (a build
+        # of several minutes nobody asked for): the note says how
+        lacking = [b for b in LOGIN_BINARIES if not find(b)]
+        if lacking:
+            how = " ".join(f"--only {b}" for b in lacking)
+            note = f"no {', '.join(lacking)} binary in {cache}: build with `scripts/build-sandbox-binaries {how}`"
+            return SandboxBinaries(found, sources, [note])
+        sources.update({b: sources.get(b, "cache") for b in LOGIN_BINARIES})
     return SandboxBinaries(found, sources)

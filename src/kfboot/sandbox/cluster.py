@@ -25,7 +25,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Node
 
-from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
 from kfboot.reporting import Reporter
@@ -38,7 +38,17 @@ from kfboot.sandbox.kwokctl import (
     _kwokctl_error,
     _write_operator_script,
 )
-from kfboot.sandbox.layout import OPERATOR, exists, kubeconfig_path, list_sandboxes, own_dir, user_kubeconfig, workdir
+from kfboot.sandbox.layout import (
+    LOGIN,
+    OPERATOR,
+    exists,
+    failed_marker,
+    kubeconfig_path,
+    list_sandboxes,
+    own_dir,
+    user_kubeconfig,
+    workdir,
+)
 from kfboot.sandbox.ports import free_port, port_in_use
 from kfboot.sandbox.processes import _wait_gone, component_pids
 from kfboot.sandbox.simulation import Stage, _node, load_bundled_stages
@@ -171,6 +181,8 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
     spec.validate()
     if exists(spec.name):
         state = "running" if component_pids(spec.name) else "stopped"
+        if failed_marker(spec.name).is_file() and state == "stopped":
+            state = "failed start; logs kept"
         raise BadInputError(
             f"a sandbox named {spec.name!r} already exists ({state})",
             f"use it (kfboot sandbox kubeconfig --name {spec.name}), or remove it first with "
@@ -180,20 +192,32 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         raise BadInputError(
             f"port {spec.port} on 127.0.0.1 is already in use", "pick a free --port, or omit --port to get one"
         )
-    b = bins.resolve(spec.kubernetes_version, bin_dir=bin_dir, reporter=reporter)
+    b = bins.resolve(spec.kubernetes_version, bin_dir=bin_dir, reporter=reporter, login=spec.login)
+    with_login = spec.login and all(x in b.paths for x in bins.LOGIN_BINARIES)
+    if spec.login and not with_login:
+        login = f"off: {'; '.join(b.notes) or 'no Dex / oauth2-proxy binaries'}"
+        reporter.warn(f"the sandbox starts without Kubeflow's login ({login.removeprefix('off: ')})")
+    elif with_login:
+        login = "Kubeflow's Dex + oauth2-proxy on 127.0.0.1 once Kubeflow is installed: kfboot connect"
+    else:
+        login = "off (--no-login)"
     port = spec.port or free_port()
     mine = own_dir(spec.name)
     mine.mkdir(parents=True, exist_ok=True)
     try:
         operator_script = mine / OPERATOR
         _write_operator_script(operator_script)
+        login_script = mine / LOGIN if with_login else None
+        if login_script is not None:
+            _write_operator_script(login_script, "kfboot.sandbox.login")
         config = mine / "kwokctl.yaml"
-        config.write_text(_kwokctl_config(spec, b, port, operator_script))
+        config.write_text(_kwokctl_config(spec, b, port, operator_script, login_script))
         record = {
             "spec": asdict(spec),
             "port": port,
             "created": time.time(),
             "binaries": {k: str(v) for k, v in b.paths.items()},
+            "login": with_login,
         }
         (mine / "sandbox.json").write_text(json.dumps(record, indent=2) + "\n")
         args = [
@@ -219,14 +243,15 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
                 why = f"; {dead}" if dead else ""
                 raise RuntimeFailure(
                     f"kwokctl could not start the sandbox: {_kwokctl_error(out)}{why}",
-                    f"see {mine / 'kwokctl.log'} and {workdir(spec.name) / 'logs'}",
+                    "see kwokctl's log and the components' logs",
                 )
             task.update(f"control plane started on https://127.0.0.1:{port}")
         version = await _setup_cluster(spec, reporter)
-    except BaseException:
-        # leave nothing half-started: stop what was started and remove the folders
-        with contextlib.suppress(Exception):
-            await _teardown(spec.name, b["kwokctl"], spec.merge_kubeconfig)
+    except BaseException as exc:
+        # leave nothing half-started: stop what was started, keep the logs of the failed start
+        kept = await _keep_failed_start(spec, b["kwokctl"], exc)
+        if isinstance(exc, KfbootError) and kept:
+            exc.remedy = f"{exc.remedy + '; ' if exc.remedy else ''}{kept}"
         raise
     return UpResult(
         name=spec.name,
@@ -237,6 +262,36 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         admission=ADMISSION_STRICT if spec.strict_admission else ADMISSION_DEFAULT,
         seconds=round(time.monotonic() - start, 2),
         binaries=b.sources,
+        login=login,
+    )
+
+
+async def _keep_failed_start(spec: SandboxSpec, kwokctl: Path, exc: BaseException) -> str | None:
+    """Stop everything a failed start started and remove its data, but keep kwokctl.log and the components'
+    logs/ in kfboot's own folder until the next `sandbox down`; returns the sentence saying where."""
+    mine, logs = own_dir(spec.name), workdir(spec.name) / "logs"
+    with contextlib.suppress(Exception):
+        if logs.is_dir():
+            shutil.rmtree(mine / "logs", ignore_errors=True)
+            shutil.copytree(logs, mine / "logs")
+    try:
+        await _teardown(spec.name, kwokctl, spec.merge_kubeconfig, keep_own=True)
+    except Exception:
+        return None
+    keep = [p for p in (mine / "kwokctl.log", mine / "logs") if p.exists()]
+    if not keep:
+        shutil.rmtree(mine, ignore_errors=True)
+        return None
+    for p in mine.iterdir():  # nothing but the logs and the record `down` and `status` read
+        if p not in keep and p.name != "sandbox.json":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    reason = exc.reason if isinstance(exc, KfbootError) else f"{type(exc).__name__}: {exc}"
+    failed_marker(spec.name).write_text(
+        json.dumps({"reason": reason, "logs": [str(p) for p in keep], "at": time.time()}) + "\n"
+    )
+    return (
+        f"the failed start's logs are kept in {' and '.join(str(p) for p in keep)} "
+        f"until `kfboot sandbox down --name {spec.name}`"
     )
 
 
@@ -246,7 +301,9 @@ def _state(name: str) -> dict[str, Any]:
     return {}
 
 
-async def _teardown(name: str, kwokctl: Path | None, merged: bool) -> tuple[list[str], list[str]]:
+async def _teardown(
+    name: str, kwokctl: Path | None, merged: bool, *, keep_own: bool = False
+) -> tuple[list[str], list[str]]:
     pids = component_pids(name)
     if kwokctl is not None and kwokctl.exists() and (workdir(name) / "kwok.yaml").is_file():
         # kwokctl delete insists on a kubeconfig to remove its context from: ours unless merged
@@ -264,7 +321,8 @@ async def _teardown(name: str, kwokctl: Path | None, merged: bool) -> tuple[list
             "stop them by hand (kill -9) and run `kfboot sandbox down` again",
         )
     shutil.rmtree(workdir(name), ignore_errors=True)
-    shutil.rmtree(own_dir(name), ignore_errors=True)
+    if not keep_own:
+        shutil.rmtree(own_dir(name), ignore_errors=True)
     return sorted(pids), sorted(left)
 
 
@@ -306,7 +364,15 @@ async def status(name: str) -> SandboxStatus:
         admission=ADMISSION_STRICT if spec.get("strict_admission") else ADMISSION_DEFAULT,
     )
     pids = component_pids(name)
-    expected = [*CONTROL_PLANE, OPERATOR]
+    expected = [*CONTROL_PLANE, OPERATOR, *([LOGIN] if state.get("login") else [])]
+    failed = failed_marker(name)
+    if failed.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            why = json.loads(failed.read_text())
+            st.problems.append(
+                f"the last start failed ({why['reason']}); its logs are kept in {' and '.join(why['logs'])} "
+                f"until `kfboot sandbox down --name {name}`"
+            )
     for comp in expected:
         st.components[comp] = f"running (pid {pids[comp]})" if comp in pids else "not running"
     if not pids:

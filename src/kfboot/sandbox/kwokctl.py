@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from kfboot.sandbox import binaries as bins
-from kfboot.sandbox.layout import OPERATOR, kubeconfig_path, root, workdir
+from kfboot.sandbox.layout import LOGIN, OPERATOR, kubeconfig_path, login_dir, root, workdir
 from kfboot.sandbox.processes import component_pids
 from kfboot.sandbox.spec import SandboxSpec
 from kfboot.yamlio import dump
@@ -72,7 +72,9 @@ def _dead_components(name: str) -> str:
     return "; ".join(parts)
 
 
-def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, operator_script: Path) -> str:
+def _kwokctl_config(
+    spec: SandboxSpec, b: bins.SandboxBinaries, port: int, operator_script: Path, login_script: Path | None = None
+) -> str:
     rel = bins.release_for(spec.kubernetes_version)
     options = {
         "runtime": "binary",
@@ -108,12 +110,33 @@ def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, opera
             }
         ],
     }
+    if login_script is not None:
+        kwokctl_conf["components"].append(  # type: ignore[attr-defined]
+            {
+                "name": LOGIN,
+                "binary": str(login_script),
+                "args": [
+                    "--kubeconfig",
+                    str(kubeconfig_path(spec.name)),
+                    "--workdir",
+                    str(login_dir(spec.name)),
+                    "--logs",
+                    str(workdir(spec.name) / "logs"),
+                    "--dex",
+                    str(b["dex"]),
+                    "--oauth2-proxy",
+                    str(b["oauth2-proxy"]),
+                ],
+                "workDir": str(workdir(spec.name)),
+                "links": ["kube-apiserver"],
+            }
+        )
     return dump(kwokctl_conf)
 
 
-def _write_operator_script(path: Path) -> None:
+def _write_operator_script(path: Path, module: str = "kfboot.sandbox.operator") -> None:
     path.write_text(
-        "#!/bin/sh\n# started by kwokctl as a sandbox component; see kfboot.sandbox.operator\n"
-        f'exec {shlex.quote(sys.executable)} -m kfboot.sandbox.operator "$@"\n'
+        f"#!/bin/sh\n# started by kwokctl as a sandbox component; see {module}\n"
+        f'exec {shlex.quote(sys.executable)} -m {module} "$@"\n'
     )
     path.chmod(0o755)

@@ -16,6 +16,8 @@ from pathlib import Path
 from kfboot import paths
 
 OPERATOR = "kfboot-sandbox-operator"
+#: the login component (Kubeflow's Dex + oauth2-proxy as local processes), see kfboot.sandbox.login
+LOGIN = "kfboot-sandbox-login"
 
 
 def root() -> Path:
@@ -28,6 +30,16 @@ def workdir(name: str) -> Path:
 
 def own_dir(name: str) -> Path:
     return root() / "kfboot" / name
+
+
+def login_dir(name: str) -> Path:
+    """The login component's folder: its configuration files and status.json."""
+    return own_dir(name) / "login"
+
+
+def failed_marker(name: str) -> Path:
+    """Present after a failed start: why, and that its logs were kept (removed by `sandbox down`)."""
+    return own_dir(name) / "failed-start.json"
 
 
 def kubeconfig_path(name: str) -> Path:

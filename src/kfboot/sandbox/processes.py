@@ -9,7 +9,7 @@ import shlex
 import time
 from pathlib import Path
 
-from kfboot.sandbox.layout import OPERATOR, own_dir, workdir
+from kfboot.sandbox.layout import LOGIN, OPERATOR, login_dir, own_dir, workdir
 
 
 def _pid_alive(pid: int) -> bool:
@@ -51,7 +51,8 @@ def component_pids(name: str) -> dict[str, int]:
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and int(proc.name) not in out.values():
             cmd = _cmdline(int(proc.name))
-            if cmd and (f"{marker}/bin/" in cmd or f"{own_dir(name)}/{OPERATOR}" in cmd) and _pid_alive(int(proc.name)):
+            ours = (f"{marker}/bin/", f"{own_dir(name)}/{OPERATOR}", f"{own_dir(name)}/{LOGIN}", f"{login_dir(name)}/")
+            if cmd and any(m in cmd for m in ours) and _pid_alive(int(proc.name)):
                 out[Path(shlex.split(cmd)[0]).name + f"#{proc.name}"] = int(proc.name)
     return out
 

@@ -31,6 +31,7 @@ class SandboxSpec:
     strict_admission: bool = False
     port: int | None = None
     merge_kubeconfig: bool = False
+    login: bool = True  # run Kubeflow's login (Dex + oauth2-proxy) as a sandbox component, see .login
     timeout: float = 120.0  # seconds for each wait of start-up (API server, nodes, operator)
 
     def validate(self) -> None:
@@ -88,6 +89,7 @@ class UpResult:
     admission: str
     seconds: float
     binaries: dict[str, str]
+    login: str = "off (--no-login)"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

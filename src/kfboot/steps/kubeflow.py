@@ -97,7 +97,8 @@ class RemoteBaseUnreachable(RuntimeFailure):
 
 
 def find_kustomize() -> Path:
-    """kustomize ≥ 5 on PATH or in kfboot's bin dir (see :func:`kfboot.steps.tools.status`)."""
+    """kustomize ≥ 5 on PATH, in kfboot's bin dir or from the sandbox build (see
+    :func:`kfboot.steps.tools.status`)."""
     st = tools.status()
     if st.kustomize is not None:
         return Path(st.kustomize.path)
@@ -108,7 +109,7 @@ def find_kustomize() -> Path:
             "install kustomize v5 (`kfboot tools install`) and put it on PATH",
         )
     raise BadInputError(
-        "kustomize not found (on PATH or in kfboot's bin dir)",
+        "kustomize not found (on PATH, in kfboot's bin dir or the sandbox build's cache)",
         "install kustomize v5 (`kfboot tools install`), or pass a rendered .yaml as kubeflow.source",
     )
 

@@ -104,7 +104,8 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         )  # fmt: skip
     else:
         why = "no nodes in kfboot.yaml (`kfboot host prepare` prepares this machine)"
-        plan.steps.append(StepPlan("host", "skip", [why]))
+        skipped = [c.message for c in report.checks if c.name == "host" and c.status == pf.SKIP]
+        plan.steps.append(StepPlan("host", "skip", [why, *skipped]))
 
     client = async_client(kubeconfig, context)
     try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import re
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,11 +187,67 @@ def _schedulable(node: Node) -> bool:
     return o.condition_true(conds, "Ready")
 
 
-async def _nodes(client: AsyncClient, cfg: Environment, report: PreflightReport) -> None:
+#: kwok's annotation on the nodes it simulates (kwok's default node selector; the sandbox sets it)
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+def local_addresses() -> set[str]:
+    """This machine's own IPv4 addresses (the kernel's LOCAL routes in /proc/net/fib_trie), loopback
+    left out: a node whose InternalIP is one of them runs here."""
+    out: set[str] = set()
+    try:
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+    except OSError:
+        return out
+    for prev, line in itertools.pairwise(lines):
+        if "/32 host LOCAL" in line:
+            addr = prev.strip().removeprefix("|-- ").strip()
+            try:
+                if not ipaddress.ip_address(addr).is_loopback:
+                    out.add(addr)
+            except ValueError:
+                continue
+    return out
+
+
+def is_this_machine(node: Node, hostnames: set[str], addresses: set[str]) -> bool:
+    """Whether ``node`` is this machine: not simulated by kwok, and named like this host or reached at
+    one of its addresses."""
+    if o.annotations_of(node).get(KWOK_NODE_ANNOTATION) == "fake":
+        return False
+    if o.name(node).lower() in hostnames:
+        return True
+    addrs = (node.status.addresses if node.status else None) or []
+    return any(a.address.lower() in hostnames if a.type == "Hostname" else a.address in addresses for a in addrs)
+
+
+def this_host() -> tuple[set[str], set[str]]:
+    fqdn = socket.getfqdn().lower()
+    names = {socket.gethostname().lower(), fqdn, fqdn.split(".")[0]}
+    return names, local_addresses()
+
+
+@dataclass
+class NodeFacts:
+    """What preflight learned about the nodes that decides which host checks belong here."""
+
+    listed: bool = False
+    total: int = 0
+    simulated: int = 0
+    local: list[str] = field(default_factory=list)  # nodes that are this machine
+
+
+async def _nodes(client: AsyncClient, cfg: Environment, report: PreflightReport, facts: NodeFacts) -> None:
     cpu = mem = 0.0
     arm: list[str] = []
     count = 0
+    hostnames, addresses = this_host()
     async for node in client.list(Node):
+        facts.total += 1
+        if o.annotations_of(node).get(KWOK_NODE_ANNOTATION) == "fake":
+            facts.simulated += 1
+        if is_this_machine(node, hostnames, addresses):
+            facts.local.append(o.name(node))
         info = node.status.nodeInfo if node.status else None
         if info is not None and info.architecture == "arm64":
             arm.append(o.name(node))
@@ -236,6 +295,7 @@ async def _nodes(client: AsyncClient, cfg: Environment, report: PreflightReport)
         )
     else:
         report.add("architecture", PASS, "all nodes are amd64")
+    facts.listed = True
 
 
 async def _storage(client: AsyncClient, cfg: Environment, report: PreflightReport) -> bool:
@@ -269,7 +329,17 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def _local_node(cfg: Environment, report: PreflightReport) -> None:
+def _local_node(cfg: Environment, report: PreflightReport, facts: NodeFacts) -> None:
+    """This machine's kernel settings, checked only when this machine is one of the nodes (the other
+    nodes are `kfboot host`'s, over SSH). When the nodes could not be listed it cannot be told: checked."""
+    if facts.listed and not facts.local:
+        why = (
+            f"all {facts.total} nodes are simulated by kwok (a sandbox)"
+            if facts.total and facts.simulated == facts.total
+            else "no node of the cluster is this machine"
+        )
+        report.add("host", SKIP, f"this machine's inotify limits and rbd module not checked: {why}")
+        return
     low = []
     for key, want in INOTIFY.items():
         have = _read_int(Path("/proc/sys/fs/inotify") / key)
@@ -343,6 +413,7 @@ def _kustomize(cfg: Environment, report: PreflightReport) -> None:
 
 async def run(cfg: Environment, kubeconfig: str | None, context: str | None) -> PreflightReport:
     report = PreflightReport()
+    facts = NodeFacts()
     try:
         client = async_client(kubeconfig, context, timeout=10)
     except KfbootError as exc:
@@ -355,7 +426,7 @@ async def run(cfg: Environment, kubeconfig: str | None, context: str | None) -> 
                 _version(version, cfg, report)
                 await _rights(client, report)
                 try:
-                    await _nodes(client, cfg, report)
+                    await _nodes(client, cfg, report, facts)
                     rook_planned = await _storage(client, cfg, report)
                     await _disks(client, cfg, rook_planned, report)
                 except ApiError as exc:
@@ -367,6 +438,6 @@ async def run(cfg: Environment, kubeconfig: str | None, context: str | None) -> 
                     )
         finally:
             await client.close()
-    _local_node(cfg, report)
+    _local_node(cfg, report, facts)
     _kustomize(cfg, report)
     return report

@@ -47,7 +47,7 @@ class Found:
     path: str
     version: str | None
     usable: bool
-    where: str  # PATH | kfboot
+    where: str  # PATH | kfboot | build (the sandbox build's cache, <cache>/bin/kustomize/<version>/)
 
 
 @dataclass
@@ -64,11 +64,27 @@ def _fmt(v: tuple[int, int, int] | None) -> str | None:
     return "v" + ".".join(map(str, v)) if v else None
 
 
+def _version_of_folder(name: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", name)[:3])
+
+
+def build_dirs() -> list[Path]:
+    """The sandbox build's kustomize folders (``<cache>/bin/kustomize/v5.x.y/``, see
+    :mod:`kfboot.sandbox.build`), newest first; only v5 and later (the build's v4 exists to be refused)."""
+    root = paths.binary_cache_dir() / "kustomize"
+    if not root.is_dir():
+        return []
+    found = [d for d in root.iterdir() if d.is_dir() and _version_of_folder(d.name) >= MIN_VERSION]
+    return sorted(found, key=lambda d: _version_of_folder(d.name), reverse=True)
+
+
 def status() -> ToolsStatus:
-    """Every kustomize kfboot can see (PATH entries, then kfboot's bin dir) and which one it would use."""
+    """Every kustomize kfboot can see (PATH entries, kfboot's bin dir, then the sandbox build's cache) and
+    which one it would use."""
     seen: list[Found] = []
     dirs = [(Path(d), "PATH") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     dirs.append((bin_dir(), "kfboot"))
+    dirs.extend((d, "build") for d in build_dirs())
     visited: set[Path] = set()
     for folder, where in dirs:
         cand = folder / "kustomize"

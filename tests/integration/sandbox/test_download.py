@@ -75,7 +75,16 @@ def test_up_downloads_verifies_and_caches(tmp_path: Path, mirror: tuple[str, Pat
     url, _ = mirror
     env = make_env(tmp_path / "user", with_bin_dir=False)
     proc = env.kfboot(
-        "sandbox", "up", "--name", "dl", "--nodes", "1", "-o", "json", extra_env={"KFBOOT_SANDBOX_MIRROR": url}
+        "sandbox",
+        "up",
+        "--name",
+        "dl",
+        "--nodes",
+        "1",
+        "--no-login",
+        "-o",
+        "json",
+        extra_env={"KFBOOT_SANDBOX_MIRROR": url},
     )
     try:
         assert proc.returncode == 0, proc.stderr
@@ -115,7 +124,9 @@ def test_wrong_checksum_is_refused_and_nothing_kept(tmp_path: Path, mirror: tupl
     url, k8s = mirror
     (k8s / "kube-scheduler.sha256").write_text("ab" * 32 + "\n")
     env = make_env(tmp_path / "user", with_bin_dir=False)
-    proc = env.kfboot("sandbox", "up", "--name", "tampered", "--nodes", "1", extra_env={"KFBOOT_SANDBOX_MIRROR": url})
+    proc = env.kfboot(
+        "sandbox", "up", "--name", "tampered", "--nodes", "1", "--no-login", extra_env={"KFBOOT_SANDBOX_MIRROR": url}
+    )
     assert proc.returncode == 3
     assert "sha256 mismatch" in proc.stderr and "kube-scheduler" in proc.stderr
     cache = tmp_path / "user" / "cache" / "bin"

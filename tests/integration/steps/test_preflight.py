@@ -117,3 +117,28 @@ def test_config_error_is_bad_input(small: Sandbox, tmp_path: Path) -> None:
     proc = small.env.kfboot("preflight", "--config", str(cfg))
     assert proc.returncode == 2
     assert f"{cfg}:3: kubeflow.components.exclude" in proc.stderr
+
+
+def test_host_checks_only_when_this_machine_is_a_node(small: Sandbox) -> None:
+    """The sandbox's nodes are simulated: this machine's inotify limits and rbd module are not its
+    nodes' business (skipped, said once). A Node that is this machine brings the checks back."""
+    c = checks(small.env.kfboot("preflight", "-o", "json").stdout)
+    assert "inotify" not in c and "rbd" not in c
+    assert c["host"]["status"] == "SKIP"
+    assert c["host"]["message"] == (
+        "this machine's inotify limits and rbd module not checked: all 1 nodes are simulated by kwok (a sandbox)"
+    )
+    plan = small.env.kfboot("plan", "-o", "json", timeout=120)
+    [host] = [s for s in json.loads(plan.stdout)["steps"] if s["step"] == "host"]
+    assert c["host"]["message"] in host["details"], host
+
+    # a Node named like this machine, not simulated by kwok (kwok leaves it alone): this machine is a node
+    me = socket.gethostname().lower()
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": me, "labels": {"kubernetes.io/hostname": me}}}
+    small.kubectl("apply", "-f", "-", input=json.dumps(node))
+    try:
+        c = checks(small.env.kfboot("preflight", "-o", "json").stdout)
+        assert "host" not in c
+        assert c["inotify"]["status"] in ("PASS", "WARN") and c["inotify"]["message"].startswith("inotify limits")
+    finally:
+        small.kubectl("delete", "node", me)

@@ -150,3 +150,25 @@ def test_unpinned_version_from_the_official_origin_is_refused(cli_env: Env) -> N
     proc = tools_env(cli_env, []).kfboot("tools", "install", "--version", "5.7.1")
     assert proc.returncode == 2
     assert "no sha256 pinned for kustomize v5.7.1" in proc.stderr
+
+
+def test_the_sandbox_builds_kustomize_is_found(cli_env: Env) -> None:
+    """The build's cache layout (<cache>/bin/kustomize/<version>/kustomize) is a place kfboot looks; the
+    build's v4 beside it is not a candidate."""
+    cache = Path(cli_env.env["KFBOOT_CACHE_DIR"]) / "bin" / "kustomize"
+    built = cache / versions.KUSTOMIZE_VERSION / "kustomize"
+    old = cache / versions.KUSTOMIZE_V4_VERSION / "kustomize"
+    for dest, version in ((built, versions.KUSTOMIZE_VERSION), (old, versions.KUSTOMIZE_V4_VERSION)):
+        dest.parent.mkdir(parents=True)
+        dest.symlink_to(real_kustomize(version))
+    env = tools_env(cli_env, [])
+    st = env.kfboot("tools", "status", "-o", "json")
+    assert st.returncode == 0, st.stdout + st.stderr
+    doc = json.loads(st.stdout)
+    want = {"path": str(built), "version": versions.KUSTOMIZE_VERSION, "usable": True, "where": "build"}
+    assert doc["kustomize"] == want and doc["candidates"] == [want]
+    text = env.kfboot("tools", "status")
+    assert text.returncode == 0 and f"using {built} ({versions.KUSTOMIZE_VERSION})" in text.stdout
+    # nothing to download: install keeps the build's
+    again = env.kfboot("tools", "install", "--mirror", "http://127.0.0.1:1")
+    assert again.returncode == 0 and "already available" in again.stdout

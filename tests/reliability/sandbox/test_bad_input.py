@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,16 +69,20 @@ def test_invalid_flags(cli_env: Env, args: list[str], words: str) -> None:
     assert processes_under(cli_env.data) == []
 
 
-def test_missing_binaries_and_no_download_possible(tmp_path: Path) -> None:
+def test_missing_binaries_no_download_possible_and_no_go(tmp_path: Path) -> None:
+    """Nothing cached, the mirror refuses connections and no Go to build with: one line naming both."""
     env = make_env(tmp_path, with_bin_dir=False)
     with socket.socket() as s:  # a port nobody listens on: the "mirror" refuses connections
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    proc = env.kfboot("sandbox", "up", extra_env={"KFBOOT_SANDBOX_MIRROR": f"http://127.0.0.1:{dead}"})
+    no_go = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    assert shutil.which("go", path=no_go) is None
+    proc = env.kfboot("sandbox", "up", extra_env={"KFBOOT_SANDBOX_MIRROR": f"http://127.0.0.1:{dead}", "PATH": no_go})
     assert proc.returncode == 3, proc.stderr
     line = one_error_line(proc.stderr)
     assert "sandbox binaries missing" in line and "no download possible" in line
-    assert "build-sandbox-binaries" in proc.stderr
+    assert "cannot be built: Go is not installed" in line
+    assert "install Go ≥ 1.26 (kfboot then builds them)" in proc.stderr
     assert_nothing_left(env, "kfboot")
     assert not list((tmp_path / "cache").rglob("kube-apiserver"))
 
@@ -126,8 +132,9 @@ def test_second_up_with_same_name_leaves_first_running(tmp_path: Path) -> None:
     assert_nothing_left(env, "twice")
 
 
-def test_failed_start_is_rolled_back(tmp_path: Path) -> None:
-    """kube-apiserver dies at once: `up` fails with a clear line and stops everything it started."""
+def test_failed_start_is_rolled_back_and_its_logs_kept(tmp_path: Path) -> None:
+    """kube-apiserver dies at once: `up` fails with a clear line, stops everything it started, and keeps
+    the failed start's logs where the error says until the next `sandbox down`."""
     require_sandbox_binaries()
     bad = tmp_path / "bad-bin"
     bad.mkdir()
@@ -146,5 +153,22 @@ def test_failed_start_is_rolled_back(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     line = one_error_line(proc.stderr)
     assert "kube-apiserver exited (broken apiserver)" in line
+    assert processes_under(env.data) == []
+    assert not (env.data / "sandbox" / "clusters" / "broken").exists()
+    kept = env.data / "sandbox" / "kfboot" / "broken"
+    assert f"the failed start's logs are kept in {kept / 'kwokctl.log'} and {kept / 'logs'}" in proc.stderr
+    assert "until `kfboot sandbox down --name broken`" in proc.stderr
+    assert "$ kwokctl create cluster --name broken" in (kept / "kwokctl.log").read_text()
+    assert "broken apiserver" in (kept / "logs" / "kube-apiserver.log").read_text()
+
+    # the name is taken until then, and says why
+    again = env.kfboot("sandbox", "up", "--name", "broken", "--nodes", "1", "--bin-dir", str(bad))
+    assert again.returncode == 2
+    assert "a sandbox named 'broken' already exists (failed start; logs kept)" in one_error_line(again.stderr)
+    st = env.kfboot("sandbox", "status", "--name", "broken", "-o", "json")
+    assert any("the last start failed" in p for p in json.loads(st.stdout)["problems"]), st.stdout
+
+    down = env.kfboot("sandbox", "down", "--name", "broken")
+    assert down.returncode == 0, down.stderr
     assert_nothing_left(env, "broken")
     assert BIN_DIR.exists()

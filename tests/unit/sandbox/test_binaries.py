@@ -117,3 +117,15 @@ def test_no_checksum_known_is_refused() -> None:
     art = binaries._artifact("kwok", rel, "linux", "amd64")
     with pytest.raises(RuntimeFailure, match="no sha256 is known"):
         binaries._expected_sha256(art, None)
+
+
+def test_neither_downloadable_nor_buildable_says_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No binaries, a mirror that refuses connections, no Go on PATH: one error naming both ways out."""
+    monkeypatch.setenv("KFBOOT_SANDBOX_MIRROR", "http://127.0.0.1:1")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(RuntimeFailure) as err:
+        binaries.resolve(reporter=NullReporter())
+    assert "no download possible" in err.value.reason
+    assert "cannot be built: Go is not installed (no `go` on PATH)" in err.value.reason
+    assert "install Go" in (err.value.remedy or "")
+    assert not list((tmp_path / "cache").rglob("kube-apiserver"))

@@ -1,0 +1,565 @@
+"""The sandbox's login: the Kubeflow bundle's Dex and oauth2-proxy, run for real on this machine.
+
+The sandbox simulates pods, so nothing would answer behind the gateway. This program runs as a kwokctl
+component (``kfboot-sandbox-login``, started with the sandbox and stopped with it) and plays the two pods
+that make the login: for each of the Deployments ``auth/dex`` and ``oauth2-proxy/oauth2-proxy`` it starts
+the real binary as a child process, bound to 127.0.0.1, from what the pod would get — the container's
+command/args, its environment (values, Secret/ConfigMap references, ``envFrom``) and its ConfigMap/Secret
+volumes, read from the cluster — adapted only where a local process must differ from a pod:
+
+- Dex: ``storage.config`` is ``kubeConfigFile`` (the sandbox's kubeconfig, namespace ``auth``) instead
+  of ``inCluster``; the issuer and ``web.http`` name the local address (``dex.auth.svc.cluster.local`` does
+  not resolve here).
+- oauth2-proxy: the issuer, redeem and JWKS URLs name that local Dex; ``upstreams`` stand in for the
+  Istio gateway's routes (``/dex/`` → Dex, everything else → a small page saying who is signed in, where
+  Kubeflow's central dashboard would be) instead of ``static://200`` behind Istio's ext_authz.
+
+When a Deployment's pod template changes (``kfboot auth set-password`` restarts Dex after patching its
+Secret/ConfigMap: a rollout), the process is restarted from the objects as they are then — what the new
+pod would read. kwok ``ClusterPortForward`` objects point port 8080 of the pods in ``istio-system`` (the
+gateway Service's targetPort) at oauth2-proxy and port 5556 of the pods in ``auth`` at Dex, so
+``kfboot connect`` → API server → kwok → oauth2-proxy → Dex is the path a browser takes through the
+real gateway. Its state is in ``<workdir>/status.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from html import escape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_global_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap, Secret
+
+from kfboot.kube.client import async_client
+from kfboot.sandbox.layout import LOGIN, login_dir
+from kfboot.yamlio import dump, load
+
+if TYPE_CHECKING:
+    from kfboot.reporting import Reporter
+
+log = logging.getLogger("kfboot.sandbox.login")
+
+COMPONENT = LOGIN
+ClusterPortForward = create_global_resource("kwok.x-k8s.io", "v1alpha1", "ClusterPortForward", "clusterportforwards")
+FIELD_MANAGER = "kfboot-sandbox-login"
+#: where the bundle's pods run and the port kwok forwards to the local process
+DEX = ("auth", "dex", 5556)
+PROXY = ("oauth2-proxy", "oauth2-proxy")
+GATEWAY = ("istio-system", 8080)
+BUNDLE_ISSUER = "http://dex.auth.svc.cluster.local:5556/dex"
+STATUS = "status.json"
+
+
+def template_hash(dep: Deployment) -> str:
+    """What a rollout changes: the Deployment's pod template."""
+    spec = dep.spec.template.to_dict() if dep.spec and dep.spec.template else {}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# ---------------------------------------------------------------------------------- the pod's inputs
+
+
+async def _secret(client: AsyncClient, namespace: str, name: str) -> dict[str, str]:
+    obj = await client.get(Secret, name, namespace=namespace)
+    out = {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
+    out.update(obj.stringData or {})
+    return out
+
+
+async def _configmap(client: AsyncClient, namespace: str, name: str) -> dict[str, str]:
+    return dict((await client.get(ConfigMap, name, namespace=namespace)).data or {})
+
+
+async def pod_env(client: AsyncClient, namespace: str, container: Any) -> dict[str, str]:
+    """The container's environment as the kubelet would build it (envFrom first, then env)."""
+    env: dict[str, str] = {}
+    for src in container.envFrom or []:
+        if src.secretRef is not None:
+            data = await _secret(client, namespace, src.secretRef.name)
+        elif src.configMapRef is not None:
+            data = await _configmap(client, namespace, src.configMapRef.name)
+        else:
+            continue
+        env.update({(src.prefix or "") + k: v for k, v in data.items()})
+    for var in container.env or []:
+        if var.valueFrom is None:
+            env[var.name] = var.value or ""
+        elif var.valueFrom.secretKeyRef is not None:
+            ref = var.valueFrom.secretKeyRef
+            env[var.name] = (await _secret(client, namespace, ref.name))[ref.key]
+        elif var.valueFrom.configMapKeyRef is not None:
+            ref = var.valueFrom.configMapKeyRef
+            env[var.name] = (await _configmap(client, namespace, ref.name))[ref.key]
+        elif var.valueFrom.fieldRef is not None and var.valueFrom.fieldRef.fieldPath == "metadata.namespace":
+            env[var.name] = namespace
+    return env
+
+
+async def pod_files(client: AsyncClient, namespace: str, dep: Deployment, container: Any) -> dict[str, str]:
+    """The container's ConfigMap/Secret volume mounts: mount path (a file) → content."""
+    assert dep.spec is not None and dep.spec.template.spec is not None
+    volumes = {v.name: v for v in dep.spec.template.spec.volumes or []}
+    files: dict[str, str] = {}
+    for mount in container.volumeMounts or []:
+        vol = volumes.get(mount.name)
+        if vol is None:
+            continue
+        if vol.configMap is not None:
+            data = await _configmap(client, namespace, vol.configMap.name or "")
+            items = vol.configMap.items
+        elif vol.secret is not None:
+            data = await _secret(client, namespace, vol.secret.secretName or "")
+            items = vol.secret.items
+        else:
+            continue
+        keyed = {i.path: data[i.key] for i in items} if items else data
+        if mount.subPath:
+            files[mount.mountPath] = keyed[mount.subPath]
+        else:
+            files.update({f"{mount.mountPath.rstrip('/')}/{k}": v for k, v in keyed.items()})
+    return files
+
+
+# ------------------------------------------------------------------------------------ the processes
+
+
+@dataclass
+class Proc:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    template: str | None = None
+    started: float = 0.0
+    starts: int = 0
+    last_error: str = ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "pid": self.proc.pid if self.alive() and self.proc else None,
+            "template": self.template if self.alive() else None,
+            "started": self.started,
+            "starts": self.starts,
+            "error": self.last_error,
+        }
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (a loopback http URL)
+            return bool(resp.status < 500)
+    except OSError:
+        return False
+
+
+@dataclass
+class Login:
+    kubeconfig: Path
+    workdir: Path
+    logs: Path
+    dex_bin: Path
+    proxy_bin: Path
+    # ports are taken once Kubeflow's Dex exists, well after kwokctl picked the control plane's ports
+    dex: Proc = field(default_factory=lambda: Proc("dex", 0))
+    proxy: Proc = field(default_factory=lambda: Proc("oauth2-proxy", 0))
+    page_port: int = 0
+    forwards_applied: bool = False
+    forwards_said: bool = False
+
+    async def _spawn(self, p: Proc, args: list[str], env: dict[str, str], health: str) -> None:
+        p.stop()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{p.name}.log").open("ab") as out:
+            p.proc = subprocess.Popen(  # noqa: ASYNC220 (returns at once; the wait below is async)
+                args,
+                env={"PATH": os.environ.get("PATH", ""), "HOME": str(self.workdir), **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+                cwd=self.workdir,
+            )
+        p.starts += 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(_http_ok, f"http://127.0.0.1:{p.port}{health}"):
+                p.started = time.time()
+                p.last_error = ""
+                log.info("%s serving on 127.0.0.1:%d (pid %d)", p.name, p.port, p.proc.pid)
+                return
+            if p.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.2)
+        tail = (self.logs / f"{p.name}.log").read_text(errors="replace").strip().splitlines()[-1:]
+        p.last_error = tail[0][:300] if tail else "no output"
+        p.stop()
+        p.template = None
+        log.warning("%s did not start: %s", p.name, p.last_error)
+
+    async def start_dex(self, client: AsyncClient, dep: Deployment) -> None:
+        namespace, _, _ = DEX
+        assert dep.spec is not None and dep.spec.template.spec is not None
+        container = dep.spec.template.spec.containers[0]
+        files = await pod_files(client, namespace, dep, container)
+        env = await pod_env(client, namespace, container)
+        args = list(container.command or []) + list(container.args or [])
+        cfg_path = next((a for a in args if a in files), None)
+        if cfg_path is None:
+            raise RuntimeError(f"Dex's command names no mounted config file: {args}")
+        config = load(files[cfg_path])
+        if config.get("storage", {}).get("type") == "kubernetes":
+            config["storage"]["config"] = {"kubeConfigFile": str(self._kubeconfig_for(namespace))}
+        issuer = f"http://127.0.0.1:{self.dex.port}/dex"
+        if config.get("issuer") != BUNDLE_ISSUER:
+            log.warning("Dex's issuer is %s, not the bundle's %s: replaced", config.get("issuer"), BUNDLE_ISSUER)
+        config["issuer"] = issuer
+        config["web"] = {"http": f"127.0.0.1:{self.dex.port}"}
+        folder = self.workdir / "dex"
+        folder.mkdir(parents=True, exist_ok=True)
+        local_cfg = folder / "config.yaml"
+        local_cfg.write_text(dump(config))
+        local_cfg.chmod(0o600)
+        argv = [str(self.dex_bin), *[str(local_cfg) if a == cfg_path else a for a in args[1:]]]
+        await self._spawn(self.dex, argv, env, "/dex/healthz")
+
+    async def start_proxy(self, client: AsyncClient, dep: Deployment) -> None:
+        namespace, _ = PROXY
+        assert dep.spec is not None and dep.spec.template.spec is not None
+        container = dep.spec.template.spec.containers[0]
+        files = await pod_files(client, namespace, dep, container)
+        env = await pod_env(client, namespace, container)
+        folder = self.workdir / "oauth2-proxy"
+        folder.mkdir(parents=True, exist_ok=True)
+        local: dict[str, Path] = {}
+        for mount_path, content in files.items():
+            dest = folder / mount_path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(content)
+            dest.chmod(0o600)
+            local[mount_path] = dest
+        dex = f"http://127.0.0.1:{self.dex.port}/dex"
+        replaced = {
+            BUNDLE_ISSUER + "/token": f"{dex}/token",
+            BUNDLE_ISSUER + "/keys": f"{dex}/keys",
+            BUNDLE_ISSUER: dex,
+            '"static://200"': f'"{dex}/", "http://127.0.0.1:{self.page_port}/"',
+        }
+        for dest in local.values():
+            if dest.suffix == ".cfg":
+                text = dest.read_text()
+                for old, new in replaced.items():
+                    text = text.replace(old, new)
+                for mount_path, other in local.items():  # files the config names (the theme's logo)
+                    text = text.replace(f'"{mount_path}"', f'"{other}"')
+                dest.write_text(text)
+        args: list[str] = []
+        for arg in list(container.args or []):
+            if arg.startswith("--http-address="):
+                arg = f"--http-address=127.0.0.1:{self.proxy.port}"
+            elif arg.startswith("--config="):
+                arg = f"--config={local.get(arg.split('=', 1)[1], Path(arg.split('=', 1)[1]))}"
+            args.append(arg)
+        await self._spawn(self.proxy, [str(self.proxy_bin), *args], env, "/ping")
+
+    def _kubeconfig_for(self, namespace: str) -> Path:
+        """The sandbox's kubeconfig with ``namespace`` as its context's namespace (a pod's own namespace)."""
+        doc = load(self.kubeconfig.read_text())
+        for ctx in doc.get("contexts") or []:
+            ctx.setdefault("context", {})["namespace"] = namespace
+        path = self.workdir / f"kubeconfig-{namespace}.yaml"
+        path.write_text(dump(doc))
+        path.chmod(0o600)
+        return path
+
+    async def apply_forwards(self, client: AsyncClient) -> None:
+        gw_ns, gw_port = GATEWAY
+        dex_ns, _, dex_port = DEX
+        for name, namespace, port, target in (
+            ("kfboot-sandbox-gateway", gw_ns, gw_port, self.proxy.port),
+            ("kfboot-sandbox-dex", dex_ns, dex_port, self.dex.port),
+        ):
+            doc = {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterPortForward",
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kfboot-sandbox"}},
+                "spec": {
+                    "selector": {"matchNamespaces": [namespace]},
+                    "forwards": [{"ports": [port], "target": {"address": "127.0.0.1", "port": target}}],
+                },
+            }
+            await client.apply(ClusterPortForward.from_dict(doc), field_manager=FIELD_MANAGER, force=True)
+        self.forwards_applied = True
+        if self.forwards_said:
+            return
+        self.forwards_said = True
+        log.info(
+            "kwok forwards: %s pods :%d -> 127.0.0.1:%d, %s pods :%d -> 127.0.0.1:%d",
+            gw_ns,
+            gw_port,
+            self.proxy.port,
+            dex_ns,
+            dex_port,
+            self.dex.port,
+        )
+
+    def write_status(self, state: str, message: str) -> None:
+        doc = {
+            "state": state,
+            "message": message,
+            "pid": os.getpid(),
+            "page": self.page_port,
+            "dex": self.dex.to_dict(),
+            "oauth2-proxy": self.proxy.to_dict(),
+            "updated": time.time(),
+        }
+        tmp = self.workdir / f".{STATUS}.tmp"
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, self.workdir / STATUS)
+
+    async def _deployment(self, client: AsyncClient, namespace: str, name: str) -> Deployment | None:
+        try:
+            return await client.get(Deployment, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+
+    def _take_ports(self) -> None:
+        if not self.page_port:
+            self.page_port = serve_page()
+        for p in (self.dex, self.proxy):
+            p.port = p.port or free_port()
+
+    async def reconcile(self, client: AsyncClient) -> tuple[str, str]:
+        """One pass: start or restart what changed; returns (state, message)."""
+        dex_dep = await self._deployment(client, DEX[0], DEX[1])
+        proxy_dep = await self._deployment(client, PROXY[0], PROXY[1])
+        for dep, proc in ((dex_dep, self.dex), (proxy_dep, self.proxy)):
+            if dep is None and proc.alive():  # its Deployment is gone (`kfboot down`): so is the pod
+                log.info("Deployment of %s gone: stopping it", proc.name)
+                proc.stop()
+                proc.template = None
+        if dex_dep is None:
+            return "waiting", "waiting for Kubeflow's Dex (Deployment auth/dex)"
+        self._take_ports()
+        if not self.forwards_applied:
+            await self.apply_forwards(client)
+        want = template_hash(dex_dep)
+        if want != self.dex.template or not self.dex.alive():
+            if self.dex.template is not None and want != self.dex.template:
+                log.info("Deployment auth/dex rolled out: restarting Dex with its current configuration")
+            try:
+                await self.start_dex(client, dex_dep)
+            except (ApiError, KeyError, OSError, RuntimeError, ValueError) as exc:
+                self.dex.stop()
+                self.dex.last_error = f"cannot read Dex's configuration: {exc}"
+                log.warning("%s", self.dex.last_error)
+            self.dex.template = want if self.dex.alive() else None
+            if not self.dex.alive():
+                return "starting", f"Dex not started: {self.dex.last_error}"
+        if proxy_dep is None:
+            return "waiting", "waiting for Kubeflow's oauth2-proxy (Deployment oauth2-proxy/oauth2-proxy)"
+        want = template_hash(proxy_dep)
+        if want != self.proxy.template or not self.proxy.alive():
+            try:
+                await self.start_proxy(client, proxy_dep)
+            except (ApiError, KeyError, OSError, RuntimeError, ValueError) as exc:
+                self.proxy.stop()
+                self.proxy.last_error = f"cannot read oauth2-proxy's configuration: {exc}"
+                log.warning("%s", self.proxy.last_error)
+            self.proxy.template = want if self.proxy.alive() else None
+            if not self.proxy.alive():
+                return "starting", f"oauth2-proxy not started: {self.proxy.last_error}"
+        return "serving", "the login serves: kfboot connect, then http://127.0.0.1:8080"
+
+    async def run(self) -> None:
+        client = async_client(self.kubeconfig, field_manager=FIELD_MANAGER)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        last = ("", "")
+        self.write_status("waiting", "waiting for the API server")
+        log.info("kfboot sandbox login running")
+        try:
+            while True:
+                try:
+                    now = await self.reconcile(client)
+                except Exception as exc:  # the API restarting, a transient error: try again
+                    now = ("waiting", f"cannot read the cluster: {exc}")
+                    self.forwards_applied = False  # the API may have restarted: apply again
+                if now != last:
+                    log.info("%s: %s", *now)
+                    last = now
+                self.write_status(*now)
+                await asyncio.sleep(0.5 if now[0] == "serving" else 1.0)
+        finally:
+            self.dex.stop()
+            self.proxy.stop()
+            self.write_status("stopped", "stopped with the sandbox")
+            await client.close()
+
+
+# ------------------------------------------------------------------ where the dashboard would be
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Kubeflow (kfboot sandbox)</title>
+<style>body{{font-family:sans-serif;margin:4em auto;max-width:40em;color:#333}}h1{{color:#1e6ddb}}</style></head>
+<body><h1>Kubeflow on the kfboot sandbox</h1>
+<p id="user">Signed in as <b>{email}</b> through Kubeflow's Dex and oauth2-proxy.</p>
+<p>The sandbox simulates Kubeflow's workloads, so the central dashboard that would be here does not run.
+<a href="/oauth2/sign_out">Sign out</a></p></body></html>
+"""
+
+
+class Page(BaseHTTPRequestHandler):
+    """What the gateway routes an authenticated request to (Kubeflow's central dashboard)."""
+
+    def do_GET(self) -> None:
+        email = self.headers.get("X-Forwarded-Email") or self.headers.get("X-Auth-Request-Email") or ""
+        if "text/html" in (self.headers.get("Accept") or ""):
+            body, kind = PAGE.format(email=escape(email)).encode(), "text/html; charset=utf-8"
+        else:
+            body, kind = json.dumps({"upstream": "kfboot-sandbox", "email": email}).encode(), "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve_page() -> int:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return int(server.server_address[1])
+
+
+# ------------------------------------------------------------------------- for kfboot's other parts
+
+
+async def wait_for_sandbox(client: AsyncClient, sandbox: str, reporter: Reporter, timeout: float = 120) -> str | None:
+    """After `up --sandbox`: wait until the sandbox's login serves the cluster's Dex and oauth2-proxy, so
+    `kfboot connect` right after works. None when the sandbox has no login (it said why when it started);
+    a timeout is a warning, not a failure (the install is done)."""
+    workdir = login_dir(sandbox)
+    if read_status(workdir) is None:
+        return None
+    with reporter.progress("waiting for the sandbox's login (Dex + oauth2-proxy on 127.0.0.1)") as task:
+        try:
+            st = await wait_serving(client, workdir, timeout)
+        except TimeoutError as exc:
+            task.fail(f"the sandbox's login is not serving: {exc}")
+            reporter.warn(f"the sandbox's login is not serving after {timeout:.0f} s: {exc}; see {workdir}")
+            return f"not serving: {exc}"
+        task.update(
+            f"the sandbox's login serves: Dex on :{st['dex']['port']}, oauth2-proxy on :{st['oauth2-proxy']['port']}"
+        )
+    return "serving"
+
+
+def read_status(workdir: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads((workdir / STATUS).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+async def wait_serving(client: AsyncClient, workdir: Path, timeout: float) -> dict[str, Any]:
+    """Wait until the login serves the cluster's current Dex and oauth2-proxy pod templates; returns the
+    status. Raises TimeoutError with the last status message."""
+    deadline = time.monotonic() + timeout
+    message = "no status yet"
+    while True:
+        st = read_status(workdir)
+        if st is not None:
+            message = str(st.get("message"))
+            try:
+                dex = await client.get(Deployment, DEX[1], namespace=DEX[0])
+                proxy = await client.get(Deployment, PROXY[1], namespace=PROXY[0])
+                if (
+                    st.get("state") == "serving"
+                    and st["dex"].get("template") == template_hash(dex)
+                    and st["oauth2-proxy"].get("template") == template_hash(proxy)
+                ):
+                    return st
+            except ApiError as exc:
+                message = f"{message} ({exc.status.message})"
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        await asyncio.sleep(0.3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=COMPONENT)
+    ap.add_argument("--kubeconfig", required=True, type=Path)
+    ap.add_argument("--workdir", required=True, type=Path, help="configuration files and status.json")
+    ap.add_argument("--logs", required=True, type=Path, help="folder for dex.log and oauth2-proxy.log")
+    ap.add_argument("--dex", required=True, type=Path)
+    ap.add_argument("--oauth2-proxy", required=True, type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    login = Login(args.kubeconfig, args.workdir, args.logs, args.dex, args.oauth2_proxy)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(login.run())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        log.info("stopped")
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
