@@ -167,9 +167,10 @@ class Chain:
         dex = binary("dex", DEX_VERSION)
         assert dex is not None
         path, env = self.dex_config(self.dex_port)
-        for _ in range(5):
-            # a fresh cluster answers 429 "storage is (re)initializing" right after Dex creates its CRDs,
-            # and Dex exits on it; the Deployment would restart it, so does this
+        for _ in range(20):
+            # a fresh cluster answers 429 "storage is (re)initializing" or 404 for the CRDs Dex has just
+            # created until the API server serves them, and Dex exits on it; the Deployment would restart it
+            # (with back-off, for as long as it takes), so does this
             self._spawn("dex", [str(dex), "serve", str(path)], env)
             if wait_http(f"http://127.0.0.1:{self.dex_port}/dex/healthz", alive=self.procs["dex"]):
                 return
@@ -277,7 +278,7 @@ class DexPods:
         self.started: list[str] = []  # pod names, in the order their Dex started
         self.lock = threading.Lock()
         self.done = threading.Event()
-        self.server: socketserver.ThreadingTCPServer | None = None
+        self.server: FrontServer | None = None
 
     def pods(self) -> list[dict[str, Any]]:
         items = self.chain.sb.kubectl_json("-n", "auth", "get", "pods", "-l", "app=dex")["items"]
@@ -336,8 +337,7 @@ class DexPods:
                 with socket.create_connection(("127.0.0.1", random.choice(ports)), timeout=10) as upstream:
                     pipe(self.request, upstream)
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.chain.dex_port), Front)
-        self.server.daemon_threads = True
+        self.server = FrontServer(("127.0.0.1", self.chain.dex_port), Front)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._follow, daemon=True).start()
 
@@ -351,6 +351,11 @@ class DexPods:
             self.procs.clear()
         for proc in procs:
             stop_process(proc)
+
+
+class FrontServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # the port Dex listened on has connections in TIME_WAIT
+    daemon_threads = True
 
 
 def pipe(a: socket.socket, b: socket.socket) -> None:
