@@ -194,6 +194,23 @@ class Sandbox:
             out.add(f"{item['kind']}.{group} {ns + '/' if ns else ''}{item['metadata']['name']}")
         return out
 
+    def wait_ready_endpoint(self, namespace: str, service: str, timeout: float = 60) -> str:
+        """The name of a pod that the Service's EndpointSlices list as ready, once they do: a rollout is
+        complete before the EndpointSlice controller has caught up (its informer can lag), and what a
+        port-forward or webhook reaches is the EndpointSlice, not the Deployment."""
+        deadline = time.monotonic() + timeout
+        while True:
+            selector = f"kubernetes.io/service-name={service}"
+            slices = self.kubectl_json("-n", namespace, "get", "endpointslices", "-l", selector)
+            for es in slices["items"]:  # type: ignore[attr-defined]
+                for ep in es.get("endpoints") or []:
+                    ref = ep.get("targetRef") or {}
+                    if (ep.get("conditions") or {}).get("ready") is not False and ref.get("kind") == "Pod":
+                        return str(ref["name"])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"service {namespace}/{service}: no ready endpoint in {timeout:.0f} s: {slices}")
+            time.sleep(0.2)
+
     def settled_inventory(self, timeout: float = 90) -> set[str]:
         """:meth:`inventory` once the cluster's own controllers are done (default ServiceAccounts, root CA
         ConfigMaps of new namespaces, terminating namespaces of an earlier test): two that agree, 2 s apart."""

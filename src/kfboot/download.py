@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import re
 import tarfile
 import tempfile
@@ -19,6 +20,13 @@ from kfboot.errors import RuntimeFailure
 ProgressFn = Callable[[int, int | None], None]
 
 _HEX64 = re.compile(r"\b([0-9a-fA-F]{64})\b")
+
+
+def host_platform() -> tuple[str, str]:
+    """This machine's (os, arch) as release artifacts name them: ``("linux", "amd64")``."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    return platform.system().lower(), arch
 
 
 class ChecksumMismatch(RuntimeFailure):

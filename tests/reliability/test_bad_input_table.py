@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kfboot.sandbox.cluster import free_port
+from kfboot.sandbox.ports import free_port
 from tests import conftest
 from tests.conftest import Sandbox
 

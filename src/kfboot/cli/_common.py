@@ -26,6 +26,9 @@ from kfboot.ui import JsonReporter, PlainReporter, Reporter, RichReporter
 
 T = TypeVar("T")
 
+#: typed confirmation of --destroy-data (`kfboot storage uninstall`, `kfboot down`)
+DESTROY_PHRASE = "yes-really-destroy-data"
+
 
 class Output(StrEnum):
     text = "text"

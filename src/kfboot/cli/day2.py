@@ -7,8 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from kfboot import state as install_state
-from kfboot.cli._common import client_of, confirm_typed, duration, emit_json, run, run_with_client, state
-from kfboot.cli.storage import DESTROY_PHRASE
+from kfboot.cli._common import (
+    DESTROY_PHRASE,
+    client_of,
+    confirm_typed,
+    duration,
+    emit_json,
+    run,
+    run_with_client,
+    state,
+)
 from kfboot.errors import ExitCode
 from kfboot.kube.client import raw_get_json
 from kfboot.steps import access, storage, teardown

@@ -6,13 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
-from kfboot.cli._common import State, confirm_typed, duration, emit_json, run_with_client, state
+from kfboot.cli._common import DESTROY_PHRASE, State, confirm_typed, duration, emit_json, run_with_client, state
 from kfboot.errors import ExitCode
 from kfboot.steps import storage
 
 app = typer.Typer(help="Storage: Rook-Ceph and the default StorageClass rook-ceph-block.", no_args_is_help=True)
-
-DESTROY_PHRASE = "yes-really-destroy-data"
 
 
 @app.command("install")

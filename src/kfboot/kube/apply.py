@@ -15,17 +15,19 @@ from typing import Any
 
 import httpx2 as httpx
 import stamina
-from lightkube import AsyncClient
+from lightkube import AsyncClient, operators
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.apiregistration_v1 import APIService
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import OnErrorAction, OnErrorResult
 
 from kfboot.kube import objects as o
 from kfboot.kube.client import count_requests, list_metadata, server_side_apply, watch_retry
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
-from kfboot.kube.gates import BundleGates, ServiceRef
+from kfboot.kube.gates import BundleGates, ServiceRef, crd_kind
 from kfboot.kube.manifest import Manifest
 from kfboot.ui import Reporter
 
@@ -65,6 +67,9 @@ class ApplyReport:
     #: object → "hash of what was sent:hash of what kfboot's field manager owns afterwards" (see
     #: :func:`owned_fields`)
     fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
+    #: when each gate opened, in seconds from the start: "CRD Kind.group Established", "kind Kind.group
+    #: served" (a kind from outside the bundle), "endpoints ns/name ready" (a webhook/APIService backend)
+    gates: dict[str, float] = field(default_factory=dict)
 
     @property
     def applied(self) -> list[ObjectResult]:
@@ -87,6 +92,7 @@ class ApplyReport:
             "attempts": sum(r.attempts for r in self.results),
             "unchanged": sum(r.unchanged for r in self.results),
             "problems": [asdict(r) for r in self.problems],
+            "gates": self.gates,
         }
 
 
@@ -153,43 +159,116 @@ class Applier:
         self.waiting: Counter[str] = Counter()
         self.done = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_discovery = 0.0
+        #: set (and replaced) whenever the catalog learns a kind: a CRD became Established, an
+        #: APIService became Available
+        self._catalog_changed = asyncio.Event()
+        self._catalog_stale = False
+        self._kind_waiters = 0
         self._discovery_lock = asyncio.Lock()
+        #: Services with a ready endpoint, as the EndpointSlice watch saw them
+        self._ready_services: set[ServiceRef] = set()
+        self._endpoints_watch: asyncio.Task[None] | None = None
+        self._start = time.monotonic()
+        self.timeline: dict[str, float] = {}
         self.fingerprints: dict[str, str] = {}
         #: what kfboot owns now in the objects that have a previous fingerprint (see :meth:`_read_live`)
         self.owned_now: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------ gates
 
+    def _opened(self, gate: str) -> None:
+        self.timeline.setdefault(gate, round(time.monotonic() - self._start, 3))
+
+    def _catalog_change(self) -> None:
+        changed, self._catalog_changed = self._catalog_changed, asyncio.Event()
+        changed.set()
+
     async def _watch_crds(self) -> None:
+        """Every Established CRD: its own spec (group, versions, plural, scope) is all it takes to address
+        its custom resources, so its kinds go into the catalog at once (no discovery round-trip), and
+        the objects waiting for it go."""
         async for _, crd in self.client.watch(CustomResourceDefinition, on_error=watch_retry):
             conds = (crd.status.conditions if crd.status else None) or []
-            if o.condition_true(conds, "Established"):
-                ev = self.crd_events.get((crd.spec.group, crd.spec.names.kind))
-                if ev is not None:
-                    ev.set()
+            if not o.condition_true(conds, "Established"):
+                continue
+            body = crd.to_dict()
+            new = [
+                v
+                for v in body["spec"].get("versions") or []
+                if self.catalog.lookup(f"{crd.spec.group}/{v['name']}", crd.spec.names.kind) is None
+            ]
+            if new:
+                self.catalog.add_crd({**body, "spec": {**body["spec"], "versions": new}})
+                self._opened(f"kind {crd.spec.names.kind}.{crd.spec.group} served")
+                self._catalog_change()
+            ev = self.crd_events.get((crd.spec.group, crd.spec.names.kind))
+            if ev is not None and not ev.is_set():
+                ev.set()
+                self._opened(f"CRD {crd.spec.names.kind}.{crd.spec.group} Established")
 
-    async def _watch_service(self, svc: ServiceRef, ev: asyncio.Event) -> None:
-        while not ev.is_set():
+    async def _watch_api_services(self) -> None:
+        """An aggregated API that becomes Available serves kinds discovery has not seen: the catalog is
+        then stale, and refreshed at once if an object waits for a kind (else by the next that does)."""
+        available: set[str] = set()
+        async for _, svc in self.client.watch(APIService, on_error=watch_retry):
+            conds = (svc.status.conditions if svc.status else None) or []
+            if svc.spec is None or svc.spec.service is None or not o.condition_true(conds, "Available"):
+                continue  # local APIs (no service) are served by the API server itself: known already
+            if o.name(svc) not in available:
+                available.add(o.name(svc))
+                self._catalog_stale = True
+                if self._kind_waiters:
+                    await self._refresh_catalog()
+
+    async def _refresh_catalog(self) -> None:
+        async with self._discovery_lock:
+            if not self._catalog_stale:
+                return
+            self._catalog_stale = False
             try:
-                async for es in self.client.list(
-                    EndpointSlice, namespace=svc.namespace, labels={"kubernetes.io/service-name": svc.name}
-                ):
-                    if any(ep.conditions is None or ep.conditions.ready is not False for ep in es.endpoints or []):
-                        ev.set()
-                        return
-            except (ApiError, httpx.HTTPError, OSError) as exc:
-                # an API server restart must not end the poll: the objects behind this gate would wait
-                # for it until the deadline
-                if not classify(exc).transient:  # e.g. no right to list: let the applies say what fails
+                await self.catalog.refresh(self.client)
+            except (ApiError, httpx.HTTPError, OSError):
+                self._catalog_stale = True
+                return
+        self._catalog_change()
+
+    def _endpoints_error(self, exc: Exception, count: int) -> OnErrorResult:
+        if classify(exc).transient:  # an API server restart must not end the watch
+            return watch_retry(exc, count)
+        return OnErrorResult(OnErrorAction.RAISE)
+
+    async def _watch_endpoints(self) -> None:
+        """One watch of the EndpointSlices of every Service (the API server tells when an endpoint becomes
+        ready; nothing is polled): a webhook or APIService backend's gate opens at its first ready
+        endpoint."""
+        labels: dict[str, Any] = {"kubernetes.io/service-name": operators.exists()}
+        try:
+            async for _, es in self.client.watch(
+                EndpointSlice, namespace="*", labels=labels, on_error=self._endpoints_error
+            ):
+                if not any(ep.conditions is None or ep.conditions.ready is not False for ep in es.endpoints or []):
+                    continue
+                svc = ServiceRef(o.namespace(es) or "default", o.labels_of(es)["kubernetes.io/service-name"])
+                self._ready_services.add(svc)
+                ev = self.svc_events.get(svc)
+                if ev is not None and not ev.is_set():
                     ev.set()
-                    return
-            await asyncio.sleep(1.0)
+                    self._opened(f"endpoints {svc} ready")
+        except (ApiError, httpx.HTTPError, OSError):
+            # e.g. no right to watch EndpointSlices: release the gates and let the applies say what fails
+            for ev in self.svc_events.values():
+                ev.set()
 
     def _service_event(self, svc: ServiceRef) -> asyncio.Event:
         if svc not in self.svc_events:
             ev = self.svc_events[svc] = asyncio.Event()
-            self._tasks.append(asyncio.create_task(self._watch_service(svc, ev)))
+            if svc in self._ready_services:
+                ev.set()
+            if self._endpoints_watch is None:
+                self._endpoints_watch = asyncio.create_task(self._watch_endpoints())
+                self._tasks.append(self._endpoints_watch)
+            elif self._endpoints_watch.done():  # it gave up: nothing will open this gate
+                ev.set()
         return self.svc_events[svc]
 
     async def _wait(self, ev: asyncio.Event, what: str, deadline: _Deadline) -> bool:
@@ -205,17 +284,26 @@ class Applier:
             self.waiting[what] -= 1
 
     async def _resolve_kind(self, m: Manifest, deadline: _Deadline) -> ResourceInfo | None:
-        """The resource for ``m``; for a kind nobody serves yet, re-discover for a while."""
+        """The resource for ``m``; a kind nobody serves yet waits (a while) for the CRD or APIService that
+        will serve it, as the watches see them."""
         info = self.catalog.for_manifest(m)
         grace = _Deadline(min(self.opts.unknown_kind_grace, deadline.left))
+        what = f"kind {m.kind} in {m.api_version}"
         while info is None and grace.left > 0:
-            async with self._discovery_lock:
-                if time.monotonic() - self._last_discovery > 3:
-                    await self.catalog.refresh(self.client)
-                    self._last_discovery = time.monotonic()
+            changed = self._catalog_changed
+            self.waiting[what] += 1
+            self._kind_waiters += 1
+            try:
+                if self._catalog_stale:  # an aggregated API became available since discovery last ran
+                    await self._refresh_catalog()
+                if self.catalog.for_manifest(m) is None:
+                    await asyncio.wait_for(changed.wait(), timeout=grace.left)
+            except TimeoutError:
+                break
+            finally:
+                self.waiting[what] -= 1
+                self._kind_waiters -= 1
             info = self.catalog.for_manifest(m)
-            if info is None:
-                await asyncio.sleep(min(3.0, grace.left))
         return info
 
     # ------------------------------------------------------------------------------------ unchanged
@@ -342,8 +430,32 @@ class Applier:
         )
         return result
 
+    async def _settle_crds(self, results: list[ObjectResult], deadline: _Deadline, task: Any) -> None:
+        """The apply is done when every CRD it sent is Established: the API server writes a new CRD's
+        status conditions (NamesAccepted, then Established) after the apply answered, one CRD at a time,
+        and its custom resources cannot be served (nor the CRD be called unchanged) before that. CRDs
+        the bundle has no objects of are started last, so without this wait the install would return
+        while the API server is still establishing them."""
+        pending: list[tuple[int, asyncio.Event]] = []
+        for i, m in enumerate(self.manifests):
+            if m.kind == "CustomResourceDefinition" and m.group == "apiextensions.k8s.io":
+                ev = self.crd_events.get(crd_kind(m))
+                if ev is not None and not ev.is_set() and results[i].outcome == "applied":
+                    pending.append((i, ev))
+        if not pending:
+            return
+        task.update(f"waiting for {len(pending)} CRDs to be Established")
+        try:
+            await asyncio.wait_for(asyncio.gather(*(ev.wait() for _, ev in pending)), timeout=deadline.left)
+        except TimeoutError:
+            for i, ev in pending:
+                if not ev.is_set():
+                    r = results[i]
+                    r.outcome, r.reason = "held", "applied, but the API server did not mark it Established in time"
+                    r.hint = f"see its status conditions: kubectl get crd {self.manifests[i].name} -o yaml"
+
     async def run(self) -> ApplyReport:
-        start = time.monotonic()
+        start = self._start = time.monotonic()
         deadline = _Deadline(self.opts.timeout)
         requests = count_requests(self.client)
         await self.catalog.refresh(self.client)
@@ -357,11 +469,13 @@ class Applier:
             await self._read_live()
         self.ns_events = {name: asyncio.Event() for name in self.gates.namespaces}
         self._tasks.append(asyncio.create_task(self._watch_crds()))
+        self._tasks.append(asyncio.create_task(self._watch_api_services()))
         try:
             with self.reporter.progress(f"applying {len(self.manifests)} objects", total=len(self.manifests)) as task:
                 order = sorted(range(len(self.manifests)), key=lambda i: self.gates.priority(self.manifests[i]))
                 started = {i: asyncio.ensure_future(self._run_one(self.manifests[i], deadline, task)) for i in order}
                 results = await asyncio.gather(*(started[i] for i in range(len(self.manifests))))
+                await self._settle_crds(results, deadline, task)
                 ok = sum(r.outcome == "applied" for r in results)
                 if ok == len(self.manifests):
                     task.update(f"applied {ok}/{len(self.manifests)} objects")
@@ -377,6 +491,7 @@ class Applier:
             requests=requests.count,
             results=list(results),
             fingerprints=self.fingerprints,
+            gates=dict(sorted(self.timeline.items(), key=lambda kv: kv[1])),
         )
 
 

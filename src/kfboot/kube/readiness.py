@@ -17,9 +17,9 @@ from lightkube.resources.storage_v1 import StorageClass
 from kfboot.kube import objects as o
 from kfboot.ui import Reporter
 
+#: the hint for a claim no class provisions; callers that know how to provide one pass their own
 NO_DEFAULT_CLASS = (
-    "no default StorageClass: provide one (Rook: rook-ceph-block) or mark a class default with "
-    "storageclass.kubernetes.io/is-default-class=true"
+    "no default StorageClass: provide one or mark a class default with storageclass.kubernetes.io/is-default-class=true"
 )
 DEFAULT_CLASS_ANNOTATIONS = (
     "storageclass.kubernetes.io/is-default-class",
@@ -274,6 +274,8 @@ async def wait_ready(
     timeout: float,
     reporter: Reporter,
     poll: float = 2.0,
+    *,
+    no_default_hint: str = NO_DEFAULT_CLASS,
 ) -> ReadinessReport:
     """Wait until every workload is rolled out and every pod of ``namespaces`` is Ready (the namespaces
     must exist). On timeout the report carries a diagnosis per stuck pod and workload."""
@@ -312,7 +314,8 @@ async def wait_ready(
         not_ready=not_ready,
     )
     if not done:
-        report.diagnoses = await diagnose(client, stuck, not_ready, [s for s in states.values() if not s.exists])
+        absent = [s for s in states.values() if not s.exists]
+        report.diagnoses = await diagnose(client, stuck, not_ready, absent, no_default_hint=no_default_hint)
     return report
 
 
@@ -339,7 +342,12 @@ async def _pod_logs_tail(client: AsyncClient, pod: Pod, container: str, lines: i
 
 
 async def diagnose(
-    client: AsyncClient, stuck: list[Pod], not_ready: list[str], absent: list[NamespaceState]
+    client: AsyncClient,
+    stuck: list[Pod],
+    not_ready: list[str],
+    absent: list[NamespaceState],
+    *,
+    no_default_hint: str = NO_DEFAULT_CLASS,
 ) -> list[Diagnosis]:
     """Why is each stuck pod stuck? Unschedulable, unbound PVC, image pull, crash loop, probes, events."""
     out: list[Diagnosis] = []
@@ -365,7 +373,7 @@ async def diagnose(
                 if defaults is None:
                     defaults = await default_classes(client)
                 hint = (
-                    NO_DEFAULT_CLASS
+                    no_default_hint
                     if not defaults
                     else f"the PVC is not bound; default class {defaults[0]} did not provision it"
                 )
@@ -439,7 +447,9 @@ async def _failed_create_events(client: AsyncClient, ns: str, deployment: str) -
     return msgs
 
 
-async def pvc_problems(client: AsyncClient, namespaces: list[str]) -> list[Diagnosis]:
+async def pvc_problems(
+    client: AsyncClient, namespaces: list[str], *, no_default_hint: str = NO_DEFAULT_CLASS
+) -> list[Diagnosis]:
     """Pending PVCs of ``namespaces`` with the likely cause."""
     out = []
     defaults: list[str] | None = None
@@ -449,7 +459,7 @@ async def pvc_problems(client: AsyncClient, namespaces: list[str]) -> list[Diagn
                 defaults = await default_classes(client)
             cls = pvc.spec.storageClassName if pvc.spec else None
             hint = (
-                NO_DEFAULT_CLASS
+                no_default_hint
                 if not cls and not defaults
                 else f"StorageClass {cls or defaults[0] if defaults else '?'} has not provisioned it"
             )

@@ -8,13 +8,12 @@ download of the official release binaries into that cache, each verified by sha2
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfboot import paths
-from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text
+from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text, host_platform
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.sandbox import versions
 from kfboot.ui import Reporter
@@ -74,12 +73,6 @@ def release_for(kubernetes_version: str) -> Release:
             f"unknown Kubernetes version {kubernetes_version!r} for the sandbox (supported: {supported})",
             f"pass --kubernetes-version {next(iter(RELEASES))} or omit it",
         ) from None
-
-
-def host_platform() -> tuple[str, str]:
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    return platform.system().lower(), arch
 
 
 def _component(binary: str, rel: Release) -> tuple[str, str]:

@@ -1,460 +1,80 @@
-"""The sandbox: a real local control plane driven by ``kwokctl --runtime binary``.
+"""The sandbox: a real local control plane driven by ``kwokctl --runtime binary``; its lifecycle
+(up, down, status). This module is the facade: it re-exports the sandbox's public names.
 
-Layout (``$KFBOOT_DATA_DIR/sandbox``, default ``~/.local/share/kfboot/sandbox``):
-
-- ``clusters/<name>/`` kwokctl's workdir (``KWOK_WORKDIR`` points at the parent): kubeconfig.yaml,
-  pki, etcd data, logs/, pids/;
-- ``kfboot/<name>/`` kfboot's own: ``sandbox.json`` (what ``up`` was asked), ``kwokctl.yaml`` (the
-  kwokctl configuration), ``kfboot-sandbox-operator`` (the script kwokctl runs as a component) and
-  ``kwokctl.log``.
-
-Everything binds to 127.0.0.1. The user's ~/.kube/config is only touched with ``merge_kubeconfig``.
+One module per concern: :mod:`.spec` (the request and the results), :mod:`.layout` (folders, kubeconfig),
+:mod:`.ports`, :mod:`.processes`, :mod:`.kwokctl` (the driver), :mod:`.simulation` (Stages, simulated
+nodes and disks). Everything binds to 127.0.0.1. The user's ~/.kube/config is only touched with
+``merge_kubeconfig``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import os
-import re
-import shlex
 import shutil
 import signal
-import socket
-import sys
 import time
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from lightkube.generic_resource import create_global_resource
-from lightkube.models.core_v1 import NodeAddress, NodeStatus
-from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Node
 
-from kfboot import paths
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
 from kfboot.sandbox import binaries as bins
-from kfboot.sandbox import versions
+from kfboot.sandbox.kwokctl import (
+    CONTROL_PLANE,
+    _dead_components,
+    _kwokctl,
+    _kwokctl_config,
+    _kwokctl_error,
+    _write_operator_script,
+)
+from kfboot.sandbox.layout import OPERATOR, exists, kubeconfig_path, list_sandboxes, own_dir, user_kubeconfig, workdir
+from kfboot.sandbox.ports import free_port, port_in_use
+from kfboot.sandbox.processes import _wait_gone, component_pids
+from kfboot.sandbox.simulation import Stage, _node, load_bundled_stages
+from kfboot.sandbox.spec import (
+    ADMISSION_DEFAULT,
+    ADMISSION_STRICT,
+    NAME_RE,
+    WEBHOOK_PLUGINS,
+    DownResult,
+    NodeInfo,
+    SandboxSpec,
+    SandboxStatus,
+    UpResult,
+)
 from kfboot.ui import Reporter
-from kfboot.yamlio import dump, load_all
 
-Stage = create_global_resource("kwok.x-k8s.io", "v1alpha1", "Stage", "stages")
-
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
-_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$")
 FIELD_MANAGER = "kfboot-sandbox"
-NODE_ANNOTATION = "kwok.x-k8s.io/node"
-OPERATOR = "kfboot-sandbox-operator"
-WEBHOOK_PLUGINS = "MutatingAdmissionWebhook,ValidatingAdmissionWebhook"
-ADMISSION_DEFAULT = (
-    "admission webhooks disabled (default profile): no webhook server can run behind "
-    "simulated pods; use --strict-admission for real URL-based webhooks on 127.0.0.1"
-)
-ADMISSION_STRICT = "admission webhooks enabled (--strict-admission)"
 
-
-@dataclass
-class SandboxSpec:
-    name: str = "kfboot"
-    nodes: int = 3
-    node_cpu: str = "8"
-    node_memory: str = "32Gi"
-    node_pods: int = 110
-    kubernetes_version: str = versions.KUBERNETES_VERSION
-    strict_admission: bool = False
-    port: int | None = None
-    merge_kubeconfig: bool = False
-    timeout: float = 120.0  # seconds for each wait of start-up (API server, nodes, operator)
-
-    def validate(self) -> None:
-        if not NAME_RE.match(self.name):
-            raise BadInputError(
-                f"sandbox name {self.name!r} is invalid",
-                "use 1-32 lower-case letters, digits and '-', starting and ending alphanumeric",
-            )
-        if not 1 <= self.nodes <= 200:
-            raise BadInputError(f"--nodes {self.nodes} is out of range", "use 1 to 200 nodes")
-        for flag, value in (("--node-cpu", self.node_cpu), ("--node-memory", self.node_memory)):
-            if not _QUANTITY_RE.match(str(value)):
-                raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity", f"e.g. {flag} 8 / 32Gi")
-        if not 1 <= self.timeout <= 3600:
-            raise BadInputError(f"--timeout {self.timeout:g} is out of range", "use 1 to 3600 seconds")
-        if not 1 <= self.node_pods <= 10000:
-            raise BadInputError(f"--node-pods {self.node_pods} is out of range", "use 1 to 10000")
-        if self.port is not None and not 1 <= self.port <= 65535:
-            raise BadInputError(f"--port {self.port} is not a TCP port", "use 1-65535, or omit it for a free one")
-        bins.release_for(self.kubernetes_version)
-
-
-@dataclass
-class NodeInfo:
-    name: str
-    ready: bool
-    cpu: str
-    memory: str
-    pods: str
-
-
-@dataclass
-class SandboxStatus:
-    name: str
-    state: str  # running | degraded | stopped | absent
-    kubeconfig: str | None = None
-    server: str | None = None
-    version: str | None = None
-    admission: str | None = None
-    components: dict[str, str] = field(default_factory=dict)
-    nodes: list[NodeInfo] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class UpResult:
-    name: str
-    kubeconfig: str
-    server: str
-    version: str
-    nodes: int
-    admission: str
-    seconds: float
-    binaries: dict[str, str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class DownResult:
-    name: str
-    stopped: list[str]
-    killed: list[str]
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def root() -> Path:
-    return paths.sandbox_root()
-
-
-def workdir(name: str) -> Path:
-    return root() / "clusters" / name
-
-
-def own_dir(name: str) -> Path:
-    return root() / "kfboot" / name
-
-
-def kubeconfig_path(name: str) -> Path:
-    return workdir(name) / "kubeconfig.yaml"
-
-
-def user_kubeconfig() -> Path:
-    return Path.home() / ".kube" / "config"
-
-
-def exists(name: str) -> bool:
-    return (workdir(name) / "kwok.yaml").is_file() or (own_dir(name) / "sandbox.json").is_file()
-
-
-def list_sandboxes() -> list[str]:
-    names: set[str] = set()
-    for d in (root() / "clusters", root() / "kfboot"):
-        if d.is_dir():
-            names.update(p.name for p in d.iterdir() if p.is_dir())
-    return sorted(n for n in names if exists(n))
-
-
-def load_bundled_stages() -> list[dict[str, Any]]:
-    """kwok Stages shipped with kfboot: kwok's default node and pod lifecycle plus Rook's."""
-    docs: list[dict[str, Any]] = []
-    folder = resources.files("kfboot.sandbox") / "stages"
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            docs.extend(d for d in load_all(entry.read_text()) if d)
-    return docs
-
-
-# ---------------------------------------------------------------------------------------------- ports
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
-    return False
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# ------------------------------------------------------------------------------------------ processes
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def component_pids(name: str) -> dict[str, int]:
-    """Live processes of the sandbox, by component: from kwokctl's pid files, checked against
-    /proc so a recycled pid is never mistaken for (or killed as) a sandbox process."""
-    out: dict[str, int] = {}
-    pids_dir = workdir(name) / "pids"
-    if not pids_dir.is_dir():
-        return out
-    marker = str(workdir(name))
-    for pidfile in sorted(pids_dir.glob("*.pid")):
-        with contextlib.suppress(ValueError, OSError):
-            pid = int(pidfile.read_text().strip())
-            if _pid_alive(pid) and (marker in _cmdline(pid) or str(own_dir(name)) in _cmdline(pid)):
-                out[pidfile.stem] = pid
-    # processes kwokctl lost track of (a crashed create) but that run from this sandbox's folders
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) not in out.values():
-            cmd = _cmdline(int(proc.name))
-            if cmd and (f"{marker}/bin/" in cmd or f"{own_dir(name)}/{OPERATOR}" in cmd) and _pid_alive(int(proc.name)):
-                out[Path(shlex.split(cmd)[0]).name + f"#{proc.name}"] = int(proc.name)
-    return out
-
-
-async def _wait_gone(pids: dict[str, int], timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    left = dict(pids)
-    while left and time.monotonic() < deadline:
-        left = {k: p for k, p in left.items() if _pid_alive(p)}
-        if left:
-            await asyncio.sleep(0.1)
-    return left
-
-
-# ------------------------------------------------------------------------------------------- kwokctl
-
-
-def _kwokctl_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KWOK_")}
-    env["KWOK_WORKDIR"] = str(root())
-    return env
-
-
-async def _kwokctl(kwokctl: Path, args: list[str], log: Path | None, timeout: float) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(kwokctl),
-        *args,
-        env=_kwokctl_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return 124, f"kwokctl {args[0]} {args[1]} did not finish within {timeout:.0f} s"
-    text = out.decode(errors="replace")
-    if log is not None:
-        with log.open("a") as fh:
-            fh.write(f"$ kwokctl {' '.join(args)}\n{text}\n")
-    return proc.returncode or 0, text
-
-
-def _kwokctl_error(text: str) -> str:
-    """The most telling line of kwokctl's JSON log output."""
-    for line in reversed(text.strip().splitlines()):
-        with contextlib.suppress(ValueError):
-            rec = json.loads(line)
-            if rec.get("level") == "ERROR":
-                return str(rec.get("err") or rec.get("msg")).strip()
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "no output"
-
-
-CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
-
-
-def _dead_components(name: str) -> str:
-    """Which control-plane processes died, each with the last line of its log (for error messages)."""
-    running = component_pids(name)
-    parts = []
-    for comp in CONTROL_PLANE:
-        log = workdir(name) / "logs" / f"{comp}.log"
-        if comp in running or not log.is_file():
-            continue
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        parts.append(f"{comp} exited ({lines[-1][:200] if lines else 'empty log'})")
-    return "; ".join(parts)
-
-
-def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, operator_script: Path) -> str:
-    rel = bins.release_for(spec.kubernetes_version)
-    options = {
-        "runtime": "binary",
-        "bindAddress": "127.0.0.1",
-        "securePort": True,
-        "kubeAuthorization": True,
-        "kubeAdmission": True,
-        "disableQPSLimits": True,
-        "kubeApiserverPort": port,
-        "kubeVersion": rel.kubernetes,
-        "etcdVersion": rel.etcd.lstrip("v"),
-        "kwokVersion": rel.kwok,
-        # PortForward / ClusterPortForward: map a simulated pod's port to a local process (the access tests)
-        "enableCRDs": ["Stage", "PortForward", "ClusterPortForward"],
-        "etcdBinary": str(b["etcd"]),
-        "kubeApiserverBinary": str(b["kube-apiserver"]),
-        "kubeControllerManagerBinary": str(b["kube-controller-manager"]),
-        "kubeSchedulerBinary": str(b["kube-scheduler"]),
-        "kwokControllerBinary": str(b["kwok"]),
-        "kubectlBinary": str(b["kubectl"]),
-    }
-    kwokctl_conf = {
-        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-        "kind": "KwokctlConfiguration",
-        "options": options,
-        "components": [
-            {
-                "name": OPERATOR,
-                "binary": str(operator_script),
-                "args": ["--kubeconfig", str(kubeconfig_path(spec.name))],
-                "workDir": str(workdir(spec.name)),
-                "links": ["kube-apiserver"],
-            }
-        ],
-    }
-    return dump(kwokctl_conf)
-
-
-def _write_operator_script(path: Path) -> None:
-    path.write_text(
-        "#!/bin/sh\n# started by kwokctl as a sandbox component; see kfboot.sandbox.operator\n"
-        f'exec {shlex.quote(sys.executable)} -m kfboot.sandbox.operator "$@"\n'
-    )
-    path.chmod(0o755)
-
-
-# ----------------------------------------------------------------------------------------------- up
-
-
-#: a simulated node's disks as ``lsblk -J -b`` output; the storage step reads it instead of asking a host
-SANDBOX_LSBLK_ANNOTATION = "sandbox.kfboot.io/lsblk"
-#: every simulated node's disks, as ``lsblk -J -b`` prints them: a system disk in use and one empty
-#: 100 GiB disk for Ceph. The storage step classifies them with the same code as a real node's.
-SIMULATED_DISKS = json.dumps(
-    {
-        "blockdevices": [
-            {
-                "name": "sda",
-                "path": "/dev/sda",
-                "type": "disk",
-                "size": 50 * 2**30,
-                "fstype": None,
-                "pttype": "gpt",
-                "mountpoints": [None],
-                "ro": False,
-                "rm": False,
-                "rota": False,
-                "children": [
-                    {
-                        "name": "sda1",
-                        "path": "/dev/sda1",
-                        "type": "part",
-                        "size": 50 * 2**30 - 2**20,
-                        "fstype": "ext4",
-                        "pttype": "gpt",
-                        "mountpoints": ["/"],
-                        "ro": False,
-                        "rm": False,
-                        "rota": False,
-                    }
-                ],
-            },
-            {
-                "name": "sdb",
-                "path": "/dev/sdb",
-                "type": "disk",
-                "size": 100 * 2**30,
-                "fstype": None,
-                "pttype": None,
-                "mountpoints": [None],
-                "ro": False,
-                "rm": False,
-                "rota": False,
-            },
-        ]
-    },
-    separators=(",", ":"),
-)
-
-
-def _node(spec: SandboxSpec, index: int) -> Node:
-    name = f"{spec.name}-node-{index}"
-    resources_ = {
-        "cpu": spec.node_cpu,
-        "memory": spec.node_memory,
-        "pods": str(spec.node_pods),
-        "ephemeral-storage": "100Gi",
-    }
-    return Node(
-        metadata=ObjectMeta(
-            name=name,
-            annotations={
-                NODE_ANNOTATION: "fake",
-                "node.alpha.kubernetes.io/ttl": "0",
-                SANDBOX_LSBLK_ANNOTATION: SIMULATED_DISKS,
-            },
-            labels={
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": "amd64",
-                "node.kubernetes.io/instance-type": "kfboot-sandbox",
-                "type": "kwok",
-            },
-        ),
-        # InternalIP 127.0.0.1: the API server reaches kwok's kubelet endpoint (logs, exec, port-forward)
-        status=NodeStatus(
-            allocatable=dict(resources_),
-            capacity=dict(resources_),
-            addresses=[NodeAddress(type="InternalIP", address="127.0.0.1")],
-        ),
-    )
+__all__ = [
+    "FIELD_MANAGER",
+    "DownResult",
+    "NodeInfo",
+    "SandboxSpec",
+    "SandboxStatus",
+    "UpResult",
+    "component_pids",
+    "down",
+    "exists",
+    "free_port",
+    "kubeconfig_path",
+    "list_sandboxes",
+    "load_bundled_stages",
+    "port_in_use",
+    "status",
+    "up",
+    "wait_api",
+]
 
 
 async def wait_api(client: AsyncClient, timeout: float) -> str:
@@ -620,9 +240,6 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
     )
 
 
-# --------------------------------------------------------------------------------------------- down
-
-
 def _state(name: str) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
         return dict(json.loads((own_dir(name) / "sandbox.json").read_text()))
@@ -670,9 +287,6 @@ async def down(name: str, reporter: Reporter) -> DownResult:
         stopped, killed = await _teardown(name, kwokctl, bool(state.get("spec", {}).get("merge_kubeconfig")))
         task.update(f"sandbox {name} removed ({len(stopped)} processes stopped)")
     return DownResult(name=name, stopped=stopped, killed=killed, seconds=round(time.monotonic() - start, 2))
-
-
-# ------------------------------------------------------------------------------------------- status
 
 
 async def status(name: str) -> SandboxStatus:

@@ -23,7 +23,8 @@ from lightkube.resources.core_v1 import Event, PersistentVolumeClaim, Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from kfboot.kube import objects as o
-from kfboot.kube.readiness import NO_DEFAULT_CLASS, default_classes
+from kfboot.kube.readiness import default_classes
+from kfboot.steps.storage.names import NO_DEFAULT_CLASS_HINT
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ async def pvc_findings(client: AsyncClient) -> list[Finding]:
                     "pvc-no-default-class",
                     ref,
                     "Pending: it names no class and none is default",
-                    f"{NO_DEFAULT_CLASS} — kfboot storage install",
+                    f"{NO_DEFAULT_CLASS_HINT} — kfboot storage install",
                 )
             )
         elif len(defaults) > 1 and not cls:

@@ -15,6 +15,9 @@ from kfboot.remote import NOT_FOUND, LocalRunner, Runner
 LSBLK_COLUMNS = "NAME,PATH,TYPE,SIZE,FSTYPE,PTTYPE,MOUNTPOINTS,RO,RM,ROTA"
 #: lsblk before 2.37 has no MOUNTPOINTS column
 LSBLK_COLUMNS_OLD = "NAME,PATH,TYPE,SIZE,FSTYPE,PTTYPE,MOUNTPOINT,RO,RM,ROTA"
+#: a node's disks as ``lsblk -J -b`` output in an annotation; discovery reads it instead of asking a host
+#: (the sandbox's simulated nodes carry it)
+SANDBOX_LSBLK_ANNOTATION = "sandbox.kfboot.io/lsblk"
 MIN_SIZE = 5 * 2**30  # Rook/ceph-volume refuse devices smaller than 5 GiB
 
 

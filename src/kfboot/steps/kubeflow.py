@@ -42,6 +42,7 @@ from kfboot.kube.readiness import (
     workload_ready,
 )
 from kfboot.steps import auth, tools
+from kfboot.steps.storage.names import NO_DEFAULT_CLASS_HINT
 from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load
 
@@ -358,10 +359,15 @@ async def install(
         applied = [m for m in rendered.manifests if str(m.key()) not in failed]
         namespaces = namespaces_to_wait(applied)
         readiness = await wait_ready(
-            client, workloads_of(applied), namespaces, max(10.0, timeout - report.seconds), reporter
+            client,
+            workloads_of(applied),
+            namespaces,
+            max(10.0, timeout - report.seconds),
+            reporter,
+            no_default_hint=NO_DEFAULT_CLASS_HINT,
         )
         if not readiness.ready:
-            readiness.diagnoses[:0] = await pvc_problems(client, namespaces)
+            readiness.diagnoses[:0] = await pvc_problems(client, namespaces, no_default_hint=NO_DEFAULT_CLASS_HINT)
     return InstallResult(cfg.release, rendered.source, report, readiness)
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from kfboot import paths
-from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text
+from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text, host_platform
 from kfboot.errors import BadInputError, RuntimeFailure
-from kfboot.sandbox.binaries import host_platform
 from kfboot.ui import Reporter
 
 RELEASES_URL = "https://github.com/kubernetes-sigs/kustomize/releases/download"

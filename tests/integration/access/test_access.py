@@ -53,7 +53,10 @@ def require_login_binaries() -> None:
 
 
 def wait_rollout(sb: Sandbox, namespace: str, deployment: str) -> None:
+    """The rollout done and its pod a ready endpoint of the Service of the same name (what a port-forward
+    resolves; the EndpointSlice controller may lag behind the rollout)."""
     sb.kubectl("-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=120s", timeout=150)
+    sb.wait_ready_endpoint(namespace, deployment, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def echo_service(sandbox: Sandbox) -> Iterator[tuple[str, int]]:
         ]
         sandbox.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
         sandbox.kubectl("-n", ns, "rollout", "status", "deployment/echo", "--timeout=60s")
-        pod = sandbox.kubectl("-n", ns, "get", "pods", "-o", "jsonpath={.items[0].metadata.name}").stdout
+        pod = sandbox.wait_ready_endpoint(ns, "echo")  # what the forwarder resolves: the EndpointSlice
         forward = {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "PortForward",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from kfboot.sandbox.cluster import load_bundled_stages
+from kfboot.sandbox.simulation import load_bundled_stages
 
 
 def test_bundled_stages_cover_default_lifecycles_and_rook() -> None:

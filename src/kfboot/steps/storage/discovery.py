@@ -1,0 +1,68 @@
+"""Disk discovery on every schedulable node, classified the way Rook decides."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.resources.core_v1 import Node
+
+from kfboot.config import Environment
+from kfboot.kube import objects as o
+from kfboot.steps import host
+from kfboot.ui import Reporter
+
+
+@dataclass
+class NodeDisks:
+    node: str
+    source: str  # sandbox | local | ssh | unknown
+    devices: list[host.Device] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def eligible(self) -> list[host.Device]:
+        return [d for d in self.devices if d.eligible]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "source": self.source,
+            "note": self.note,
+            "devices": [{"path": d.path, "eligible": d.eligible, "reason": d.reason} for d in self.devices],
+        }
+
+
+def _local_names() -> set[str]:
+    name = socket.gethostname()
+    return {name, name.split(".")[0], socket.getfqdn()}
+
+
+async def discover(client: AsyncClient, cfg: Environment, reporter: Reporter) -> list[NodeDisks]:
+    """The disks of every schedulable node, classified the way Rook decides: nodes of kfboot.yaml are asked
+    over SSH (or locally, without an address); a sandbox's simulated nodes report their simulated disks;
+    with no nodes configured, this machine when it is one of the cluster's nodes."""
+    allow_loop = cfg.storage.rook.allowLoopDevices
+    configured = {n.name: n for n in cfg.nodes}
+    local = _local_names()
+    out: list[NodeDisks] = []
+    async for node in client.list(Node):
+        name = o.name(node)
+        if node.spec is not None and node.spec.unschedulable:
+            continue
+        simulated = o.annotations_of(node).get(host.SANDBOX_LSBLK_ANNOTATION)
+        if simulated is not None and name not in configured:
+            devices = host.parse_lsblk(simulated)
+            out.append(NodeDisks(name, "sandbox", [host.classify(d, devices, allow_loop=allow_loop) for d in devices]))
+        elif name in configured or (not configured and name in local):
+            source = "ssh" if name in configured and configured[name].address else "local"
+            node_arg = name if name in configured else None
+            with reporter.progress(f"discovering the disks of {name}") as task:
+                found = await host.devices(node_arg, cfg.nodes, allow_loop=allow_loop)
+                task.update(f"{name}: {sum(d.eligible for d in found)} eligible disk(s)")
+            out.append(NodeDisks(name, source, found))
+        else:
+            out.append(NodeDisks(name, "unknown", note="not in kfboot.yaml nodes: its disks are not checked or used"))
+    return out

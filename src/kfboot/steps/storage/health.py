@@ -1,0 +1,216 @@
+"""The health gate: the Ceph cluster, its OSDs, the pool and a probe PVC; diagnosis when it fails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.models.core_v1 import PersistentVolumeClaimSpec, VolumeResourceRequirements
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Namespace, PersistentVolumeClaim, Pod
+
+from kfboot.kube import objects as o
+from kfboot.kube.apply import MANAGED_BY
+from kfboot.kube.readiness import workload_ready
+from kfboot.steps.storage.discovery import NodeDisks
+from kfboot.steps.storage.names import (
+    CLASS,
+    CLUSTER,
+    NAMESPACE,
+    OPERATOR_DEPLOYMENTS,
+    POOL,
+    PROBE_PVC,
+    SYSTEM_NAMESPACE,
+    CephBlockPool,
+    CephCluster,
+)
+from kfboot.steps.storage.shape import ClusterPlan
+from kfboot.ui import Reporter
+
+
+async def _wait_for(
+    what: str,
+    check: Callable[[], Awaitable[tuple[bool, str]]],
+    deadline: float,
+    reporter: Reporter,
+    poll: float = 1.0,
+) -> tuple[bool, str]:
+    with reporter.progress(what) as task:
+        while True:
+            ok, detail = await check()
+            task.update(f"{what}: {detail}")
+            if ok:
+                return True, detail
+            if time.monotonic() >= deadline:
+                task.fail(f"{what}: {detail}")
+                return False, detail
+            await asyncio.sleep(poll)
+
+
+def _osd_count(cluster: dict[str, Any]) -> int:
+    osd = o.dig(cluster, "status", "ceph", "versions", "osd") or {}
+    if isinstance(osd, dict) and osd:
+        return sum(int(v) for v in osd.values() if str(v).isdigit())
+    store = o.dig(cluster, "status", "storage", "osd", "storeType") or {}
+    return sum(int(v) for v in store.values() if str(v).isdigit()) if isinstance(store, dict) else 0
+
+
+def cluster_health(cluster: dict[str, Any] | None, pool: dict[str, Any] | None, size: int) -> tuple[bool, str]:
+    """Is the Ceph cluster usable for a pool of ``size`` replicas? And what is missing."""
+    if cluster is None:
+        return False, "no CephCluster"
+    status = cluster.get("status") or {}
+    phase = status.get("phase")
+    if not phase:
+        return False, "the operator has not picked up the CephCluster yet"
+    health = o.dig(cluster, "status", "ceph", "health") or "unknown"
+    osds = _osd_count(cluster)
+    missing = []
+    if phase != "Ready":
+        missing.append(f"phase {phase}" + (f" ({status['message']})" if status.get("message") else ""))
+    if health == "HEALTH_ERR":
+        missing.append(f"HEALTH_ERR: {_health_codes(cluster)}")
+    if osds < size:
+        missing.append(f"{osds} OSD(s) up, the pool needs {size}")
+    pool_phase = o.dig(pool, "status", "phase") if pool else None
+    if pool_phase != "Ready":
+        missing.append(f"pool {POOL} {pool_phase or 'not reconciled yet'}")
+    if missing:
+        return False, "; ".join(missing)
+    warn = f", HEALTH_WARN: {_health_codes(cluster)}" if health == "HEALTH_WARN" else ""
+    return True, f"Ready, {health}, {osds} OSD(s), pool {POOL} Ready{warn}"
+
+
+def _health_codes(cluster: dict[str, Any]) -> str:
+    details = o.dig(cluster, "status", "ceph", "details") or {}
+    if not isinstance(details, dict) or not details:
+        return "no details"
+    return ", ".join(f"{code} ({(d or {}).get('message', '')})" for code, d in sorted(details.items()))
+
+
+async def _get_dict(client: AsyncClient, res: Any, name: str) -> dict[str, Any] | None:
+    try:
+        obj = await client.get(res, name, namespace=NAMESPACE)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return dict(obj.to_dict())
+
+
+async def health_gate(
+    client: AsyncClient, plan: ClusterPlan, deadline: float, reporter: Reporter, discovery: list[NodeDisks]
+) -> dict[str, Any]:
+    async def check() -> tuple[bool, str]:
+        return cluster_health(
+            await _get_dict(client, CephCluster, CLUSTER), await _get_dict(client, CephBlockPool, POOL), plan.size
+        )
+
+    ok, detail = await _wait_for("waiting for the Ceph cluster", check, deadline, reporter, poll=2.0)
+    out: dict[str, Any] = {"ok": False, "cluster": detail}
+    if not ok:
+        out["diagnosis"] = await diagnose(client, discovery)
+        return out
+    out["probe"] = probe = await probe_pvc(client, deadline, reporter)
+    out["ok"] = probe["bound"]
+    return out
+
+
+async def _ensure_namespace(client: AsyncClient) -> None:
+    ns = Namespace(metadata=ObjectMeta(name=SYSTEM_NAMESPACE, labels={MANAGED_BY: "kfboot"}))
+    await client.apply(ns, field_manager="kfboot")
+
+
+async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) -> dict[str, Any]:
+    """A 1 GiB claim on rook-ceph-block must bind; it is deleted either way."""
+    await _ensure_namespace(client)
+    pvc = PersistentVolumeClaim(
+        metadata=ObjectMeta(name=PROBE_PVC, namespace=SYSTEM_NAMESPACE, labels={MANAGED_BY: "kfboot"}),
+        spec=PersistentVolumeClaimSpec(
+            storageClassName=CLASS,
+            accessModes=["ReadWriteOnce"],
+            resources=VolumeResourceRequirements(requests={"storage": "1Gi"}),
+        ),
+    )
+    await _delete_probe(client, wait_until=min(deadline, time.monotonic() + 120))  # one left by a killed run
+    await client.create(pvc)
+
+    async def check() -> tuple[bool, str]:
+        got = await client.get(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
+        phase = got.status.phase if got.status else None
+        return phase == "Bound", f"probe PVC {phase or 'Pending'}"
+
+    try:
+        bound, detail = await _wait_for(
+            "probing rook-ceph-block with a PVC", check, min(deadline, time.monotonic() + 300), reporter
+        )
+        events = [] if bound else await _events_of(client, SYSTEM_NAMESPACE, PROBE_PVC)
+    finally:
+        await _delete_probe(client)
+    return {"bound": bound, "detail": detail, "events": events}
+
+
+async def _delete_probe(client: AsyncClient, wait_until: float | None = None) -> None:
+    """Delete the probe claim; with ``wait_until``, also wait until it is gone (a claim being deleted still
+    holds its name)."""
+    try:
+        await client.delete(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
+    except ApiError as exc:
+        if exc.status.code != 404:
+            raise
+        return
+    while wait_until is not None and time.monotonic() < wait_until:
+        try:
+            await client.get(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise
+        await asyncio.sleep(0.5)
+
+
+async def _events_of(client: AsyncClient, namespace: str, name: str) -> list[str]:
+    from lightkube.resources.core_v1 import Event
+
+    out = []
+    async for ev in client.list(Event, namespace=namespace, fields={"involvedObject.name": name}):
+        out.append(f"{ev.reason}: {ev.message}")
+    return out[-5:]
+
+
+async def diagnose(client: AsyncClient, discovery: list[NodeDisks]) -> list[str]:
+    """Why the Ceph cluster is not healthy, in the words of the usual causes."""
+    out: list[str] = []
+    for name in OPERATOR_DEPLOYMENTS:
+        try:
+            ok, why = workload_ready(await client.get(Deployment, name, namespace=NAMESPACE))
+        except ApiError:
+            ok, why = False, "absent"
+        if not ok:
+            out.append(f"Deployment {NAMESPACE}/{name} is not available ({why}): nothing reconciles the CephCluster")
+    cluster = await _get_dict(client, CephCluster, CLUSTER)
+    if cluster is not None and _osd_count(cluster) == 0:
+        disks = "; ".join(
+            f"{nd.node}: {', '.join(d.path for d in nd.eligible) or 'no eligible disk'}" for nd in discovery
+        )
+        out.append(
+            f"no OSD is up. Disks kfboot gave Ceph: {disks or 'none'}. See the rook-ceph-osd-prepare pods' logs "
+            f"(kubectl -n {NAMESPACE} logs -l app=rook-ceph-osd-prepare)"
+        )
+    async for pod in client.list(Pod, namespace=NAMESPACE):
+        for cs in (pod.status.containerStatuses if pod.status else None) or []:
+            waiting = cs.state.waiting if cs.state else None
+            if waiting and waiting.reason == "CrashLoopBackOff":
+                hint = ""
+                if o.name(pod).startswith("rook-ceph-mon"):
+                    hint = (
+                        ": a mon that crash-loops usually finds a previous cluster's data in /var/lib/rook on its "
+                        "node; remove that folder on every node (it holds the old cluster's keys) and retry"
+                    )
+                out.append(f"pod {o.name(pod)} container {cs.name} is crash-looping{hint}")
+    return out

@@ -1,0 +1,219 @@
+"""The CephCluster's shape (storage nodes, devices, mon/mgr counts, pool size) and its objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfboot.config import Environment
+from kfboot.errors import BadInputError, CheckFailedError
+from kfboot.steps.storage.discovery import NodeDisks
+from kfboot.steps.storage.names import (
+    CLASS,
+    CLUSTER,
+    NAMESPACE,
+    POOL,
+    PROVISIONER,
+)
+from kfboot.steps.storage.releases import RookRelease
+
+
+@dataclass
+class ClusterPlan:
+    """The CephCluster's shape: storage nodes and their devices, mon/mgr counts, pool size."""
+
+    nodes: dict[str, list[str]]  # node → device names (empty list: the node's deviceFilter)
+    device_filter: str | None
+    mons: int
+    mgrs: int
+    size: int
+    failure_domain: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def osds(self) -> int:
+        return sum(len(d) or 1 for d in self.nodes.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes,
+            "deviceFilter": self.device_filter,
+            "mons": self.mons,
+            "mgrs": self.mgrs,
+            "poolSize": self.size,
+            "failureDomain": self.failure_domain,
+            "warnings": self.warnings,
+        }
+
+
+def _rook_device_name(path: str) -> str:
+    """Rook takes ``sdb`` for /dev/sdb and full paths for /dev/disk/by-id/… links."""
+    return path.removeprefix("/dev/") if path.count("/") == 2 and path.startswith("/dev/") else path
+
+
+def plan_cluster(cfg: Environment, disks: list[NodeDisks]) -> ClusterPlan:
+    """Decide the storage nodes and devices (only eligible ones, whatever the config says) and the shape."""
+    rook = cfg.storage.rook
+    by_node = {d.node: d for d in disks}
+    nodes: dict[str, list[str]] = {}
+    warnings: list[str] = []
+    if rook.devices:
+        for want in rook.devices:
+            nd = by_node.get(want.node)
+            if nd is None:
+                raise BadInputError(
+                    f"storage.rook.devices names node {want.node!r}, which is not a schedulable cluster node",
+                    f"use one of: {', '.join(sorted(by_node))}",
+                )
+            dev = next((d for d in nd.devices if want.path in (d.path, d.name, f"/dev/{d.name}")), None)
+            if dev is None:
+                raise BadInputError(
+                    f"storage.rook.devices: {want.path} does not exist on {want.node}"
+                    + (f" ({nd.note})" if nd.note else ""),
+                    f"run `kfboot host devices --node {want.node}` and pick an eligible disk",
+                )
+            if not dev.eligible:
+                raise BadInputError(
+                    f"storage.rook.devices: {want.path} on {want.node} {dev.reason}; kfboot never gives it to Ceph",
+                    f"pick an eligible disk, or wipe it first: kfboot host wipe {dev.path} --node {want.node}",
+                )
+            nodes.setdefault(want.node, []).append(_rook_device_name(dev.path))
+    elif rook.deviceFilter:
+        import re
+
+        try:
+            pattern = re.compile(rook.deviceFilter)
+        except re.error as exc:
+            raise BadInputError(f"storage.rook.deviceFilter is not a regular expression: {exc}", "fix it") from exc
+        for nd in disks:
+            matched = [d for d in nd.devices if pattern.search(d.name)]
+            ok = [d for d in matched if d.eligible]
+            for d in matched:
+                if not d.eligible:
+                    warnings.append(f"{nd.node}:{d.path} matches deviceFilter but {d.reason}; Rook will skip it")
+            if ok:
+                nodes[nd.node] = []
+    else:
+        for nd in disks:
+            if nd.eligible:
+                nodes[nd.node] = [_rook_device_name(d.path) for d in nd.eligible]
+    if not nodes:
+        summary = "; ".join(
+            f"{nd.node}: " + (nd.note or ", ".join(f"{d.path} {d.reason}" for d in nd.devices if d.type != "part"))
+            for nd in disks
+        )
+        raise CheckFailedError(
+            f"no eligible disk for Ceph on any node ({summary or 'no schedulable nodes'})",
+            "attach an empty disk (no filesystem, partitions or LVM, ≥ 5 GiB) to a node listed under nodes:, "
+            "or list one in storage.rook.devices; `kfboot host devices` shows why each disk is refused",
+        )
+    count = len(nodes)
+    if rook.replicas == "auto":
+        size = 1 if count == 1 else min(count, 3)
+    else:
+        size = rook.replicas
+        if size > count:
+            raise BadInputError(
+                f"storage.rook.replicas is {size} but only {count} node(s) have a disk for Ceph",
+                "use replicas: auto, or give more nodes a disk (each replica lives on another node)",
+            )
+    if size == 1:
+        warnings.append("one replica: a lost disk loses data (Rook's no-redundancy warning is muted)")
+    mons = 1 if count == 1 else 3
+    return ClusterPlan(
+        nodes=nodes,
+        device_filter=rook.deviceFilter if not rook.devices else None,
+        mons=mons,
+        mgrs=1 if count == 1 else 2,
+        size=size,
+        failure_domain="host" if count > 1 else "osd",
+        warnings=warnings,
+    )
+
+
+def cluster_objects(plan: ClusterPlan, release: RookRelease) -> list[dict[str, Any]]:
+    """CephCluster, the block pool(s) and the StorageClass for ``plan``."""
+    single = len(plan.nodes) == 1
+    storage_nodes: list[dict[str, Any]] = []
+    for node, devices in sorted(plan.nodes.items()):
+        entry: dict[str, Any] = {"name": node}
+        if devices:
+            entry["devices"] = [{"name": d} for d in devices]
+        else:
+            entry["deviceFilter"] = plan.device_filter
+        storage_nodes.append(entry)
+    spec: dict[str, Any] = {
+        "cephVersion": {"image": release.ceph_image, "allowUnsupported": False},
+        "dataDirHostPath": "/var/lib/rook",
+        "security": {"cephx": {"csi": {"keyType": "aes"}}},
+        "mon": {"count": plan.mons, "allowMultiplePerNode": single or len(plan.nodes) < plan.mons},
+        "mgr": {
+            "count": plan.mgrs,
+            "allowMultiplePerNode": single or len(plan.nodes) < plan.mgrs,
+            "modules": [{"name": "rook", "enabled": False}],
+        },
+        "dashboard": {"enabled": True, "ssl": True},
+        "monitoring": {"enabled": False},
+        "crashCollector": {"disable": False},
+        "cleanupPolicy": {"confirmation": "", "allowUninstallWithVolumes": False},
+        "priorityClassNames": {
+            "mon": "system-node-critical",
+            "osd": "system-node-critical",
+            "mgr": "system-cluster-critical",
+        },
+        "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": storage_nodes},
+        "disruptionManagement": {"managePodBudgets": True},
+    }
+    if plan.size == 1:
+        spec["cephConfig"] = {"global": {"osd_pool_default_size": "1", "mon_warn_on_pool_no_redundancy": "false"}}
+    meta = {"name": CLUSTER, "namespace": NAMESPACE}
+    pool_spec: dict[str, Any] = {
+        "failureDomain": plan.failure_domain,
+        "replicated": {"size": plan.size, "requireSafeReplicaSize": plan.size > 1},
+    }
+    objs: list[dict[str, Any]] = [
+        {"apiVersion": "ceph.rook.io/v1", "kind": "CephCluster", "metadata": meta, "spec": spec},
+        {
+            "apiVersion": "ceph.rook.io/v1",
+            "kind": "CephBlockPool",
+            "metadata": {"name": POOL, "namespace": NAMESPACE},
+            "spec": pool_spec,
+        },
+    ]
+    if single:  # Ceph's own .mgr pool defaults to 3 replicas: one node cannot hold them
+        objs.append(
+            {
+                "apiVersion": "ceph.rook.io/v1",
+                "kind": "CephBlockPool",
+                "metadata": {"name": "builtin-mgr", "namespace": NAMESPACE},
+                "spec": {"name": ".mgr", "replicated": {"size": 1, "requireSafeReplicaSize": False}},
+            }
+        )
+    secret_ns = NAMESPACE
+    objs.append(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": CLASS},
+            "provisioner": PROVISIONER,
+            "parameters": {
+                "clusterID": NAMESPACE,
+                "pool": POOL,
+                "imageFormat": "2",
+                "imageFeatures": "layering",
+                "csi.storage.k8s.io/provisioner-secret-name": "rook-csi-rbd-provisioner",
+                "csi.storage.k8s.io/provisioner-secret-namespace": secret_ns,
+                "csi.storage.k8s.io/controller-expand-secret-name": "rook-csi-rbd-provisioner",
+                "csi.storage.k8s.io/controller-expand-secret-namespace": secret_ns,
+                "csi.storage.k8s.io/controller-publish-secret-name": "rook-csi-rbd-provisioner",
+                "csi.storage.k8s.io/controller-publish-secret-namespace": secret_ns,
+                "csi.storage.k8s.io/node-stage-secret-name": "rook-csi-rbd-node",
+                "csi.storage.k8s.io/node-stage-secret-namespace": secret_ns,
+                "csi.storage.k8s.io/fstype": "ext4",
+            },
+            "allowVolumeExpansion": True,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        }
+    )
+    return objs
