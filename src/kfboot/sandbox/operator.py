@@ -1,7 +1,7 @@
 """The sandbox's own controller: the parts of a real cluster that kwok Stages cannot express.
 
 It runs as a kwokctl component (``kfboot-sandbox-operator``) next to the kwok controller, started and
-stopped with the sandbox, and does four things:
+stopped with the sandbox, and does five things:
 
 1. **Stage refresh.** kwok starts a controller for a Stage's ``resourceRef`` only when it first sees the
    Stage; a custom resource whose CRD is installed later (Rook's CephCluster) is never watched. When a
@@ -11,9 +11,11 @@ stopped with the sandbox, and does four things:
    PVC whose class is provisioned by ``*.rbd.csi.ceph.com`` / ``*.cephfs.csi.ceph.com`` gets a PV (bound
    by the real PV controller), a Released PV with reclaim policy Delete is deleted a few seconds later
    (after the simulated CSI DeleteVolume), and a grown request on an expandable class is resized.
-3. **Kubeflow's profile controller**, once the Profile CRD exists: a Profile gets its namespace (owned by
+3. **Rook's pool gate**: the CephCluster's health copied onto its namespace's CephBlockPools (an annotation
+   the pool Stage selects on), since a Stage sees only its own object.
+4. **Kubeflow's profile controller**, once the Profile CRD exists: a Profile gets its namespace (owned by
    the Profile, labelled like upstream), the default-editor/default-viewer ServiceAccounts and RoleBindings.
-4. **Rook's and ceph-csi-operator's multi-object behaviour** (:mod:`kfboot.sandbox.rook_operator`):
+5. **Rook's and ceph-csi-operator's multi-object behaviour** (:mod:`kfboot.sandbox.rook_operator`):
    the mon Secret/ConfigMap with their finalizers, daemon Deployments, ClientProfile, CephCluster and
    pool deletion rules, the cleanup Jobs.
 """
@@ -31,7 +33,7 @@ from typing import Any
 
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
-from lightkube.generic_resource import create_global_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.core_v1 import (
     CSIPersistentVolumeSource,
     ObjectReference,
@@ -119,12 +121,51 @@ async def _on_established(client: AsyncClient, crd: CustomResourceDefinition) ->
 async def watch_crds(client: AsyncClient) -> None:
     pending: dict[str, asyncio.Task[None]] = {}
     profiles: asyncio.Task[None] | None = None
+    rook_watches: dict[str, asyncio.Task[None]] = {}
     async for _, crd in client.watch(CustomResourceDefinition, on_error=watch_retry):
         uid = o.meta(crd).uid or ""
         if _established(crd) and uid not in pending:
             pending[uid] = asyncio.create_task(_on_established(client, crd))
         if o.name(crd) == PROFILE_CRD and _established(crd) and (profiles is None or profiles.done()):
             profiles = asyncio.create_task(watch_profiles(client))
+        rook = {CEPHCLUSTER_CRD: CephClusterRes, CEPHBLOCKPOOL_CRD: CephBlockPoolRes}
+        if o.name(crd) in rook and _established(crd) and uid not in rook_watches:
+            rook_watches[uid] = asyncio.create_task(watch_pool_health(client, rook[o.name(crd)]))
+
+
+# ------------------------------------------------------------------ Rook: cluster health seen by the pools
+
+CEPHCLUSTER_CRD = "cephclusters.ceph.rook.io"
+CEPHBLOCKPOOL_CRD = "cephblockpools.ceph.rook.io"
+CephClusterRes = create_namespaced_resource("ceph.rook.io", "v1", "CephCluster", "cephclusters")
+CephBlockPoolRes = create_namespaced_resource("ceph.rook.io", "v1", "CephBlockPool", "cephblockpools")
+CLUSTER_HEALTH_ANNOTATION = "sandbox.kfboot.io/cluster-health"
+
+
+async def sync_pool_health(client: AsyncClient, namespace: str) -> int:
+    """Copy the CephCluster's status.ceph.health onto each CephBlockPool of ``namespace`` (annotation
+    sandbox.kfboot.io/cluster-health), so the pool Stage can follow Rook's rule that a pool is reconciled
+    only while the cluster's health is OK or WARN (rook/rook v1.20.6 pkg/operator/ceph/controller/
+    controller_utils.go IsReadyToReconcile). Returns how many pools were patched."""
+    health = None
+    async for cluster in client.list(CephClusterRes, namespace=namespace):
+        if not o.meta(cluster).deletionTimestamp:
+            health = o.dig(cluster, "status", "ceph", "health")
+    patched = 0
+    async for pool in client.list(CephBlockPoolRes, namespace=namespace):
+        if o.annotations_of(pool).get(CLUSTER_HEALTH_ANNOTATION) != health:
+            patch = {"metadata": {"annotations": {CLUSTER_HEALTH_ANNOTATION: health}}}
+            await client.patch(CephBlockPoolRes, o.name(pool), patch, namespace=namespace, patch_type=PatchType.MERGE)
+            patched += 1
+    return patched
+
+
+async def watch_pool_health(client: AsyncClient, res: Any) -> None:
+    async for _, obj in client.watch(res, namespace="*", on_error=watch_retry):
+        try:
+            await sync_pool_health(client, o.namespace(obj))
+        except ApiError as exc:
+            log.warning("pool health in %s: %s", o.namespace(obj), exc)
 
 
 # ------------------------------------------------------------------ Kubeflow's profile controller

@@ -32,7 +32,7 @@ from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.manifest import Manifest
 from kfboot.kube.ownership import owned
-from kfboot.kube.readiness import workload_ready
+from kfboot.kube.readiness import old_pods, rollout
 from kfboot.reporting import Reporter
 
 Profile = create_global_resource("kubeflow.org", "v1", "Profile", "profiles")
@@ -430,15 +430,20 @@ async def restart_dex(client: AsyncClient, reporter: Reporter, timeout: float = 
     with reporter.progress("restarting Dex") as task:
         while True:
             dep = await client.get(Deployment, DEX_DEPLOYMENT, namespace=DEX_NAMESPACE)
-            ready, missing = workload_ready(dep)
-            if ready:
+            state = rollout(dep)
+            # kubectl's rules are done once the old ReplicaSet is scaled down; its pod may still be
+            # terminating and answering with the old settings: wait until it is gone too
+            old = await old_pods(client, dep) if state.done else []
+            if state.done and not old:
                 task.update("Dex restarted")
                 return
+            missing = state.message or f"old pod {', '.join(old)} still terminating"
             task.update(f"restarting Dex: {missing}")
-            if time.monotonic() > deadline:
-                task.fail(f"Dex did not restart within {timeout:.0f} s: {missing}")
+            if state.failed or time.monotonic() > deadline:
+                within = "" if state.failed else f" within {timeout:.0f} s"
+                task.fail(f"Dex did not restart{within}: {missing}")
                 raise RuntimeFailure(
-                    f"Dex did not restart within {timeout:.0f} s ({missing}); the new settings are stored",
+                    f"Dex did not restart{within} ({missing}); the new settings are stored",
                     f"see why: kubectl -n {DEX_NAMESPACE} describe deployment {DEX_DEPLOYMENT}",
                 )
             await asyncio.sleep(1)

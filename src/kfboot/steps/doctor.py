@@ -87,7 +87,32 @@ SIGNATURES = (
     ),
 )
 
-CRASHY = {"CrashLoopBackOff", "Error", "ImagePullBackOff", "ErrImagePull", "CreateContainerError", "RunContainerError"}
+CRASHY = {
+    "CrashLoopBackOff",
+    "Error",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "InvalidImageName",
+    "RunContainerError",
+}
+
+#: waiting reasons whose cause the reason alone names (the kubelet's messages: kubernetes/kubernetes
+#: pkg/kubelet/kuberuntime/kuberuntime_container.go ErrCreateContainerConfig, pkg/kubelet/images
+#: ErrInvalidImageName "Failed to apply default image tag …")
+REASON_FIXES = {
+    "CreateContainerConfigError": (
+        "container-config-missing",
+        "a Secret, ConfigMap or key the container's env/envFrom names does not exist (the message names it): "
+        "create it, or re-apply the component that should have made it",
+    ),
+    "InvalidImageName": (
+        "invalid-image-name",
+        "the image reference cannot be parsed (upper-case letters, a stray space or colon): fix the image in the "
+        "manifest or kustomize overlay and re-apply",
+    ),
+}
 
 
 def match(text: str) -> Signature | None:
@@ -98,17 +123,25 @@ def match(text: str) -> Signature | None:
 
 
 def _pod_texts(pod: Pod) -> list[tuple[str, str, str]]:
-    """(container, reason, message) of every container that is failing or has failed."""
+    """(container, reason, message) of every container that is failing now.
+
+    A container running and Ready is healthy whatever its ``lastState`` says: an old non-zero exit there is
+    history (a restart that recovered). For one that is failing, the last termination's message is the
+    useful part (a crash loop's waiting message only says it backs off), so it is added to the text."""
     out = []
     statuses = (pod.status.initContainerStatuses or []) + (pod.status.containerStatuses or []) if pod.status else []
     for cs in statuses:
-        for st in (cs.state, cs.lastState):
-            if st is None:
-                continue
-            if st.waiting and st.waiting.reason in CRASHY:
-                out.append((cs.name, st.waiting.reason, st.waiting.message or ""))
-            if st.terminated and st.terminated.exitCode:
-                out.append((cs.name, st.terminated.reason or "Error", st.terminated.message or ""))
+        st, last = cs.state, cs.lastState
+        if st is None or (st.running and cs.ready):
+            continue
+        previous = last.terminated if last and last.terminated and last.terminated.exitCode else None
+        earlier = f"\n{previous.message}" if previous and previous.message else ""
+        if st.waiting and st.waiting.reason in CRASHY:
+            out.append((cs.name, st.waiting.reason, (st.waiting.message or "") + earlier))
+        elif st.terminated and st.terminated.exitCode:
+            out.append((cs.name, st.terminated.reason or "Error", st.terminated.message or ""))
+        elif st.running and previous is not None:  # up again but not Ready after a crash
+            out.append((cs.name, previous.reason or "Error", previous.message or ""))
     return out
 
 
@@ -134,6 +167,8 @@ async def pod_findings(client: AsyncClient) -> list[Finding]:
         for container, reason, message in texts:
             haystack = "\n".join([message, *events])
             sig = match(haystack)
+            if sig is None and reason in REASON_FIXES:
+                sig = Signature(REASON_FIXES[reason][0], re.compile(re.escape(reason)), REASON_FIXES[reason][1])
             if sig is None and reason in ("CrashLoopBackOff", "Error"):
                 logs = await _logs(client, pod, container)
                 sig = match(logs)

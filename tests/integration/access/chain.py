@@ -18,10 +18,14 @@ Dex is the path a browser takes through the real gateway.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import random
 import socket
+import socketserver
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -132,22 +136,21 @@ class Chain:
     def dex_log(self) -> Path:
         return self.workdir / "dex.log"
 
-    def start_dex(self) -> None:
-        """(Re)start Dex from the cluster's current ConfigMap and Secrets (what a rollout restart does)."""
-        self.stop("dex")
-        dex = binary("dex", DEX_VERSION)
-        assert dex is not None
+    def dex_config(self, listen_port: int) -> tuple[Path, dict[str, str]]:
+        """Dex's config file and environment from the cluster's current ConfigMap and Secrets (what a
+        starting Dex container gets), listening on ``listen_port``; the issuer is always the front port."""
         config = yaml.safe_load(self.sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"])  # type: ignore[index]
         assert config["storage"] == {"type": "kubernetes", "config": {"inCluster": True}}, config["storage"]
         # as the pod does: Dex's objects in its own namespace (the kubeconfig context's namespace)
         kubeconfig = self.workdir / "dex-kubeconfig.yaml"
-        kubeconfig.write_text(self.sb.kubeconfig.read_text())
-        self.sb.kubectl("--kubeconfig", str(kubeconfig), "config", "set-context", "--current", "--namespace=auth")
+        if not kubeconfig.exists():
+            kubeconfig.write_text(self.sb.kubeconfig.read_text())
+            self.sb.kubectl("--kubeconfig", str(kubeconfig), "config", "set-context", "--current", "--namespace=auth")
         config["storage"]["config"] = {"kubeConfigFile": str(kubeconfig)}
         assert config["issuer"] == "http://dex.auth.svc.cluster.local:5556/dex"
         config["issuer"] = f"http://127.0.0.1:{self.dex_port}/dex"
-        config["web"] = {"http": f"127.0.0.1:{self.dex_port}"}
-        path = self.workdir / "dex.yaml"
+        config["web"] = {"http": f"127.0.0.1:{listen_port}"}
+        path = self.workdir / f"dex-{listen_port}.yaml"
         path.write_text(yaml.safe_dump(config))
         env = {
             "PATH": os.environ.get("PATH", ""),
@@ -156,14 +159,36 @@ class Chain:
             **secret_data(self.sb, "auth", "dex-oidc-client"),
             **secret_data(self.sb, "auth", "dex-passwords"),
         }
-        for _ in range(5):
-            # a fresh cluster answers 429 "storage is (re)initializing" right after Dex creates its CRDs,
-            # and Dex exits on it; the Deployment would restart it, so does this
+        return path, env
+
+    def start_dex(self) -> None:
+        """(Re)start Dex from the cluster's current ConfigMap and Secrets (what a rollout restart does)."""
+        self.stop("dex")
+        dex = binary("dex", DEX_VERSION)
+        assert dex is not None
+        path, env = self.dex_config(self.dex_port)
+        for _ in range(20):
+            # a fresh cluster answers 429 "storage is (re)initializing" or 404 for the CRDs Dex has just
+            # created until the API server serves them, and Dex exits on it; the Deployment would restart it
+            # (with back-off, for as long as it takes), so does this
             self._spawn("dex", [str(dex), "serve", str(path)], env)
             if wait_http(f"http://127.0.0.1:{self.dex_port}/dex/healthz", alive=self.procs["dex"]):
                 return
             time.sleep(1)
         raise AssertionError(f"Dex did not start:\n{self.logs()}")
+
+    @contextmanager
+    def dex_pods(self) -> Iterator[DexPods]:
+        """Dex as its Deployment runs it, instead of the one process ``start_dex`` restarts by hand (see
+        DexPods); on exit, back to that one process."""
+        self.stop("dex")
+        pods = DexPods(self)
+        try:
+            pods.start()
+            yield pods
+        finally:
+            pods.stop()
+            self.start_dex()
 
     def start_oauth2_proxy(self) -> None:
         proxy = binary("oauth2-proxy", OAUTH2_PROXY_VERSION)
@@ -234,6 +259,124 @@ class Chain:
             tail = log.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"--- {log.name}\n" + "\n".join(tail))
         return "\n".join(out)
+
+
+class DexPods:
+    """Dex's pods, each a local Dex process, behind the Service.
+
+    Every pod of Deployment auth/dex that runs (phase Running, not being deleted) gets its own Dex
+    process, started when the follower first sees the pod, with the ConfigMap and Secrets as they are then
+    (a container reads its env and config when it starts); the process stops once the pod is gone from
+    the API. The front port (the chain's Dex address) is the Service: each new connection goes to a pod
+    that is Ready and not terminating — the EndpointSlice controller's ``ready`` rule, which kube-proxy
+    routes to — looked up at connect time; with none it is refused. Readiness comes from the sandbox's
+    simulated kubelet (the bundle's readinessProbe: initialDelaySeconds 10)."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.procs: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+        self.started: list[str] = []  # pod names, in the order their Dex started
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.server: FrontServer | None = None
+
+    def pods(self) -> list[dict[str, Any]]:
+        items = self.chain.sb.kubectl_json("-n", "auth", "get", "pods", "-l", "app=dex")["items"]
+        assert isinstance(items, list)
+        return items
+
+    def ready_backends(self) -> list[int]:
+        out = []
+        for pod in self.pods():
+            conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+            name = pod["metadata"]["name"]
+            if conds.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp"):
+                with self.lock:
+                    if name in self.procs:
+                        out.append(self.procs[name][0])
+        return out
+
+    def _follow(self) -> None:
+        dex = binary("dex", DEX_VERSION)
+        assert dex is not None
+        while not self.done.is_set():
+            try:
+                pods = self.pods()
+            except Exception:  # the API server is busy: look again
+                time.sleep(0.3)
+                continue
+            names = {p["metadata"]["name"] for p in pods}
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                running = pod.get("status", {}).get("phase") == "Running"
+                if running and not pod["metadata"].get("deletionTimestamp") and name not in self.procs:
+                    port = free_port()
+                    path, env = self.chain.dex_config(port)
+                    log = (self.chain.workdir / "dex.log").open("ab")
+                    proc = subprocess.Popen(
+                        [str(dex), "serve", str(path)], env=env, stdout=log, stderr=subprocess.STDOUT
+                    )
+                    with self.lock:
+                        self.procs[name] = (port, proc)
+                    self.started.append(name)
+            with self.lock:
+                gone = [n for n in self.procs if n not in names]
+                stopped = [self.procs.pop(n)[1] for n in gone]
+            for proc in stopped:
+                stop_process(proc)
+            time.sleep(0.2)
+
+    def start(self) -> None:
+        backends = self.ready_backends
+
+        class Front(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                ports = backends()
+                if not ports:
+                    return  # no ready endpoint: the connection is closed
+                with socket.create_connection(("127.0.0.1", random.choice(ports)), timeout=10) as upstream:
+                    pipe(self.request, upstream)
+
+        self.server = FrontServer(("127.0.0.1", self.chain.dex_port), Front)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        with self.lock:
+            procs = [p for _, p in self.procs.values()]
+            self.procs.clear()
+        for proc in procs:
+            stop_process(proc)
+
+
+class FrontServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # the port Dex listened on has connections in TIME_WAIT
+    daemon_threads = True
+
+
+def pipe(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    a.settimeout(None)
+    b.settimeout(None)
+
+    def copy(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    other = threading.Thread(target=copy, args=(b, a), daemon=True)
+    other.start()
+    copy(a, b)
+    other.join()
 
 
 @contextmanager

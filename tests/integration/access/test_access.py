@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import bcrypt
@@ -489,3 +490,49 @@ def test_up_keeps_the_users_of_kfboot_yaml(kf: Chain, tmp_path: Path) -> None:
     rm = sb.env.kfboot("auth", "remove-user", "ann@example.com", "--delete-namespace", timeout=240)
     assert rm.returncode == 0, rm.stderr
     assert all(secret not in text for text in outputs for secret in (ANN_PASSWORD, ANN_PASSWORD2, first, second))
+
+
+ROLL_PASSWORD = "roll-Secret-pw-8d21f0"
+ROLL_PASSWORD2 = "roll-Other-pw-47b9c3"
+
+
+def test_set_password_returns_once_only_the_new_dex_pod_serves(kf: Chain) -> None:
+    """Dex's pods as the Deployment runs them (one Dex per pod, the Service sends a connection to a Ready
+    pod; chain.DexPods). The bundle's readinessProbe makes a new Dex pod Ready 10 s after it starts, and
+    with one replica and surge 1 the old pod serves until then: set-password must return only once the
+    new pod is Ready and the old one is gone, so the old password is refused the moment it returns."""
+    sb = kf.sb
+    email = "roll@example.com"
+    [container] = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    assert container["readinessProbe"]["initialDelaySeconds"] == 10
+    add = sb.env.kfboot("auth", "add-user", email, "--password-stdin", input=ROLL_PASSWORD + "\n", timeout=240)
+    assert add.returncode == 0, add.stderr
+    try:
+        with kf.dex_pods() as pods:
+            deadline = time.monotonic() + 60
+            while check(kf, email, ROLL_PASSWORD).returncode != 0:  # the current pod's Dex is up
+                assert time.monotonic() < deadline, kf.logs()
+                time.sleep(0.5)
+            [before] = [p["metadata"]["name"] for p in pods.pods()]
+            proc = sb.env.kfboot(
+                "auth", "set-password", "--user", email, "--password-stdin", input=ROLL_PASSWORD2 + "\n", timeout=240
+            )
+            old = check(kf, email, ROLL_PASSWORD)  # at once: no wait of any kind before this
+            assert proc.returncode == 0, proc.stderr
+            assert old.returncode == 1 and "wrong email or password" in old.stderr, old.stdout + old.stderr
+            assert check(kf, email, ROLL_PASSWORD2).returncode == 0
+            [after] = pods.pods()
+            assert after["metadata"]["name"] != before and after["metadata"]["name"] in pods.started
+            # the simulated kubelet made it Ready only after the probe's initial delay
+            started = after["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+            ready = next(c for c in after["status"]["conditions"] if c["type"] == "Ready")
+            assert ready["status"] == "True"
+            seconds = (parse_time(ready["lastTransitionTime"]) - parse_time(started)).total_seconds()
+            assert seconds >= 9, (started, ready)  # API times are whole seconds
+    finally:
+        rm = sb.env.kfboot("auth", "remove-user", email, "--delete-namespace", timeout=240)
+        assert rm.returncode == 0, rm.stderr
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -34,9 +34,12 @@ CRD_B = json.loads(
 )  # the same short name "gd" as CRD_A: its names are not accepted
 
 
-def crashing_pod(name: str, container: str, waiting: str, message: str) -> tuple[dict[str, object], dict[str, object]]:
+def crashing_pod(
+    name: str, container: str, waiting: str | None, message: str
+) -> tuple[dict[str, object], dict[str, object]]:
     """An unschedulable pod (no kwok node takes it, so nothing rewrites its status) and the status a
-    kubelet would report for a crashing container."""
+    kubelet would report for a crashing container (``waiting`` None: one that crashed once, restarted and
+    is running and Ready now)."""
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -51,9 +54,11 @@ def crashing_pod(name: str, container: str, waiting: str, message: str) -> tuple
                     "name": container,
                     "image": "x",
                     "imageID": "",
-                    "ready": False,
+                    "ready": waiting is None,
                     "restartCount": 5,
-                    "state": {"waiting": {"reason": waiting, "message": message}},
+                    "state": {"waiting": {"reason": waiting, "message": message}}
+                    if waiting
+                    else {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
                     "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": message}},
                 }
             ],
@@ -128,6 +133,15 @@ def broken(fresh_sandbox: Sandbox) -> Iterator[Sandbox]:
         ("watcher", "main", "CrashLoopBackOff", "failed to create fsnotify watcher: too many open files"),
         ("puller", "main", "ImagePullBackOff", "toomanyrequests: You have reached your pull rate limit"),
         ("arm", "main", "CrashLoopBackOff", "exec /manager: exec format error"),
+        ("config", "main", "CreateContainerConfigError", 'secret "mysql-secret" not found'),
+        (
+            "badname",
+            "main",
+            "InvalidImageName",
+            'Failed to apply default image tag "BUSYBOX": couldn\'t parse image reference "BUSYBOX": '
+            "invalid reference format: repository name must be lowercase",
+        ),
+        ("recovered", "main", None, "failed to create fsnotify watcher: too many open files"),
     ):
         pod, status = crashing_pod(name, container, waiting, message)
         sb.kubectl("apply", "-f", "-", input=json.dumps(pod))
@@ -152,6 +166,11 @@ def test_doctor_names_each_failure_with_its_fix(broken: Sandbox) -> None:
     assert ("inotify-exhausted", "pod doctor/watcher") in found
     assert ("docker-hub-rate-limit", "pod doctor/puller") in found
     assert ("exec-format-error", "pod doctor/arm") in found
+    assert ("container-config-missing", "pod doctor/config") in found
+    assert 'secret "mysql-secret" not found' in found[("container-config-missing", "pod doctor/config")]["problem"]
+    assert ("invalid-image-name", "pod doctor/badname") in found
+    # running and Ready again: its old crash in lastState is history, not a finding
+    assert [f for f in found.values() if "doctor/recovered" in f["object"]] == []
     assert "fs.inotify.max_user_instances" in found[("inotify-exhausted", "pod doctor/watcher")]["fix"]
     text = broken.env.kfboot("doctor", extra_env=env)
     assert text.returncode == 1 and "webhook-unreachable" in text.stdout and "fix:" in text.stdout

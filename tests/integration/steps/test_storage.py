@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ def test_one_node_install_demotes_default_binds_claims_and_uninstalls_cleanly(on
     # status: healthy
     st = one.env.kfboot("storage", "status", "-o", "json")
     assert st.returncode == 0, st.stdout
-    assert json.loads(st.stdout)["rook"]["osds"] == 1
+    assert json.loads(st.stdout)["rook"]["osdsUp"] == 1
     # a second install changes nothing and is healthy again
     again = one.env.kfboot("--config", str(cfg), "storage", "install", "-o", "json")
     assert again.returncode == 0, again.stderr
@@ -170,7 +171,7 @@ def test_three_nodes_get_three_mons_and_three_replicas_across_hosts(three: Sandb
     # Ceph's default .mgr pool (3 replicas) fits three hosts: no 1-replica override
     assert three.kubectl("get", "cephblockpool", "-n", "rook-ceph", "builtin-mgr", check=False).returncode != 0
     status = json.loads(three.env.kfboot("storage", "status", "-o", "json").stdout)
-    assert status["rook"]["osds"] == 3 and status["rook"]["healthy"] is True
+    assert status["rook"]["osdsUp"] == 3 and status["rook"]["healthy"] is True
 
 
 def test_auto_keeps_an_existing_default_class_and_skips_rook(three: Sandbox, tmp_path: Path) -> None:
@@ -446,3 +447,116 @@ def test_uninstall_clears_finalizers_when_the_operator_is_gone(three: Sandbox, t
     assert {w["host"] for w in result["notWiped"]} == set(nodes_of(three))
     assert all("sdb" in w["leftOnNode"] for w in result["notWiped"])
     assert rook_leftovers(three) == []
+
+
+STAGES = Path(str(resources.files("kfboot.sandbox") / "stages"))
+
+
+@pytest.fixture(scope="module")
+def lagging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sb = sandbox(tmp_path_factory, "storlag", 1)
+    yield sb
+    stop_sandbox(sb)
+
+
+def interval(sb: Sandbox, value: str) -> None:
+    """Rook's status-check interval (spec.healthCheck.daemonHealth.status.interval), a field kfboot does not
+    write: the CephCluster is created with it before kfboot applies its own fields."""
+    patch = {"spec": {"healthCheck": {"daemonHealth": {"status": {"interval": value}}}}}
+    sb.kubectl("patch", "cephcluster", "-n", "rook-ceph", "rook-ceph", "--type=merge", "-p", json.dumps(patch))
+
+
+def test_the_gate_waits_for_osds_rook_counts_up_and_says_why(lagging: Sandbox, tmp_path: Path) -> None:
+    """Rook counts OSDs up only at its status checks (every 60 s by default): right after the cluster is
+    Ready the OSDs are deployed but none is counted up. With a one-hour interval the count lags; the gate
+    must keep waiting and say so, then pass once a check has counted the OSD."""
+    sb = lagging
+    sb.kubectl("apply", "--server-side", "-f", str(ROOK / "crds.yaml"))
+    sb.kubectl("wait", "--for=condition=Established", "crd/cephclusters.ceph.rook.io")
+    sb.kubectl("create", "namespace", "rook-ceph")
+    cluster = {
+        "apiVersion": "ceph.rook.io/v1",
+        "kind": "CephCluster",
+        "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
+        "spec": {"healthCheck": {"daemonHealth": {"status": {"interval": "1h"}}}},
+    }
+    sb.kubectl("apply", "--server-side", "--field-manager=test", "-f", "-", input=json.dumps(cluster))
+    cfg = rook_config(tmp_path).read_text().replace("timeout: 3m", "timeout: 40s")
+    (tmp_path / "lag.yaml").write_text(cfg)
+    proc = sb.env.kfboot("--config", str(tmp_path / "lag.yaml"), "storage", "install", "-o", "json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # the gate timed out: a cluster state
+    detail = json.loads(proc.stdout)["health"]["cluster"]
+    assert "0 OSD(s) up (1 deployed), the pool needs 1" in detail, detail
+    assert "Rook counts up OSDs at each status check" in detail
+    status = cephcluster(sb)["status"]
+    assert status["phase"] == "Ready" and "osd" not in status["ceph"]["versions"]  # type: ignore[index,operator]
+    st = json.loads(sb.env.kfboot("storage", "status", "-o", "json").stdout)["rook"]
+    assert (st["osdsUp"], st["osdsDeployed"], st["healthy"]) == (0, 1, False)
+    # the next status check counts the OSD: the same install passes
+    interval(sb, "2s")
+    again = sb.env.kfboot("--config", str(tmp_path / "lag.yaml"), "storage", "install", "-o", "json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    st = json.loads(sb.env.kfboot("storage", "status", "-o", "json").stdout)["rook"]
+    assert (st["osdsUp"], st["osdsDeployed"], st["healthy"]) == (1, 1, True)
+
+
+def test_a_rerun_after_a_spec_change_waits_for_the_new_generation(lagging: Sandbox, tmp_path: Path) -> None:
+    """With the operator not yet at a spec change (its Stage for it removed), the CephCluster still says
+    Ready for the previous generation: neither status nor the gate may call that ready."""
+    sb = lagging
+    if sb.kubectl("get", "cephcluster", "-n", "rook-ceph", "rook-ceph", check=False).returncode != 0:
+        proc = sb.env.kfboot("--config", str(rook_config(tmp_path)), "storage", "install")
+        assert proc.returncode == 0, proc.stderr
+    sb.kubectl("delete", "stage", "rook-cephcluster-spec-changed")
+    try:
+        before = cephcluster(sb)
+        interval(sb, "3s")  # a spec change kfboot does not own, so its re-run keeps it
+        after = cephcluster(sb)
+        assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1  # type: ignore[operator]
+        assert after["status"]["phase"] == "Ready"  # type: ignore[index]
+        st = json.loads(sb.env.kfboot("storage", "status", "-o", "json").stdout)["rook"]
+        assert st["healthy"] is False and "not reconciled yet" in st["detail"], st
+        cfg = rook_config(tmp_path).read_text().replace("timeout: 3m", "timeout: 20s")
+        (tmp_path / "gen.yaml").write_text(cfg)
+        proc = sb.env.kfboot("--config", str(tmp_path / "gen.yaml"), "storage", "install", "-o", "json")
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        generation = after["metadata"]["generation"]  # type: ignore[index]
+        assert (
+            f"CephCluster spec generation {generation} not reconciled yet"
+            in json.loads(proc.stdout)["health"]["cluster"]
+        )
+    finally:
+        sb.kubectl("apply", "-f", str(STAGES / "rook-cephcluster.yaml"))
+        # kwok looks at an object again on its next event: give it one, as the operator's next reconcile
+        # trigger would
+        sb.kubectl("annotate", "--overwrite", "cephcluster", "-n", "rook-ceph", "rook-ceph", "test/reconcile=now")
+    # the operator gets to it: Progressing, then Ready for the new generation; the re-run passes
+    again = sb.env.kfboot("--config", str(tmp_path / "gen.yaml"), "storage", "install", "-o", "json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    done = cephcluster(sb)
+    assert done["status"]["observedGeneration"] == done["metadata"]["generation"]  # type: ignore[index]
+
+
+@pytest.fixture(scope="module")
+def tainted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sb = sandbox(tmp_path_factory, "stortaint", 3)
+    yield sb
+    stop_sandbox(sb)
+
+
+def test_a_control_plane_tainted_node_is_not_a_storage_node(tainted: Sandbox, tmp_path: Path) -> None:
+    """The CephCluster kfboot writes has no tolerations: Rook would run no OSD on a NoSchedule node."""
+    sb = tainted
+    sb.kubectl("taint", "nodes", "stortaint-node-0", "node-role.kubernetes.io/control-plane:NoSchedule")
+    plan = sb.env.kfboot("--config", str(rook_config(tmp_path)), "storage", "install", "-o", "json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    result = json.loads(plan.stdout)
+    spec = cephcluster(sb)["spec"]
+    assert [n["name"] for n in spec["storage"]["nodes"]] == ["stortaint-node-1", "stortaint-node-2"]  # type: ignore[index]
+    assert "placement" not in spec
+    assert pool(sb)["spec"]["replicated"]["size"] == 2  # type: ignore[index]
+    said = "node stortaint-node-0 is not a storage node: tainted node-role.kubernetes.io/control-plane:NoSchedule"
+    assert any(w.startswith(said) for w in result["plan"]["warnings"]), result["plan"]["warnings"]
+    assert said in plan.stderr  # the reporter's warning
+    [skipped] = [d for d in result["discovery"] if d["node"] == "stortaint-node-0"]
+    assert skipped["source"] == "tainted" and skipped["taints"] == ["node-role.kubernetes.io/control-plane:NoSchedule"]

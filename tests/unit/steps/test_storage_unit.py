@@ -91,29 +91,100 @@ def test_no_eligible_disk_anywhere_explains_each_node() -> None:
         storage.plan_cluster(env(), used)
 
 
-def cluster(phase: str = "Ready", health: str = "HEALTH_OK", osds: int = 3, **details: Any) -> dict[str, Any]:
+def cluster(
+    phase: str = "Ready",
+    health: str = "HEALTH_OK",
+    osds: int | None = 3,
+    deployed: int = 3,
+    generation: int = 1,
+    observed: int = 1,
+    **details: Any,
+) -> dict[str, Any]:
+    """A CephCluster as Rook v1.20.6 writes it: OSDs deployed in status.storage, OSDs up (``None``: not
+    counted by a status check yet) in status.ceph.versions.osd."""
+    versions: dict[str, Any] = {"mon": {"ceph version 20.2.4": 3}}
+    if osds is not None:
+        versions["osd"] = {"ceph version 20.2.4": osds}
     return {
+        "metadata": {"generation": generation},
         "status": {
             "phase": phase,
-            "ceph": {"health": health, "versions": {"osd": {"ceph version 19": osds}}, "details": details},
-        }
+            "observedGeneration": observed,
+            "storage": {"osd": {"storeType": {"bluestore": deployed}}},
+            "ceph": {"health": health, "versions": versions, "details": details, "lastChecked": "2026-12-03T06:00:00Z"},
+        },
     }
 
 
-READY_POOL = {"status": {"phase": "Ready"}}
+READY_POOL = {"metadata": {"generation": 1}, "status": {"phase": "Ready", "observedGeneration": 1}}
 
 
 def test_health_gate_verdicts() -> None:
-    assert storage.cluster_health(cluster(), READY_POOL, 3)[0] is True
+    ok, why = storage.cluster_health(cluster(), READY_POOL, 3)
+    assert ok and why == "Ready, HEALTH_OK, 3 OSD(s) up of 3 deployed, pool replicapool Ready"
     ok, why = storage.cluster_health(cluster(health="HEALTH_WARN", MON_CLOCK_SKEW={"message": "skew"}), READY_POOL, 3)
     assert ok and "HEALTH_WARN: MON_CLOCK_SKEW (skew)" in why
     ok, why = storage.cluster_health(cluster(health="HEALTH_ERR", OSD_FULL={"message": "full"}), READY_POOL, 3)
     assert not ok and "OSD_FULL" in why
     ok, why = storage.cluster_health(cluster(osds=1), READY_POOL, 3)
-    assert not ok and "1 OSD(s) up, the pool needs 3" in why
+    assert not ok and "1 OSD(s) up (3 deployed), the pool needs 3" in why
     ok, why = storage.cluster_health(cluster(), {"status": {}}, 1)
     assert not ok and "pool replicapool not reconciled yet" in why
     assert storage.cluster_health({"status": {}}, None, 1) == (
         False,
         "the operator has not picked up the CephCluster yet",
     )
+
+
+def test_deployed_osds_are_not_up_osds() -> None:
+    # Ready, OSD Deployments created, but no status check has counted an OSD up yet
+    ok, why = storage.cluster_health(cluster(health="HEALTH_WARN", osds=None), READY_POOL, 1)
+    assert not ok and "0 OSD(s) up (3 deployed), the pool needs 1" in why
+    assert "Rook counts up OSDs at each status check (last 2026-12-03T06:00:00Z" in why
+    # Ready before Rook's first status check: no status.ceph at all
+    fresh = cluster()
+    del fresh["status"]["ceph"]
+    ok, why = storage.cluster_health(fresh, READY_POOL, 1)
+    assert not ok and "no Ceph status yet" in why
+
+
+def test_osds_reported_down_fail_the_gate_even_with_enough_up() -> None:
+    down = cluster(osds=2, health="HEALTH_WARN", OSD_DOWN={"severity": "HEALTH_WARN", "message": "1 osds down"})
+    ok, why = storage.cluster_health(down, READY_POOL, 2)
+    assert not ok and "OSD_DOWN (1 osds down)" in why
+    # TOO_FEW_OSDS alone (fewer OSDs than Ceph's default pool size) does not block a pool that fits
+    few = cluster(osds=2, deployed=2, health="HEALTH_WARN", TOO_FEW_OSDS={"message": "OSD count 2 < 3"})
+    assert storage.cluster_health(few, READY_POOL, 2)[0] is True
+
+
+def test_a_spec_change_not_yet_reconciled_is_not_ready() -> None:
+    ok, why = storage.cluster_health(cluster(generation=2, observed=1), READY_POOL, 3)
+    assert not ok and "CephCluster spec generation 2 not reconciled yet (status is of generation 1)" in why
+    stale_pool = {"metadata": {"generation": 3}, "status": {"phase": "Ready", "observedGeneration": 2}}
+    ok, why = storage.cluster_health(cluster(), stale_pool, 3)
+    assert not ok and "pool replicapool spec generation 3 not reconciled yet" in why
+
+
+def tainted(name: str, *taints: str) -> storage.NodeDisks:
+    return storage.NodeDisks(name, "sandbox", [disk("sdb")], taints=list(taints))
+
+
+def test_tainted_nodes_are_skipped_and_said_so() -> None:
+    skipped = storage.NodeDisks(
+        "cp", "tainted", note="tainted node-role.kubernetes.io/control-plane:NoSchedule: …", taints=["x"]
+    )
+    plan = storage.plan_cluster(env(), [skipped, *nodes(2)])
+    assert sorted(plan.nodes) == ["n0", "n1"] and plan.size == 2
+    assert any(w.startswith("node cp is not a storage node: tainted node-role") for w in plan.warnings)
+    assert "placement" not in storage.cluster_objects(plan, storage.ROOK_RELEASES[0])[0]["spec"]
+
+
+def test_a_tainted_node_named_explicitly_is_used_and_tolerated() -> None:
+    cfg = env(devices=[{"node": "cp", "path": "/dev/sdb"}])
+    plan = storage.plan_cluster(cfg, [tainted("cp", "node-role.kubernetes.io/control-plane:NoSchedule")])
+    assert plan.nodes == {"cp": ["sdb"]}
+    assert plan.tolerations == [
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    spec = storage.cluster_objects(plan, storage.ROOK_RELEASES[0])[0]["spec"]
+    assert spec["placement"] == {"all": {"tolerations": plan.tolerations}}

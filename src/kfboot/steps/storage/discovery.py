@@ -18,9 +18,11 @@ from kfboot.steps import host
 @dataclass
 class NodeDisks:
     node: str
-    source: str  # sandbox | local | ssh | unknown
+    source: str  # sandbox | local | ssh | unknown | tainted
     devices: list[host.Device] = field(default_factory=list)
     note: str = ""
+    #: NoSchedule/NoExecute taints ("key=value:Effect"): no Rook pod runs there without a toleration
+    taints: list[str] = field(default_factory=list)
 
     @property
     def eligible(self) -> list[host.Device]:
@@ -31,8 +33,18 @@ class NodeDisks:
             "node": self.node,
             "source": self.source,
             "note": self.note,
+            "taints": self.taints,
             "devices": [{"path": d.path, "eligible": d.eligible, "reason": d.reason} for d in self.devices],
         }
+
+
+def node_taints(node: Node) -> list[str]:
+    """The taints that keep pods without a matching toleration off ``node`` ("key[=value]:Effect")."""
+    out = []
+    for t in (node.spec.taints if node.spec else None) or []:
+        if t.effect in ("NoSchedule", "NoExecute"):
+            out.append(f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}")
+    return out
 
 
 def _local_names() -> set[str]:
@@ -43,26 +55,42 @@ def _local_names() -> set[str]:
 async def discover(client: AsyncClient, cfg: Environment, reporter: Reporter) -> list[NodeDisks]:
     """The disks of every schedulable node, classified the way Rook decides: nodes of kfboot.yaml are asked
     over SSH (or locally, without an address); a sandbox's simulated nodes report their simulated disks;
-    with no nodes configured, this machine when it is one of the cluster's nodes."""
+    with no nodes configured, this machine when it is one of the cluster's nodes. A node with a NoSchedule or
+    NoExecute taint (a control plane) is skipped unless storage.rook.devices names it: the CephCluster kfboot
+    writes has no tolerations, so Rook would schedule no OSD there."""
     allow_loop = cfg.storage.rook.allowLoopDevices
     configured = {n.name: n for n in cfg.nodes}
+    named = {d.node for d in cfg.storage.rook.devices}
     local = _local_names()
     out: list[NodeDisks] = []
     async for node in client.list(Node):
         name = o.name(node)
         if node.spec is not None and node.spec.unschedulable:
             continue
+        taints = node_taints(node)
+        if taints and name not in named:
+            out.append(
+                NodeDisks(
+                    name,
+                    "tainted",
+                    note=f"tainted {', '.join(taints)}: no OSD without a toleration; "
+                    "name it in storage.rook.devices to use it",
+                    taints=taints,
+                )
+            )
+            continue
         simulated = o.annotations_of(node).get(host.SANDBOX_LSBLK_ANNOTATION)
         if simulated is not None and name not in configured:
             devices = host.parse_lsblk(simulated)
-            out.append(NodeDisks(name, "sandbox", [host.classify(d, devices, allow_loop=allow_loop) for d in devices]))
+            classified = [host.classify(d, devices, allow_loop=allow_loop) for d in devices]
+            out.append(NodeDisks(name, "sandbox", classified, taints=taints))
         elif name in configured or (not configured and name in local):
             source = "ssh" if name in configured and configured[name].address else "local"
             node_arg = name if name in configured else None
             with reporter.progress(f"discovering the disks of {name}") as task:
                 found = await host.devices(node_arg, cfg.nodes, allow_loop=allow_loop)
                 task.update(f"{name}: {sum(d.eligible for d in found)} eligible disk(s)")
-            out.append(NodeDisks(name, source, found))
+            out.append(NodeDisks(name, source, found, taints=taints))
         else:
             out.append(NodeDisks(name, "unknown", note="not in kfboot.yaml nodes: its disks are not checked or used"))
     return out

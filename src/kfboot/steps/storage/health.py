@@ -52,12 +52,35 @@ async def _wait_for(
             await asyncio.sleep(poll)
 
 
-def _osd_count(cluster: dict[str, Any]) -> int:
+def osds_up(cluster: dict[str, Any]) -> int:
+    """OSDs up, as Rook's status check last saw them: ``ceph versions`` lists running OSDs, stored in
+    status.ceph.versions.osd, refreshed every status check (60 s by default; rook/rook v1.20.6
+    pkg/operator/ceph/cluster/cephstatus.go updateCephStatus). 0 until a check has counted any."""
     osd = o.dig(cluster, "status", "ceph", "versions", "osd") or {}
-    if isinstance(osd, dict) and osd:
-        return sum(int(v) for v in osd.values() if str(v).isdigit())
+    return sum(int(v) for v in osd.values() if str(v).isdigit()) if isinstance(osd, dict) else 0
+
+
+def osds_deployed(cluster: dict[str, Any]) -> int:
+    """OSDs Rook *deployed* (status.storage.osd.storeType, written by the OSD orchestration): not up."""
     store = o.dig(cluster, "status", "storage", "osd", "storeType") or {}
     return sum(int(v) for v in store.values() if str(v).isdigit()) if isinstance(store, dict) else 0
+
+
+def stale_generation(obj: dict[str, Any] | None) -> str:
+    """What is stale when the operator has not reconciled the latest spec (Rook writes status.observedGeneration
+    with the CephCluster's Ready condition and with the pool's Ready status: rook/rook v1.20.6
+    pkg/operator/ceph/controller/conditions.go, pkg/operator/ceph/pool/status.go), else ""."""
+    if obj is None:
+        return ""
+    generation = o.dig(obj, "metadata", "generation") or 0
+    observed = o.dig(obj, "status", "observedGeneration") or 0
+    if generation > observed:
+        return f"spec generation {generation} not reconciled yet (status is of generation {observed or 'none'})"
+    return ""
+
+
+#: Ceph health checks that mean OSDs are missing (ceph/ceph src/mon/OSDMonitor.cc, PGMap.cc)
+OSD_CHECKS = ("OSD_DOWN", "OSD_HOST_DOWN", "OSD_ROOT_DOWN")
 
 
 def cluster_health(cluster: dict[str, Any] | None, pool: dict[str, Any] | None, size: int) -> tuple[bool, str]:
@@ -68,22 +91,36 @@ def cluster_health(cluster: dict[str, Any] | None, pool: dict[str, Any] | None, 
     phase = status.get("phase")
     if not phase:
         return False, "the operator has not picked up the CephCluster yet"
-    health = o.dig(cluster, "status", "ceph", "health") or "unknown"
-    osds = _osd_count(cluster)
+    ceph = status.get("ceph") or {}
+    health = ceph.get("health") or "unknown"
+    up, deployed = osds_up(cluster), osds_deployed(cluster)
     missing = []
     if phase != "Ready":
         missing.append(f"phase {phase}" + (f" ({status['message']})" if status.get("message") else ""))
-    if health == "HEALTH_ERR":
+    if stale := stale_generation(cluster):
+        missing.append(f"CephCluster {stale}")
+    if not ceph:
+        missing.append("no Ceph status yet (Rook's status check writes it once the cluster is created)")
+    elif health == "HEALTH_ERR":
         missing.append(f"HEALTH_ERR: {_health_codes(cluster)}")
-    if osds < size:
-        missing.append(f"{osds} OSD(s) up, the pool needs {size}")
+    details = ceph.get("details") or {}
+    down = [f"{c} ({(details[c] or {}).get('message', '')})" for c in OSD_CHECKS if c in details]
+    if down:
+        missing.append(", ".join(down))
+    if ceph and up < size:
+        missing.append(
+            f"{up} OSD(s) up ({deployed} deployed), the pool needs {size}; Rook counts up OSDs at each status "
+            f"check (last {ceph.get('lastChecked') or 'never'}, every 60 s unless healthCheck says otherwise)"
+        )
     pool_phase = o.dig(pool, "status", "phase") if pool else None
     if pool_phase != "Ready":
         missing.append(f"pool {POOL} {pool_phase or 'not reconciled yet'}")
+    elif stale := stale_generation(pool):
+        missing.append(f"pool {POOL} {stale}")
     if missing:
         return False, "; ".join(missing)
     warn = f", HEALTH_WARN: {_health_codes(cluster)}" if health == "HEALTH_WARN" else ""
-    return True, f"Ready, {health}, {osds} OSD(s), pool {POOL} Ready{warn}"
+    return True, f"Ready, {health}, {up} OSD(s) up of {deployed} deployed, pool {POOL} Ready{warn}"
 
 
 def _health_codes(cluster: dict[str, Any]) -> str:
@@ -194,13 +231,19 @@ async def diagnose(client: AsyncClient, discovery: list[NodeDisks]) -> list[str]
         if not ok:
             out.append(f"Deployment {NAMESPACE}/{name} is not available ({why}): nothing reconciles the CephCluster")
     cluster = await _get_dict(client, CephCluster, CLUSTER)
-    if cluster is not None and _osd_count(cluster) == 0:
+    if cluster is not None and osds_up(cluster) == 0 and osds_deployed(cluster) > 0:
+        checked = o.dig(cluster, "status", "ceph", "lastChecked") or "never"
+        out.append(
+            f"{osds_deployed(cluster)} OSD(s) deployed but none counted up by Rook's last status check "
+            f"({checked}); if that stays so, see the OSD pods: kubectl -n {NAMESPACE} get pods -l app=rook-ceph-osd"
+        )
+    elif cluster is not None and osds_up(cluster) == 0:
         disks = "; ".join(
             f"{nd.node}: {', '.join(d.path for d in nd.eligible) or 'no eligible disk'}" for nd in discovery
         )
         out.append(
-            f"no OSD is up. Disks kfboot gave Ceph: {disks or 'none'}. See the rook-ceph-osd-prepare pods' logs "
-            f"(kubectl -n {NAMESPACE} logs -l app=rook-ceph-osd-prepare)"
+            f"no OSD is up or deployed. Disks kfboot gave Ceph: {disks or 'none'}. See the rook-ceph-osd-prepare "
+            f"pods' logs (kubectl -n {NAMESPACE} logs -l app=rook-ceph-osd-prepare)"
         )
     async for pod in client.list(Pod, namespace=NAMESPACE):
         for cs in (pod.status.containerStatuses if pod.status else None) or []:

@@ -29,6 +29,8 @@ class ClusterPlan:
     size: int
     failure_domain: str
     warnings: list[str] = field(default_factory=list)
+    #: taints of storage nodes the config named explicitly, tolerated by every Rook daemon (placement.all)
+    tolerations: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def osds(self) -> int:
@@ -43,6 +45,7 @@ class ClusterPlan:
             "poolSize": self.size,
             "failureDomain": self.failure_domain,
             "warnings": self.warnings,
+            "tolerations": self.tolerations,
         }
 
 
@@ -97,6 +100,20 @@ def plan_cluster(cfg: Environment, disks: list[NodeDisks]) -> ClusterPlan:
         for nd in disks:
             if nd.eligible:
                 nodes[nd.node] = [_rook_device_name(d.path) for d in nd.eligible]
+    tolerations: list[dict[str, str]] = []
+    for nd in disks:
+        if nd.source == "tainted":
+            warnings.append(f"node {nd.node} is not a storage node: {nd.note}")
+        elif nd.taints and nd.node in nodes:
+            warnings.append(
+                f"node {nd.node} is tainted ({', '.join(nd.taints)}); storage.rook.devices names it, so "
+                "the CephCluster tolerates these taints"
+            )
+            for taint in nd.taints:
+                key_value, effect = taint.rsplit(":", 1)
+                tol = {"key": key_value.split("=", 1)[0], "operator": "Exists", "effect": effect}
+                if tol not in tolerations:
+                    tolerations.append(tol)
     if not nodes:
         summary = "; ".join(
             f"{nd.node}: " + (nd.note or ", ".join(f"{d.path} {d.reason}" for d in nd.devices if d.type != "part"))
@@ -128,6 +145,7 @@ def plan_cluster(cfg: Environment, disks: list[NodeDisks]) -> ClusterPlan:
         size=size,
         failure_domain="host" if count > 1 else "osd",
         warnings=warnings,
+        tolerations=tolerations,
     )
 
 
@@ -164,6 +182,8 @@ def cluster_objects(plan: ClusterPlan, release: RookRelease) -> list[dict[str, A
         "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": storage_nodes},
         "disruptionManagement": {"managePodBudgets": True},
     }
+    if plan.tolerations:
+        spec["placement"] = {"all": {"tolerations": plan.tolerations}}
     if plan.size == 1:
         spec["cephConfig"] = {"global": {"osd_pool_default_size": "1", "mon_warn_on_pool_no_redundancy": "false"}}
     meta = {"name": CLUSTER, "namespace": NAMESPACE}

@@ -10,7 +10,7 @@ from lightkube.resources.apps_v1 import Deployment
 
 from kfboot.kube import objects as o
 from kfboot.kube.readiness import default_classes, workload_ready
-from kfboot.steps.storage.health import _get_dict, _osd_count, cluster_health
+from kfboot.steps.storage.health import _get_dict, cluster_health, osds_deployed, osds_up
 from kfboot.steps.storage.names import (
     CLUSTER,
     NAMESPACE,
@@ -46,7 +46,8 @@ async def status(client: AsyncClient) -> dict[str, Any]:
             "phase": o.dig(cluster, "status", "phase") if cluster else None,
             "health": o.dig(cluster, "status", "ceph", "health") if cluster else None,
             "healthDetails": o.dig(cluster, "status", "ceph", "details") if cluster else None,
-            "osds": _osd_count(cluster) if cluster else 0,
+            "osdsUp": osds_up(cluster) if cluster else 0,
+            "osdsDeployed": osds_deployed(cluster) if cluster else 0,
             "poolSize": size if pool else None,
             "healthy": healthy,
             "detail": detail,
