@@ -464,6 +464,11 @@ class Applier:
                     self.crd_events.setdefault((info.group, info.kind), asyncio.Event())
         async for ns in self.client.list(Namespace):
             self.cluster_ns_labels[o.name(ns)] = o.labels_of(ns)
+        self.reporter.debug(
+            f"apply: {len(self.manifests)} objects, {len(self.crd_events)} kinds from the bundle's CRDs, "
+            f"{len(self.opts.previous)} fingerprints of the last apply, {self.opts.concurrency} at a time, "
+            f"deadline {self.opts.timeout:.0f} s, labels {self.opts.labels}"
+        )
         if self.opts.previous:
             await self._read_live()
         self.ns_events = {name: asyncio.Event() for name in self.gates.namespaces}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,8 +203,11 @@ async def find_owned(
     client: AsyncClient, extra: dict[str, Any] | None = None, catalog: ResourceCatalog | None = None
 ) -> list[Target]:
     """kfboot's objects (see :mod:`kfboot.kube.ownership`: labelled the current way or the 0.1.0 way)
-    that also carry ``extra``."""
-    return await find_labelled(client, ownership.selectors(extra), catalog)
+    that also carry ``extra``: one list per kind by ``extra``, ownership checked on what comes back (two
+    selectors would double the requests)."""
+    if not extra:
+        return await find_labelled(client, ownership.selectors(), catalog)
+    return await find_labelled(client, extra, catalog, keep=ownership.is_owned)
 
 
 async def find_labelled(
@@ -212,11 +216,12 @@ async def find_labelled(
     catalog: ResourceCatalog | None = None,
     concurrency: int = 8,
     applied_by: str | None = "kfboot",
+    keep: Callable[[dict[str, str]], bool] | None = None,
 ) -> list[Target]:
     """Every object of every listable kind carrying the labels ``selector`` (or those of any one of a list
     of selectors) — an inventory by label — that field manager ``applied_by`` wrote — not the copies
     controllers make and label alike (Endpoints mirror their Service's labels) — and that has no owner
-    (the garbage collector removes those with it)."""
+    (the garbage collector removes those with it). ``keep``: a further test of an object's labels."""
     wanted_all = selector if isinstance(selector, list) else [selector]
     if catalog is None:
         catalog = ResourceCatalog()
@@ -236,6 +241,8 @@ async def find_labelled(
                         # owned objects (EndpointSlices of a Service, …) go with their owner
                         managers = {f.manager for f in (meta.managedFields or [])} if meta is not None else set()
                         if applied_by is not None and applied_by not in managers:
+                            continue
+                        if keep is not None and (meta is None or not keep(meta.labels or {})):
                             continue
                         if meta is not None and meta.name and not meta.ownerReferences:
                             ns = meta.namespace if info.namespaced else None

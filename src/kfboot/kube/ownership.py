@@ -26,6 +26,11 @@ def owned(labels: dict[str, str] | None = None) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, **(labels or {})}
 
 
+def is_owned(labels: dict[str, str]) -> bool:
+    """Labelled as kfboot's, the current way or the 0.1.0 way."""
+    return labels.get(MANAGED_BY) == MANAGER or labels.get(LEGACY_MANAGED_BY) == MANAGER
+
+
 def selectors(extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Label selectors that find kfboot's objects: by the current key, and by the 0.1.0 one."""
     return [{MANAGED_BY: MANAGER, **(extra or {})}, {LEGACY_MANAGED_BY: MANAGER, **(extra or {})}]

@@ -22,6 +22,11 @@ from kfboot.cli import hoist_global_options
         (["sandbox", "status", "-ojson"], ["-ojson", "sandbox", "status"]),
         (["--kubeconfig", "k", "sandbox", "kubeconfig"], ["--kubeconfig", "k", "sandbox", "kubeconfig"]),
         (["sandbox", "up", "--", "-o", "x"], ["sandbox", "up", "--", "-o", "x"]),
+        # render's own -o (its output path) comes first after `render`, whatever it is called
+        (["kubeflow", "render", "-o", "json"], ["kubeflow", "render", "-o", "json"]),
+        (["kubeflow", "render", "-o", "x.yaml", "-o", "json"], ["-o", "json", "kubeflow", "render", "-o", "x.yaml"]),
+        (["-o", "json", "kubeflow", "render", "-ox"], ["-o", "json", "kubeflow", "render", "-ox"]),
+        (["kubeflow", "install", "-o", "json"], ["-o", "json", "kubeflow", "install"]),
     ],
 )
 def test_global_options_anywhere(argv: list[str], expected: list[str]) -> None:

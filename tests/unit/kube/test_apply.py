@@ -97,3 +97,12 @@ def test_owned_fields_reads_only_the_managers_apply_entry() -> None:
     assert owned_fields(drifted, "kfboot") not in (None, mine)
     assert owned_fields(obj(entry("kubectl", OURS)), "kfboot") is None
     assert owned_fields({"metadata": {}}, "kfboot") is None
+
+
+def test_ownership_recognises_both_labellings_and_nothing_else() -> None:
+    from kfboot.kube.ownership import is_owned
+
+    assert is_owned({"kfboot.io/managed-by": "kfboot"})
+    assert is_owned({"app.kubernetes.io/managed-by": "kfboot"})  # kfboot 0.1.0
+    assert not is_owned({"app.kubernetes.io/managed-by": "Helm", "kfboot.io/kubeflow-release": "26.03"})
+    assert not is_owned({})

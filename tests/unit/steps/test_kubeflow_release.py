@@ -3,11 +3,8 @@ verified by git tree id, cached; a tampered archive is refused with both ids and
 
 from __future__ import annotations
 
-import gzip
-import io
 import tarfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -16,43 +13,7 @@ from kfboot.errors import BadInputError
 from kfboot.reporting import NullReporter
 from kfboot.steps import kubeflow_release as rel
 from tests.helpers.harness import http_server
-
-PATH = "/kubeflow/manifests/archive/refs/tags/26.03.tar.gz"
-
-
-def tampered(original: Path, dest: Path) -> Path:
-    """The archive with one byte changed in one file (same size, same names)."""
-    buf = io.BytesIO()
-    with tarfile.open(original, "r:gz") as src, tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
-        done = False
-        for m in src.getmembers():
-            data = src.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
-            if data is not None and not done and m.name.endswith("kustomization.yaml"):
-                data = data[:-2] + bytes([data[-2] ^ 0x01]) + data[-1:]
-                done = True
-            out.addfile(m, io.BytesIO(data) if data is not None else None)
-    dest.write_bytes(gzip.compress(buf.getvalue()))
-    return dest
-
-
-def serve(archive: Path, hits: list[str]) -> type[BaseHTTPRequestHandler]:
-    body = archive.read_bytes()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            if self.path != PATH:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Handler
+from tests.helpers.mirror import PATH, serve, tampered
 
 
 @pytest.fixture
