@@ -12,6 +12,7 @@ USED_ELSEWHERE = [
     "apiVersion",
     "handle_starttag",
     "handle_endtag",
+    "log_message",  # http.server.BaseHTTPRequestHandler calls it
     "rota",
     "schema",
 ]
