@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kfboot.cli._common import State, emit_json, handled, run, state
-from kfboot.errors import BadInputError
+from kfboot.errors import BadInputError, ExitCode
 from kfboot.steps import images
 
 app = typer.Typer(help="Images: list what an install pulls, mirror it into a registry.", no_args_is_help=True)
@@ -90,8 +90,10 @@ def mirror(
     result = run(st, go)
     if st.json:
         emit_json(result.to_dict())
-    else:
-        _render(st, result)
+        if not result.ok:  # the document says which and why; the exit code says how
+            raise typer.Exit(int(ExitCode.CHECK_FAILED if result.count("digest mismatch") else ExitCode.RUNTIME))
+        return
+    _render(st, result)
     with handled(st):
         images.check(result)
 
