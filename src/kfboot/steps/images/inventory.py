@@ -22,7 +22,6 @@ CONFIGMAP = "configmap"
 ARG = "arg"
 ENV = "env"
 CUSTOM_RESOURCE = "custom resource"
-ROOK_DEFAULT = "rook default"
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 #: keys of ConfigMap documents whose string value is an image (image, defaultJobImage, queue-sidecar-image…)
