@@ -252,3 +252,24 @@ def test_kubeflow_install_with_images_registry_points_everything_at_the_mirror(
         assert env["V2_LAUNCHER_IMAGE"] == f"{mirror_at}/ghcr.io/kubeflow/kfp-launcher:2.16.0"
     finally:
         stop_sandbox(sb)
+
+
+@pytest.mark.sandbox
+def test_list_respects_exclusions(tmp_path: Path, testdata_dir: Path) -> None:
+    """`images list` renders the tree as `kubeflow install` would: an excluded component's images are gone."""
+    from tests.integration.steps.test_kubeflow import kustomize_path
+
+    env = make_env(tmp_path)
+    env.env["PATH"] = kustomize_path()
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text(
+        "apiVersion: kfboot/v1alpha1\nkind: Environment\n"
+        f"kubeflow: {{source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-src.tar.gz'}, "
+        "components: {exclude: [katib, kserve]}}\n"
+    )
+    proc = env.kfboot("--config", str(cfg), "-o", "json", "images", "list", "--only", "kubeflow", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listed = {i["image"] for i in json.loads(proc.stdout)["images"]}
+    assert [i for i in listed if "/katib/" in i or "/kserve/" in i] == []
+    assert "ghcr.io/kubeflow/kfp-launcher:2.16.0" in listed  # pipelines stay, with their env-named images
+    assert "gcr.io/istio-release/proxyv2:1.29.0" in listed

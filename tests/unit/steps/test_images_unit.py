@@ -169,3 +169,17 @@ def test_parse(text: str, expected: str | None) -> None:
 def test_registry_config_rejects_a_url() -> None:
     with pytest.raises(ValueError, match="not a registry"):
         ImagesConfig(registry="https://mirror.example/kf")
+
+
+def test_rook_objects_point_at_the_mirror(testdata_dir: Path) -> None:
+    """What `storage install` applies with images.registry: Rook's files and the CephCluster."""
+    cfg = Environment.model_validate(
+        {"storage": {"rook": {"manifests": str(testdata_dir / "rook" / "v1.20.6")}}, "images": {"registry": MIRROR}}
+    )
+    objs = images.rook_manifests(cfg, NullReporter())
+    files = {"all.yaml": objs[:-1]}
+    out_files, extra = images.apply_mirror_files(files, objs[-1:], cfg.images, NullReporter())
+    found = images.collect(images.uses_of(out_files["all.yaml"] + extra))
+    assert len(found) == 10
+    assert [str(i.ref) for i in found if not str(i.ref).startswith(f"{MIRROR}/")] == []
+    assert extra[0].body["spec"]["cephVersion"]["image"] == f"{MIRROR}/quay.io/ceph/ceph:v20.2.4"
