@@ -273,3 +273,40 @@ def test_list_respects_exclusions(tmp_path: Path, testdata_dir: Path) -> None:
     assert [i for i in listed if "/katib/" in i or "/kserve/" in i] == []
     assert "ghcr.io/kubeflow/kfp-launcher:2.16.0" in listed  # pipelines stay, with their env-named images
     assert "gcr.io/istio-release/proxyv2:1.29.0" in listed
+
+
+@pytest.mark.sandbox
+def test_up_with_images_registry_points_storage_and_kubeflow_at_the_mirror(tmp_path: Path, testdata_dir: Path) -> None:
+    """`up --sandbox` with images.registry: every pod template kfboot applied (Rook's and Kubeflow's), Rook's
+    CSI image set and the CephCluster name images in the mirror only."""
+    mirror_at = "127.0.0.1:5998/air"
+    env = make_env(tmp_path)
+    cfg = tmp_path / "kfboot.yaml"
+    cfg.write_text(
+        "apiVersion: kfboot/v1alpha1\nkind: Environment\n"
+        f"storage: {{timeout: 5m, rook: {{manifests: {testdata_dir / 'rook' / 'v1.20.6'}}}}}\n"
+        f"kubeflow: {{source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-example.yaml.gz'}, timeout: 10m}}\n"
+        f"images: {{registry: '{mirror_at}'}}\n"
+    )
+    name = "upimg"
+    try:
+        proc = env.kfboot("--config", str(cfg), "up", "--sandbox", "--sandbox-name", name, "-o", "json", timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        sb = Sandbox(
+            name=name, env=env, kubeconfig=env.data / "sandbox" / "clusters" / name / "kubeconfig.yaml", info={}
+        )
+        kinds = "deployments,statefulsets,daemonsets,jobs,cronjobs,clusterservingruntimes,clustertrainingruntimes"
+        items = json.loads(
+            sb.kubectl("get", kinds, "-A", "-l", "kfboot.io/managed-by=kfboot", "-o", "json", timeout=300).stdout
+        )["items"]
+        live = template_images(items)
+        assert [i for i in live if not i.startswith(f"{mirror_at}/")] == []
+        assert f"{mirror_at}/docker.io/rook/ceph:v1.20.6" in live
+        assert f"{mirror_at}/quay.io/cephcsi/ceph-csi-operator:v1.0.4" in live
+        assert f"{mirror_at}/ghcr.io/kubeflow/kfp-api-server:2.16.0" in live
+        image_set = sb.kubectl_json("get", "cm", "-n", "rook-ceph", "rook-csi-operator-image-set-configmap")
+        assert all(str(v).startswith(f"{mirror_at}/") for v in image_set["data"].values())  # type: ignore[attr-defined]
+        ceph = sb.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")
+        assert ceph["spec"]["cephVersion"]["image"] == f"{mirror_at}/quay.io/ceph/ceph:v20.2.4"  # type: ignore[index]
+    finally:
+        env.kfboot("sandbox", "down", "--name", name, timeout=120)
