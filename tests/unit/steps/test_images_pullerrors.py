@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kfboot.steps import doctor
+from tests.conftest import Env
 
 REAL = [
     (
@@ -45,3 +48,9 @@ def test_pull_failures_point_at_images_commands(name: str, text: str) -> None:
 def test_platform_mismatch_is_not_taken_for_a_missing_image() -> None:
     sig = doctor.match("no match for platform in manifest: not found")
     assert sig is not None and sig.name == "exec-format-error"
+
+
+def test_images_list_refuses_an_unknown_scope(cli_env: Env) -> None:
+    proc = cli_env.kfboot("-o", "json", "images", "list", "--only", "everything")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--only" in json.loads(proc.stdout)["reason"]
