@@ -127,6 +127,27 @@ class KubeflowConfig(_Model):
         return v
 
 
+class ImagesConfig(_Model):
+    registry: str | None = Field(
+        None,
+        description="a mirror (host[:port][/prefix]) filled by `kfboot images mirror`: `up`, `kubeflow install` "
+        "and `storage install` point every image reference at <registry>/<source host>/<path>, pinned by digest "
+        "when the mirror record knows it",
+    )
+    pullSecret: str | None = Field(
+        None,
+        description="name of a kubernetes.io/dockerconfigjson Secret added as imagePullSecrets to every pod "
+        "template kfboot applies with images.registry (create it in each namespace that pulls)",
+    )
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*/?$", v.strip()):
+            raise ValueError(f"{v!r} is not a registry (host[:port][/prefix], e.g. registry.example.com/kubeflow)")
+        return v.strip().rstrip("/") if v else v
+
+
 class AccessConfig(_Model):
     address: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
@@ -194,6 +215,7 @@ class Environment(_Model):
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
 
 
 TEMPLATE = """\
@@ -235,6 +257,9 @@ access:
   port: 8080
 auth:
   users: []                     # Dex logins `up` keeps: [{email: a@b.c, passwordHash: "$2y$12$..."}] (bcrypt)
+images:
+  registry: null                # a mirror filled by `kfboot images mirror`: every image reference points there
+  pullSecret: null              # a dockerconfigjson Secret name added to the pod templates (private mirror)
 """
 
 

@@ -209,7 +209,7 @@ class Pipeline:
 
     async def kubeflow(self) -> tuple[str, dict[str, Any]]:
         rendered = self.rendered or await kf.render(self.cfg.kubeflow, self.reporter)
-        result = await kf.install(self.client, self.cfg.kubeflow, rendered, self.reporter)
+        result = await kf.install(self.client, self.cfg.kubeflow, rendered, self.reporter, mirror=self.cfg.images)
         if not result.ok:
             rep = result.apply
             if not rep.ok:

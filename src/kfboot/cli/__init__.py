@@ -16,6 +16,7 @@ from kfboot.cli import config as config_cmd
 from kfboot.cli import day2 as day2_cmd
 from kfboot.cli import expose as expose_cmd
 from kfboot.cli import host as host_cmd
+from kfboot.cli import images as images_cmd
 from kfboot.cli import kubeflow as kubeflow_cmd
 from kfboot.cli import plan as plan_cmd
 from kfboot.cli import preflight as preflight_cmd
@@ -41,6 +42,7 @@ app.add_typer(storage_cmd.app, name="storage")
 app.add_typer(tools_cmd.app, name="tools")
 app.add_typer(kubeflow_cmd.app, name="kubeflow")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(images_cmd.app, name="images")
 app.command("init")(config_cmd.init)
 app.command("up")(up_cmd.up)
 app.command("status")(day2_cmd.status)

@@ -113,7 +113,9 @@ def install(
     result = _with_bundle(
         st,
         lambda: _kubeflow_config(st, source, release, exclude, timeout),
-        lambda client, cfg, rendered, reporter: kf.install(client, cfg, rendered, reporter, wait=wait),
+        lambda client, cfg, rendered, reporter: kf.install(
+            client, cfg, rendered, reporter, wait=wait, mirror=st.config().images
+        ),
     )
     if st.json:
         emit_json(result.to_dict())

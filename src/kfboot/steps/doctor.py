@@ -24,6 +24,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 
 from kfboot.kube import objects as o
 from kfboot.kube.readiness import default_classes
+from kfboot.steps.images.pullerrors import PULL_SIGNATURES
 from kfboot.steps.storage.names import NO_DEFAULT_CLASS_HINT
 
 
@@ -47,6 +48,7 @@ class Signature:
 
 #: text signatures matched against a failing container's waiting/termination messages, logs and events
 SIGNATURES = (
+    *(Signature(s.name, s.pattern, s.fix) for s in PULL_SIGNATURES),  # image pulls (issue 16), matched first
     Signature(
         "inotify-exhausted",
         re.compile(r"too many open files|failed to create fsnotify watcher", re.I),

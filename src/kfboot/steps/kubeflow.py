@@ -20,7 +20,7 @@ from lightkube.core.exceptions import ApiError
 
 from kfboot import paths, state
 from kfboot.archive import unpack
-from kfboot.config import KubeflowConfig, parse_duration
+from kfboot.config import ImagesConfig, KubeflowConfig, parse_duration
 from kfboot.download import sha256_file
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
@@ -43,7 +43,7 @@ from kfboot.kube.readiness import (
     workload_ready,
 )
 from kfboot.reporting import Reporter
-from kfboot.steps import auth, tools
+from kfboot.steps import auth, images, tools
 from kfboot.steps import kubeflow_release as releases
 from kfboot.steps.storage.names import NO_DEFAULT_CLASS_HINT
 from kfboot.yamlio import dump, load
@@ -354,8 +354,11 @@ async def install(
     *,
     wait: bool = True,
     concurrency: int = 16,
+    mirror: ImagesConfig | None = None,
 ) -> InstallResult:
-    """Apply ``rendered`` (see :func:`render`: the bundle is checked before anything is sent) and wait."""
+    """Apply ``rendered`` (see :func:`render`: the bundle is checked before anything is sent) and wait;
+    with ``mirror.registry`` every image reference points at the mirror."""
+    rendered = Rendered(images.apply_mirror(rendered.manifests, mirror, reporter), rendered.source)
     for m in rendered.manifests:
         if "$(" in m.name:
             reporter.warn(f"{m.key()} has an unreplaced kustomize variable in its name; the API will reject it")

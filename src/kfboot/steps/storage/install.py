@@ -20,6 +20,7 @@ from kfboot.kube.manifest import Manifest
 from kfboot.kube.ownership import MANAGED_BY
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS, default_classes, workload_ready
 from kfboot.reporting import Reporter
+from kfboot.steps import images
 from kfboot.steps.storage.discovery import NodeDisks, discover
 from kfboot.steps.storage.health import _wait_for, health_gate
 from kfboot.steps.storage.manifests import fetch_manifests, operator_manifests
@@ -134,6 +135,7 @@ async def install(
     for w in prepared.plan.warnings:
         reporter.warn(w)
     objs = parse_manifests_from_dicts(cluster_objects(prepared.plan, release))
+    manifests, objs = images.apply_mirror_files(manifests, objs, cfg.images, reporter)  # images.registry
     opts = ApplyOptions(labels=labels(release.version), timeout=timeout)
     for name in ROOK_FILES:
         part = manifests[name]

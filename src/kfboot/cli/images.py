@@ -1,0 +1,111 @@
+"""`kfboot images list | mirror`: the images an install needs, and copying them into a mirror (issue 16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kfboot.cli._common import State, emit_json, handled, run, state
+from kfboot.errors import BadInputError, ExitCode
+from kfboot.steps import images
+
+app = typer.Typer(help="Images: list what an install pulls, mirror it into a registry.", no_args_is_help=True)
+
+ScopeOpt = Annotated[
+    str, typer.Option("--only", help="all | kubeflow | rook: which part of the install to list", show_default=True)
+]
+
+
+def _scope(only: str) -> tuple[bool, bool]:
+    if only not in ("all", "kubeflow", "rook"):
+        raise BadInputError(f"--only {only!r} is not one of all, kubeflow, rook", "e.g. --only kubeflow")
+    return only in ("all", "kubeflow"), only in ("all", "rook")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, only: ScopeOpt = "all") -> None:
+    """Every image the install needs (kfboot.yaml's Kubeflow release less its exclusions, and Rook), with
+    the objects that use each and where they name it (pod template, configmap, arg, env, custom resource)."""
+    st = state(ctx)
+
+    async def go() -> list[images.Image]:
+        kubeflow, rook = _scope(only)
+        return await images.install_images(st.config(), st.reporter(), kubeflow=kubeflow, rook=rook)
+
+    found = run(st, go)
+    if st.json:
+        emit_json({"count": len(found), "images": [i.to_dict() for i in found]})
+        return
+    for i in found:
+        st.out.line(f"{i.ref}  [{', '.join(i.sources)}]  {', '.join(i.components)}: {i.uses[0].object}")
+        if len(i.uses) > 1:
+            st.out.line(f"    and {len(i.uses) - 1} more use(s)")
+    st.out.line(f"{len(found)} images")
+
+
+@app.command("mirror")
+def mirror(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="the mirror: host[:port][/prefix]")],
+    images_file: Annotated[
+        Path | None,
+        typer.Option("--images", help="a file of image references, one a line (default: `images list`)"),
+    ] = None,
+    only: ScopeOpt = "all",
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=32, help="images copied at once")] = 4,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="plain HTTP / unverified TLS for the registries (test rigs)")
+    ] = False,
+    authfile: Annotated[
+        str | None, typer.Option("--authfile", help="credentials (containers-auth.json / docker config.json)")
+    ] = None,
+) -> None:
+    """Copy every image, all platforms, by digest (skopeo copy --all --preserve-digests) into the mirror as
+    <to>/<source host>/<path>. What the mirror already has with the same digest is skipped; a different
+    digest is refused. Then set images.registry in kfboot.yaml."""
+    st = state(ctx)
+
+    async def go() -> images.MirrorResult:
+        if images_file is not None:
+            refs = []
+            for n, line in enumerate(images_file.read_text().splitlines(), 1):
+                text = line.split("#", 1)[0].strip()
+                if not text:
+                    continue
+                ref = images.parse(text)
+                if ref is None:
+                    raise BadInputError(f"{images_file}:{n}: {text!r} is not an image reference", "fix the line")
+                refs.append(ref)
+        else:
+            kubeflow, rook = _scope(only)
+            refs = [
+                i.ref for i in await images.install_images(st.config(), st.reporter(), kubeflow=kubeflow, rook=rook)
+            ]
+        return await images.mirror(
+            list(dict.fromkeys(refs)), to, st.reporter(), concurrency=concurrency, insecure=insecure, authfile=authfile
+        )
+
+    result = run(st, go)
+    if st.json:
+        emit_json(result.to_dict())
+        if not result.ok:  # the document says which and why; the exit code says how
+            raise typer.Exit(int(ExitCode.CHECK_FAILED if result.count("digest mismatch") else ExitCode.RUNTIME))
+        return
+    _render(st, result)
+    with handled(st):
+        images.check(result)
+
+
+def _render(st: State, result: images.MirrorResult) -> None:
+    for o in result.outcomes:
+        if o.status in ("copied", "present"):
+            st.out.line(f"  {o.status:8} {o.target}")
+        else:
+            st.out.problem(o.status, f"{o.source}: {o.reason}")
+    if result.ok:
+        st.out.success(
+            f"{result.count('copied')} copied, {result.count('present')} already in {result.registry}; "
+            f"set images.registry: {result.registry} in kfboot.yaml"
+        )
