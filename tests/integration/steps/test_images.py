@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Env, Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.helpers.harness import Env, Sandbox, make_env, start_sandbox, stop_sandbox
 from tests.unit.steps.test_images_unit import template_images
 
 REGISTRY_BIN = "/usr/bin/docker-registry"

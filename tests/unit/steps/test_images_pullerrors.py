@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kfboot.steps import doctor
-from tests.conftest import Env
+from tests.helpers.harness import Env
 
 REAL = [
     (
