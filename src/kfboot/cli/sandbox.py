@@ -43,6 +43,14 @@ def up(
         bool, typer.Option("--merge-kubeconfig", help="also add the context to ~/.kube/config")
     ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for each start-up stage")] = 120.0,
+    real_nodes: Annotated[
+        int,
+        typer.Option(
+            "--real-nodes",
+            help="real nodes (containerd + kubelet in their own network namespace; Linux, root) beside the "
+            "simulated ones",
+        ),
+    ] = 0,
     bin_dir: Annotated[
         Path | None, typer.Option("--bin-dir", help="directory with the binaries (or $KFBOOT_SANDBOX_BIN_DIR)")
     ] = None,
@@ -60,6 +68,7 @@ def up(
         strict_admission=strict_admission,
         merge_kubeconfig=merge_kubeconfig,
         timeout=timeout,
+        real_nodes=real_nodes,
     )
     result = run(st, lambda: cluster.up(spec, st.reporter(), bin_dir=bin_dir))
     if st.json:
@@ -73,6 +82,8 @@ def up(
     out.print(f"  API server  {result.server}")
     out.print(f"  kubeconfig  {result.kubeconfig}")
     out.print(f"  note        {result.admission}")
+    if result.real_nodes:
+        out.print(f"  real nodes  {', '.join(result.real_nodes)} (taint sandbox.kfboot.io/real-node=true:NoSchedule)")
     out.print(f"\n  export KUBECONFIG={result.kubeconfig}")
 
 
@@ -117,6 +128,12 @@ def status(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
             for n in result.nodes:
                 nodes.add_row(n.name, "Ready" if n.ready else "NotReady", n.cpu, n.memory, n.pods)
             out.print(nodes)
+        if result.real_nodes:
+            real = Table("real node", "InternalIP", "host link", "processes", box=None, pad_edge=False)
+            for rn in result.real_nodes:
+                procs = ", ".join(f"{k} {v}" for k, v in rn["processes"].items())
+                real.add_row(rn["name"], rn["node_ip"], rn["host_link"], procs)
+            out.print(real)
         for p in result.problems:
             out.print(f"  [yellow]problem:[/] {p}")
     if result.state != "running":

@@ -43,7 +43,7 @@ from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
 from kfboot.sandbox import binaries as bins
-from kfboot.sandbox import versions
+from kfboot.sandbox import realnode, versions
 from kfboot.ui import Reporter
 from kfboot.yamlio import dump, load_all
 
@@ -74,6 +74,7 @@ class SandboxSpec:
     port: int | None = None
     merge_kubeconfig: bool = False
     timeout: float = 120.0  # seconds for each wait of start-up (API server, nodes, operator)
+    real_nodes: int = 0  # containerd + kubelet nodes beside the simulated ones (kfboot.sandbox.realnode)
 
     def validate(self) -> None:
         if not NAME_RE.match(self.name):
@@ -88,6 +89,8 @@ class SandboxSpec:
                 raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity", f"e.g. {flag} 8 / 32Gi")
         if not 1 <= self.timeout <= 3600:
             raise BadInputError(f"--timeout {self.timeout:g} is out of range", "use 1 to 3600 seconds")
+        if not 0 <= self.real_nodes <= 4:
+            raise BadInputError(f"--real-nodes {self.real_nodes} is out of range", "use 0 to 4 (2 cores go far)")
         if not 1 <= self.node_pods <= 10000:
             raise BadInputError(f"--node-pods {self.node_pods} is out of range", "use 1 to 10000")
         if self.port is not None and not 1 <= self.port <= 65535:
@@ -115,6 +118,7 @@ class SandboxStatus:
     components: dict[str, str] = field(default_factory=dict)
     nodes: list[NodeInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    real_nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +134,7 @@ class UpResult:
     admission: str
     seconds: float
     binaries: dict[str, str]
+    real_nodes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -357,6 +362,9 @@ def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, opera
             }
         ],
     }
+    if spec.real_nodes:
+        options["kubeApiserverCertSANs"] = realnode.cert_sans()
+        kwokctl_conf["componentsPatches"] = realnode.components_patches(workdir(spec.name) / "pki")
     return dump(kwokctl_conf)
 
 
@@ -560,9 +568,12 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         raise BadInputError(
             f"port {spec.port} on 127.0.0.1 is already in use", "pick a free --port, or omit --port to get one"
         )
+    if spec.real_nodes:
+        realnode.check(own_dir(spec.name))
     b = bins.resolve(spec.kubernetes_version, bin_dir=bin_dir, reporter=reporter)
     port = spec.port or free_port()
     mine = own_dir(spec.name)
+    real: list[str] = []
     mine.mkdir(parents=True, exist_ok=True)
     try:
         operator_script = mine / OPERATOR
@@ -603,6 +614,10 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
                 )
             task.update(f"control plane started on https://127.0.0.1:{port}")
         version = await _setup_cluster(spec, reporter)
+        if spec.real_nodes:
+            plans = realnode.plan(spec.name, spec.real_nodes)
+            pki, kc = workdir(spec.name) / "pki", kubeconfig_path(spec.name)
+            real = [n.plan.name for n in await realnode.start(plans, mine, pki, kc, port, reporter, spec.timeout)]
     except BaseException:
         # leave nothing half-started: stop what was started and remove the folders
         with contextlib.suppress(Exception):
@@ -617,6 +632,7 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         admission=ADMISSION_STRICT if spec.strict_admission else ADMISSION_DEFAULT,
         seconds=round(time.monotonic() - start, 2),
         binaries=b.sources,
+        real_nodes=real,
     )
 
 
@@ -630,6 +646,7 @@ def _state(name: str) -> dict[str, Any]:
 
 
 async def _teardown(name: str, kwokctl: Path | None, merged: bool) -> tuple[list[str], list[str]]:
+    realnode.stop(own_dir(name))  # first: kubelet must not outlive the API server it reports to
     pids = component_pids(name)
     if kwokctl is not None and kwokctl.exists() and (workdir(name) / "kwok.yaml").is_file():
         # kwokctl delete insists on a kubeconfig to remove its context from: ours unless merged
@@ -691,6 +708,9 @@ async def status(name: str) -> SandboxStatus:
         server=f"https://127.0.0.1:{state['port']}" if "port" in state else None,
         admission=ADMISSION_STRICT if spec.get("strict_admission") else ADMISSION_DEFAULT,
     )
+    for rn in realnode.status(own_dir(name)):
+        st.real_nodes.append(rn.to_dict())
+        st.problems += [f"real node {rn.name}: {k} not running" for k, v in rn.processes.items() if v == "not running"]
     pids = component_pids(name)
     expected = [*CONTROL_PLANE, OPERATOR]
     for comp in expected:
