@@ -1,6 +1,6 @@
 // kfboot-httpd: a tiny HTTP server for kfboot's real-node tests.
 //
-//	GET /            200 "ok <hostname>"
+//	GET /            200 "ok <hostname>" (then " <TAG>" when the env TAG is set)
 //	GET /healthz     200 once READY_AFTER seconds (env, default 0) have passed since start, else 503
 //	GET /bytes?n=N   N bytes of 'x', written in 64 KiB chunks (a long download for port-forward tests)
 //	GET /dial?addr=HOST:PORT  opens a TCP connection from inside the pod (5 s timeout) and answers with
@@ -27,6 +27,10 @@ func main() {
 		port = "8080"
 	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if tag := os.Getenv("TAG"); tag != "" {
+			fmt.Fprintf(w, "ok %s %s\n", host, tag)
+			return
+		}
 		fmt.Fprintf(w, "ok %s\n", host)
 	})
 	http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {

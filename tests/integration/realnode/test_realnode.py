@@ -9,7 +9,6 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,24 +17,13 @@ from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from kfboot.sandbox.realnode import prereq
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.integration.realnode.conftest import require_real_node_prereqs
 
 pytestmark = pytest.mark.sandbox
 
 #: TEST-NET-2 (RFC 5737): documentation only, no host answers there; this machine's default route is
 #: TEST-NET-1, so that one would be a real next hop
 OUTSIDE = "198.51.100.1:80"
-
-
-def require_real_node_prereqs() -> None:
-    bad, missing = prereq.problems(rn.kubelet_binary(), rn.image_binary("pause"))
-    if rn.image_binary("kfboot-httpd") is None:
-        missing.append("kfboot-httpd not built: scripts/build-sandbox-binaries --only images")
-    if not bad and not missing:
-        return
-    msg = "real nodes cannot run here: " + "; ".join(bad + missing)
-    if os.environ.get("KFBOOT_REQUIRE_SANDBOX"):
-        pytest.fail(msg + " (KFBOOT_REQUIRE_SANDBOX is set)")
-    pytest.skip(msg)
 
 
 def sh(*cmd: str) -> str:
@@ -123,17 +111,6 @@ def run_pod(sb: Sandbox, name: str) -> dict[str, object]:
 def real_state(sb: Sandbox) -> dict[str, object]:
     path = sb.env.data / "sandbox" / "kfboot" / sb.name / rn.STATE_FILE
     return dict(json.loads(path.read_text()))
-
-
-@pytest.fixture(scope="module")
-def real_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_real_node_prereqs()
-    env = make_env(tmp_path_factory.mktemp("realnode"))
-    sb = start_sandbox(env, f"r{uuid.uuid4().hex[:6]}", "--nodes", "1", "--real-nodes", "1", "--timeout", "180")
-    try:
-        yield sb
-    finally:
-        stop_sandbox(sb)
 
 
 def test_real_node_ready_beside_kwok_nodes(real_sandbox: Sandbox) -> None:
