@@ -39,7 +39,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Node
 
 from kfboot import paths
-from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
 from kfboot.sandbox import binaries as bins
@@ -646,7 +646,11 @@ def _state(name: str) -> dict[str, Any]:
 
 
 async def _teardown(name: str, kwokctl: Path | None, merged: bool) -> tuple[list[str], list[str]]:
-    realnode.stop(own_dir(name))  # first: kubelet must not outlive the API server it reports to
+    real_left: KfbootError | None = None
+    try:  # first: kubelet must not outlive the API server it reports to
+        realnode.stop(own_dir(name))
+    except KfbootError as exc:
+        real_left = exc
     pids = component_pids(name)
     if kwokctl is not None and kwokctl.exists() and (workdir(name) / "kwok.yaml").is_file():
         # kwokctl delete insists on a kubeconfig to remove its context from: ours unless merged
@@ -663,6 +667,8 @@ async def _teardown(name: str, kwokctl: Path | None, merged: bool) -> tuple[list
             f"could not stop sandbox processes: {', '.join(f'{k} (pid {p})' for k, p in still.items())}",
             "stop them by hand (kill -9) and run `kfboot sandbox down` again",
         )
+    if real_left is not None:
+        raise real_left  # the folders stay: realnodes.json names what is left for the next `down`
     shutil.rmtree(workdir(name), ignore_errors=True)
     shutil.rmtree(own_dir(name), ignore_errors=True)
     return sorted(pids), sorted(left)

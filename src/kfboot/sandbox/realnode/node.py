@@ -190,8 +190,10 @@ def cert_sans() -> list[str]:
 def components_patches(pki: Path) -> list[dict[str, Any]]:
     """kwokctl componentsPatches for a sandbox with real nodes (issue 13 / real-node-notes.md)."""
 
-    def args(pairs: dict[str, str]) -> list[dict[str, Any]]:
-        return [{"key": k, "value": v, "override": True} for k, v in pairs.items()]
+    def args(pairs: dict[str, str], override: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        # kwokctl v0.8.0 pkg/kwokctl/runtime/util.go: an override replaces a flag kwokctl already sets and
+        # is dropped (with a warning) otherwise; without it the flag is appended
+        return [{"key": k, "value": v, "override": k in override} for k, v in pairs.items()]
 
     return [
         {
@@ -213,7 +215,8 @@ def components_patches(pki: Path) -> list[dict[str, Any]]:
             # kwok manages only kfboot's simulated nodes (annotated kwok.x-k8s.io/node=fake), never a real one
             "name": "kwok-controller",
             "extraArgs": args(
-                {"manage-all-nodes": "false", "manage-nodes-with-annotation-selector": "kwok.x-k8s.io/node=fake"}
+                {"manage-all-nodes": "false", "manage-nodes-with-annotation-selector": "kwok.x-k8s.io/node=fake"},
+                override=("manage-all-nodes",),
             ),
         },
     ]
