@@ -34,3 +34,12 @@ def real_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield sb
     finally:
         stop_sandbox(sb)
+
+
+def real_node_logs(sb: Sandbox, lines: int = 30) -> str:
+    """The tails of the real nodes' logs (kubelet, containerd, relay) and the pods' state, for failures."""
+    out = [sb.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout]
+    for log in sorted((sb.env.data / "sandbox" / "kfboot" / sb.name / "realnodes").glob("*/*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"--- {log.parent.name}/{log.name}\n" + "\n".join(tail))
+    return "\n".join(out)

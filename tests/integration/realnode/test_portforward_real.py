@@ -19,6 +19,7 @@ from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from kfboot.ui import NullReporter
 from tests.conftest import Sandbox
+from tests.integration.realnode.conftest import real_node_logs
 
 pytestmark = pytest.mark.sandbox
 
@@ -67,7 +68,8 @@ def web(real_sandbox: Sandbox) -> Iterator[str]:
         },
     ]
     real_sandbox.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-    real_sandbox.kubectl("-n", ns, "rollout", "status", "deployment/web", "--timeout=180s", timeout=200)
+    status = real_sandbox.kubectl("-n", ns, "rollout", "status", "deployment/web", "--timeout=180s", check=False)
+    assert status.returncode == 0, status.stderr + real_node_logs(real_sandbox)
     try:
         yield ns
     finally:

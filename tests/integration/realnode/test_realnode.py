@@ -17,7 +17,7 @@ from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from kfboot.sandbox.realnode import prereq
 from tests.conftest import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.integration.realnode.conftest import require_real_node_prereqs
+from tests.integration.realnode.conftest import real_node_logs, require_real_node_prereqs
 
 pytestmark = pytest.mark.sandbox
 
@@ -104,7 +104,8 @@ def pod_manifest(name: str, ready_after: int = 2) -> str:
 
 def run_pod(sb: Sandbox, name: str) -> dict[str, object]:
     sb.kubectl("apply", "-f", "-", input=pod_manifest(name))
-    sb.kubectl("wait", f"pod/{name}", "--for=condition=Ready", "--timeout=180s", timeout=200)
+    ready = sb.kubectl("wait", f"pod/{name}", "--for=condition=Ready", "--timeout=180s", timeout=200, check=False)
+    assert ready.returncode == 0, ready.stderr + real_node_logs(sb)
     return sb.kubectl_json("get", "pod", name)
 
 
@@ -179,7 +180,13 @@ def test_nothing_leaves_the_namespace(real_sandbox: Sandbox) -> None:
     assert "default" not in routes, routes
     assert "0.0.0.0/0" not in routes
     rules = sh(*ns, "iptables-save") + sh(*ns, "ip6tables-save")
-    assert "MASQUERADE" not in rules and "SNAT" not in rules and "DNAT" not in rules, rules
+    for table in ("iptables-save", "ip6tables-save"):
+        nat = sh(*ns, table, "-t", "nat")
+        assert not [ln for ln in nat.splitlines() if ln.startswith("-A")], nat  # no NAT rule at all
+    targets = [
+        w for ln in rules.splitlines() if ln.startswith("-A") for w in ln.split()[ln.split().index("-j") + 1 :][:1]
+    ]
+    assert not {"MASQUERADE", "SNAT", "DNAT", "REDIRECT"} & set(targets), rules
     assert sh(*ns, "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"  # routes between veth and pods only
     # and from the node itself (containerd, kubelet, image pulls) the outside is unreachable too
     dial = subprocess.run(
