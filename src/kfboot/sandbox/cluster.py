@@ -326,6 +326,23 @@ def _dead_components(name: str) -> str:
     return "; ".join(parts)
 
 
+def _component_ports(apiserver: int) -> dict[str, int]:
+    """Ports for etcd, kwok, controller-manager and scheduler, chosen by the kernel (its ephemeral range).
+    Left to kwokctl, every kwokctl process counts down from 32767 skipping ports bound *now*
+    (kwok v0.8.0 pkg/utils/net GetUnusedPort), so sandboxes created at the same time on one machine got
+    the same etcd and kwok ports: measured here, one cluster's kwok served another's nodes or exited
+    with "address already in use"."""
+    keys = ("etcdPeerPort", "etcdPort", "kwokControllerPort", "kubeControllerManagerPort", "kubeSchedulerPort")
+    chosen: set[int] = {apiserver}
+    out: dict[str, int] = {}
+    for key in keys:
+        while (p := free_port()) in chosen:
+            pass
+        chosen.add(p)
+        out[key] = p
+    return out
+
+
 def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, operator_script: Path) -> str:
     rel = bins.release_for(spec.kubernetes_version)
     options = {
@@ -347,6 +364,7 @@ def _kwokctl_config(spec: SandboxSpec, b: bins.SandboxBinaries, port: int, opera
         "kubeSchedulerBinary": str(b["kube-scheduler"]),
         "kwokControllerBinary": str(b["kwok"]),
         "kubectlBinary": str(b["kubectl"]),
+        **_component_ports(port),
     }
     kwokctl_conf = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",

@@ -106,6 +106,9 @@ def test_kwokctl_config_for_real_nodes(tmp_path: Path, monkeypatch: pytest.Monke
         "manage-all-nodes": "false",
         "manage-nodes-with-annotation-selector": "kwok.x-k8s.io/node=fake",
     }
+    ports = [conf["options"][k] for k in ("kubeApiserverPort", "etcdPort", "etcdPeerPort", "kwokControllerPort")]
+    ports += [conf["options"][k] for k in ("kubeControllerManagerPort", "kubeSchedulerPort")]
+    assert len(set(ports)) == 6 and all(p > 0 for p in ports)  # chosen by kfboot, not kwokctl's countdown
     plain = next(load_all(cluster._kwokctl_config(cluster.SandboxSpec(name="x"), b, 6443, tmp_path / "op")))
     assert "componentsPatches" not in plain and "kubeApiserverCertSANs" not in plain["options"]
 
