@@ -14,7 +14,7 @@ import pytest
 from lightkube.resources.core_v1 import Pod
 
 from kfboot.kube.client import async_client
-from kfboot.kube.readiness import diagnose
+from kfboot.kube.readiness import Diagnosis, diagnose
 from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from tests.conftest import Sandbox
@@ -94,10 +94,18 @@ def wait_for_failures(sb: Sandbox, ns: str, timeout: float = 180) -> None:
 
 async def test_real_failures_are_diagnosed_by_name(real_sandbox: Sandbox, broken: str) -> None:
     await asyncio.to_thread(wait_for_failures, real_sandbox, broken)
+    # a crash-looping container is Running for a moment between back-offs: diagnose until it is seen
+    # waiting (the state asserted on below), as a user re-running `kfboot doctor` would
+    found: dict[str, Diagnosis] = {}
     client = async_client(real_sandbox.kubeconfig)
     try:
-        pods = [p async for p in client.list(Pod, namespace=broken)]
-        found = {d.object.rsplit("/", 1)[1]: d for d in await diagnose(client, pods, [], [])}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pods = [p async for p in client.list(Pod, namespace=broken)]
+            found = {d.object.rsplit("/", 1)[1]: d for d in await diagnose(client, pods, [], [])}
+            if "crash-looping" in found["crash"].problem:
+                break
+            await asyncio.sleep(1)
     finally:
         await client.close()
     # the image pull failed inside the node's namespace: not even a DNS packet left it

@@ -215,3 +215,35 @@ def test_down_leaves_the_host_as_before(tmp_path: Path) -> None:
     assert {k: v for k, v in after.items() if before[k] != v} == {}
     new = {p: c for p, c in node_processes().items() if p not in procs_before}
     assert new == {}
+
+
+def test_failed_start_leaves_the_host_as_before(tmp_path: Path) -> None:
+    """The real kubelet refusing to start (an unknown flag, added by a wrapper in a private bin dir):
+    `sandbox up` fails naming it, exit 3, and everything it created is gone."""
+    require_real_node_prereqs()
+    kubelet = rn.kubelet_binary()
+    assert kubelet is not None
+    env = make_env(tmp_path)
+    bins = Path(env.env["KFBOOT_SANDBOX_BIN_DIR"])
+    private = tmp_path / "bin"
+    (private / "kubelet" / versions.KUBERNETES_VERSION).mkdir(parents=True)
+    wrapper = private / "kubelet" / versions.KUBERNETES_VERSION / "kubelet"
+    wrapper.write_text(f'#!/bin/sh\nexec {kubelet} --no-such-flag "$@"\n')
+    wrapper.chmod(0o755)
+    for d in bins.iterdir():  # everything else as built
+        if not (private / d.name).exists():
+            (private / d.name).symlink_to(d)
+    env.env["KFBOOT_SANDBOX_BIN_DIR"] = str(private)
+    before, procs_before = host_state(), node_processes()
+    proc = env.kfboot("sandbox", "up", "--name", "fail", "--nodes", "1", "--real-nodes", "1", "-o", "json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    err = json.loads(proc.stdout)
+    assert err["reason"].startswith("fail-real-0: kubelet exited"), err
+    assert "unknown flag: --no-such-flag" in err["reason"], err
+    assert not (env.data / "sandbox" / "kfboot" / "fail").exists()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and host_state() != before:
+        time.sleep(0.5)
+    after = host_state()
+    assert {k: v for k, v in after.items() if before[k] != v} == {}
+    assert {p: c for p, c in node_processes().items() if p not in procs_before} == {}
