@@ -49,6 +49,14 @@ def up(
         ),
     ] = True,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for each start-up stage")] = 120.0,
+    real_nodes: Annotated[
+        int,
+        typer.Option(
+            "--real-nodes",
+            help="real nodes (containerd + kubelet in their own network namespace; Linux, root) beside the "
+            "simulated ones",
+        ),
+    ] = 0,
     bin_dir: Annotated[
         Path | None, typer.Option("--bin-dir", help="directory with the binaries (or $KFBOOT_SANDBOX_BIN_DIR)")
     ] = None,
@@ -67,6 +75,7 @@ def up(
         merge_kubeconfig=merge_kubeconfig,
         login=login,
         timeout=timeout,
+        real_nodes=real_nodes,
     )
     result = run(st, lambda: cluster.up(spec, st.reporter(), bin_dir=bin_dir))
     if st.json:
@@ -80,6 +89,8 @@ def up(
     out.line(f"  kubeconfig  {result.kubeconfig}")
     out.line(f"  note        {result.admission}")
     out.line(f"  login       {result.login}")
+    if result.real_nodes:
+        out.line(f"  real nodes  {', '.join(result.real_nodes)} (taint sandbox.kfboot.io/real-node=true:NoSchedule)")
     out.line(f"\n  export KUBECONFIG={result.kubeconfig}")
 
 
@@ -121,6 +132,12 @@ def status(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
                 ("node", "ready", "cpu", "memory", "pods"),
                 ((n.name, "Ready" if n.ready else "NotReady", n.cpu, n.memory, n.pods) for n in result.nodes),
             )
+        if result.real_nodes:
+            rows = []
+            for rn in result.real_nodes:
+                procs = ", ".join(f"{k} {v}" for k, v in rn["processes"].items())
+                rows.append((rn["name"], rn["node_ip"], rn["host_link"], procs))
+            out.table(("real node", "InternalIP", "host link", "processes"), rows)
         for p in result.problems:
             out.line("  ", ("problem:", "yellow"), f" {p}")
     if result.state != "running":

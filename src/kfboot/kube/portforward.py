@@ -8,7 +8,10 @@ channel byte: 0 data, 1 errors; the server first announces the port on both (two
 The pod is one Ready endpoint of the Service (EndpointSlices), and the pod port its targetPort (a number,
 or a name looked up in the pod's container ports). The choice is cached; it is dropped when the
 Service's EndpointSlices change or a stream to the pod fails, so new connections move to another Ready
-pod when the current one goes away. Connections already open stay on their pod until it ends them.
+pod when the current one goes away, and when the Service's targetPort now resolves to another port (the
+slices' port for the Service port changed). Connections already open on a pod are closed as soon as the
+pod leaves the Service's Ready endpoints: a kubelet (containerd) keeps a stream to a dead pod open, so the
+client would otherwise wait forever.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class Backend:
     namespace: str
     pod: str
     port: int
+    #: the Service port's name ("" when unnamed): its EndpointSlice ports carry the resolved targetPort
+    port_name: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"pod {self.namespace}/{self.pod} port {self.port}"
@@ -67,6 +72,8 @@ class Backend:
 class ForwardStats:
     connections: int = 0
     failed: int = 0
+    #: connections closed because their pod left the Service's Ready endpoints
+    closed_pod_gone: int = 0
     backends: list[str] = field(default_factory=list)
 
 
@@ -141,6 +148,7 @@ class PortForwarder:
         self._server: asyncio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        self._conns_by_pod: dict[str, set[asyncio.Task[None]]] = {}
         self._config = client_config(client)
         self._ssl, self._base = self._ws_params(self._config)
         self._headers: dict[str, str] | None = None
@@ -220,22 +228,38 @@ class PortForwarder:
             self._backend = None
 
     async def _watch_endpoints(self) -> None:
-        """Drop the cached backend as soon as its pod is no longer a Ready endpoint of the Service."""
+        """Drop the cached backend as soon as its pod is no longer a Ready endpoint of the Service or the
+        Service port now targets another pod port, and close the connections of pods that left."""
         labels: dict[str, Any] = {"kubernetes.io/service-name": self.service}
         ready: dict[str, set[str]] = {}  # EndpointSlice name -> Ready pods
         while True:
             try:
                 async for event, eps in self.client.watch(EndpointSlice, namespace=self.namespace, labels=labels):
+                    before = set().union(*ready.values())
                     ready[o.name(eps)] = set() if event == "DELETED" else _ready_pods(eps)
+                    after = set().union(*ready.values())
                     current = self._backend
-                    if current is not None and not any(current.pod in pods for pods in ready.values()):
+                    if current is not None and current.pod not in after:
                         self.forget(current)
+                    elif current is not None and current.pod in ready[o.name(eps)]:
+                        port = next((p.port for p in eps.ports or [] if (p.name or "") == current.port_name), None)
+                        if port is not None and port != current.port:
+                            self.forget(current)  # targetPort changed: new connections resolve it again
+                    for pod in before - after:
+                        self._close_pod(pod)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: S110 — a broken watch only costs the early switch; streams re-resolve
                 pass
             ready.clear()
             await asyncio.sleep(2)
+
+    def _close_pod(self, pod: str) -> None:
+        """Close the open connections to ``pod`` (it left the Service's Ready endpoints)."""
+        for task in self._conns_by_pod.pop(pod, set()):
+            if not task.done():
+                self.stats.closed_pod_gone += 1
+                task.cancel()
 
     # ------------------------------------------------------------------------------------- streams
 
@@ -358,6 +382,21 @@ class PortForwarder:
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ws, backend = await self._stream()
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns_by_pod.setdefault(backend.pod, set()).add(task)
+        try:
+            await self._pump(ws, backend, reader, writer)
+        finally:
+            conns = self._conns_by_pod.get(backend.pod)
+            if conns is not None:
+                conns.discard(task)
+                if not conns:
+                    del self._conns_by_pod[backend.pod]
+
+    async def _pump(
+        self, ws: ClientConnection, backend: Backend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         errors = bytearray()
         last_remote = time.monotonic()
 
@@ -497,7 +536,7 @@ async def _resolve(client: AsyncClient, namespace: str, service: str, port: int 
             pod_port = _container_port(pod, target) or slice_port
         if pod_port is None:
             continue
-        return Backend(namespace, pod_name, pod_port)
+        return Backend(namespace, pod_name, pod_port, port_name=sp.name or "")
     raise NoReadyPod(
         f"service {namespace}/{service} has no Ready pod",
         f"see why: kubectl -n {namespace} get pods; kubectl -n {namespace} describe service {service}",

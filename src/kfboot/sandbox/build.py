@@ -12,7 +12,10 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
 - ``kwok``: kwok and kwokctl (go install);
 - ``kustomize``: kustomize v5 (go install); ``kustomize4``: v4, only used to prove kfboot rejects it;
 - ``dex``: Dex, the Kubeflow bundle's release (wrapper module: its go.mod has a replace directive);
-- ``oauth2-proxy``: oauth2-proxy v7 (go install).
+- ``oauth2-proxy``: oauth2-proxy v7 (go install);
+- ``kubelet``: kubelet for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
+- ``images``: the static binaries of the real nodes' images, pause and kfboot-httpd, from kfboot's own
+  single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only).
 
 Output: ``<cache>/bin/<component>/<version>/<binary>``. A component whose folder is complete is skipped.
 Each folder is built in a temporary sibling and renamed into place, so an interrupted build leaves nothing
@@ -189,7 +192,7 @@ def write_wrapper(tmp: Path, requires: dict[str, str], replaces: dict[str, str])
 Tick = Callable[[], None]
 
 
-def build_kubernetes(out: Path, work: Path, tick: Tick) -> None:
+def build_kubernetes(out: Path, work: Path, tick: Tick, binaries: tuple[str, ...] = V.KUBERNETES_BINARIES) -> None:
     kver, sver = V.KUBERNETES_VERSION, V.KUBERNETES_STAGING_VERSION
     gomod = module_file("k8s.io/kubernetes", kver, "mod")
     staging = re.findall(r"^\s*(k8s\.io/[\w.\-/]+)\s*=>\s*\./staging/", gomod, re.M)
@@ -213,7 +216,7 @@ def build_kubernetes(out: Path, work: Path, tick: Tick) -> None:
     ldflags = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         ldflags += [f"-X {pkg}.{k}={v}" for k, v in values.items()]
-    pkgs = [f"k8s.io/kubernetes/cmd/{b}" for b in V.KUBERNETES_BINARIES]
+    pkgs = [f"k8s.io/kubernetes/cmd/{b}" for b in binaries]
     run(["go", "mod", "download", "k8s.io/kubernetes"], cwd=work, tick=tick)
     run(["go", "build", "-ldflags", " ".join(ldflags), "-o", str(out) + "/", *pkgs], cwd=work, tick=tick)
 
@@ -305,6 +308,24 @@ def build_oauth2_proxy(out: Path, work: Path, tick: Tick) -> None:
     go_install(out, [f"{mod}@{ver}"], f"-s -w -X {mod}/pkg/version.VERSION={ver}", tick)
 
 
+def build_kubelet(out: Path, work: Path, tick: Tick) -> None:
+    """kubelet for the sandbox's real nodes, through the same wrapper module as the control plane."""
+    build_kubernetes(out, work, tick, ("kubelet",))
+
+
+def build_images(out: Path, work: Path, tick: Tick) -> None:
+    """The static binaries of the real nodes' images: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>)
+    and kfboot-httpd, from kfboot's own single-file Go programs (standard library only)."""
+    env = go_env()
+    env["GO111MODULE"] = "off"
+    env["GOFLAGS"] = "-trimpath"
+    gosrc = Path(__file__).resolve().parent / "realnode" / "gosrc"  # package data; no import (stdlib only)
+    for prog, binary in (("pause.go", "pause"), ("httpd.go", "kfboot-httpd")):
+        src = work / prog
+        src.write_text((gosrc / prog).read_text())
+        run(["go", "build", "-ldflags", "-s -w", "-o", str(out / binary), str(src)], cwd=work, env=env, tick=tick)
+
+
 @dataclass(frozen=True)
 class Component:
     folder: str
@@ -323,6 +344,8 @@ COMPONENTS: dict[str, Component] = {
     "kustomize4": Component("kustomize", V.KUSTOMIZE_V4_VERSION, ("kustomize",), build_kustomize4, 40),
     "dex": Component("dex", V.DEX_VERSION, ("dex",), build_dex, 200),
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
+    "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
+    "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
 }
 
 

@@ -30,6 +30,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
 from kfboot.reporting import Reporter
 from kfboot.sandbox import binaries as bins
+from kfboot.sandbox import realnode
 from kfboot.sandbox.kwokctl import (
     CONTROL_PLANE,
     _dead_components,
@@ -192,6 +193,8 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         raise BadInputError(
             f"port {spec.port} on 127.0.0.1 is already in use", "pick a free --port, or omit --port to get one"
         )
+    if spec.real_nodes:
+        realnode.check(own_dir(spec.name))
     b = bins.resolve(spec.kubernetes_version, bin_dir=bin_dir, reporter=reporter, login=spec.login)
     with_login = spec.login and all(x in b.paths for x in bins.LOGIN_BINARIES)
     if spec.login and not with_login:
@@ -203,6 +206,7 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         login = "off (--no-login)"
     port = spec.port or free_port()
     mine = own_dir(spec.name)
+    real: list[str] = []
     mine.mkdir(parents=True, exist_ok=True)
     try:
         operator_script = mine / OPERATOR
@@ -247,6 +251,10 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
                 )
             task.update(f"control plane started on https://127.0.0.1:{port}")
         version = await _setup_cluster(spec, reporter)
+        if spec.real_nodes:
+            plans = realnode.plan(spec.name, spec.real_nodes)
+            pki, kc = workdir(spec.name) / "pki", kubeconfig_path(spec.name)
+            real = [n.plan.name for n in await realnode.start(plans, mine, pki, kc, port, reporter, spec.timeout)]
     except BaseException as exc:
         # leave nothing half-started: stop what was started, keep the logs of the failed start
         kept = await _keep_failed_start(spec, b["kwokctl"], exc)
@@ -263,6 +271,7 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         seconds=round(time.monotonic() - start, 2),
         binaries=b.sources,
         login=login,
+        real_nodes=real,
     )
 
 
@@ -304,6 +313,11 @@ def _state(name: str) -> dict[str, Any]:
 async def _teardown(
     name: str, kwokctl: Path | None, merged: bool, *, keep_own: bool = False
 ) -> tuple[list[str], list[str]]:
+    real_left: KfbootError | None = None
+    try:  # first: kubelet must not outlive the API server it reports to
+        realnode.stop(own_dir(name))
+    except KfbootError as exc:
+        real_left = exc
     pids = component_pids(name)
     if kwokctl is not None and kwokctl.exists() and (workdir(name) / "kwok.yaml").is_file():
         # kwokctl delete insists on a kubeconfig to remove its context from: ours unless merged
@@ -320,6 +334,8 @@ async def _teardown(
             f"could not stop sandbox processes: {', '.join(f'{k} (pid {p})' for k, p in still.items())}",
             "stop them by hand (kill -9) and run `kfboot sandbox down` again",
         )
+    if real_left is not None:
+        raise real_left  # the folders stay: realnodes.json names what is left for the next `down`
     shutil.rmtree(workdir(name), ignore_errors=True)
     if not keep_own:
         shutil.rmtree(own_dir(name), ignore_errors=True)
@@ -364,6 +380,9 @@ async def status(name: str) -> SandboxStatus:
         admission=ADMISSION_STRICT if spec.get("strict_admission") else ADMISSION_DEFAULT,
     )
     pids = component_pids(name)
+    for rn in realnode.status(own_dir(name)):
+        st.real_nodes.append(rn.to_dict())
+        st.problems += [f"real node {rn.name}: {k} not running" for k, v in rn.processes.items() if v == "not running"]
     expected = [*CONTROL_PLANE, OPERATOR, *([LOGIN] if state.get("login") else [])]
     failed = failed_marker(name)
     if failed.is_file():

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 from kfboot.sandbox import binaries as bins
+from kfboot.sandbox import realnode
 from kfboot.sandbox.layout import LOGIN, OPERATOR, kubeconfig_path, login_dir, root, workdir
+from kfboot.sandbox.ports import free_port
 from kfboot.sandbox.processes import component_pids
 from kfboot.sandbox.spec import SandboxSpec
 from kfboot.yamlio import dump
@@ -72,6 +74,23 @@ def _dead_components(name: str) -> str:
     return "; ".join(parts)
 
 
+def _component_ports(apiserver: int) -> dict[str, int]:
+    """Ports for etcd, kwok, controller-manager and scheduler, chosen by the kernel (its ephemeral range).
+    Left to kwokctl, every kwokctl process counts down from 32767 skipping ports bound *now*
+    (kwok v0.8.0 pkg/utils/net GetUnusedPort), so sandboxes created at the same time on one machine got
+    the same etcd and kwok ports: measured here, one cluster's kwok served another's nodes or exited
+    with "address already in use"."""
+    keys = ("etcdPeerPort", "etcdPort", "kwokControllerPort", "kubeControllerManagerPort", "kubeSchedulerPort")
+    chosen: set[int] = {apiserver}
+    out: dict[str, int] = {}
+    for key in keys:
+        while (p := free_port()) in chosen:
+            pass
+        chosen.add(p)
+        out[key] = p
+    return out
+
+
 def _kwokctl_config(
     spec: SandboxSpec, b: bins.SandboxBinaries, port: int, operator_script: Path, login_script: Path | None = None
 ) -> str:
@@ -95,6 +114,7 @@ def _kwokctl_config(
         "kubeSchedulerBinary": str(b["kube-scheduler"]),
         "kwokControllerBinary": str(b["kwok"]),
         "kubectlBinary": str(b["kubectl"]),
+        **_component_ports(port),
     }
     kwokctl_conf = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -131,6 +151,9 @@ def _kwokctl_config(
                 "links": ["kube-apiserver"],
             }
         )
+    if spec.real_nodes:
+        options["kubeApiserverCertSANs"] = realnode.cert_sans()
+        kwokctl_conf["componentsPatches"] = realnode.components_patches(workdir(spec.name) / "pki")
     return dump(kwokctl_conf)
 
 

@@ -33,6 +33,7 @@ class SandboxSpec:
     merge_kubeconfig: bool = False
     login: bool = True  # run Kubeflow's login (Dex + oauth2-proxy) as a sandbox component, see .login
     timeout: float = 120.0  # seconds for each wait of start-up (API server, nodes, operator)
+    real_nodes: int = 0  # containerd + kubelet nodes beside the simulated ones (kfboot.sandbox.realnode)
 
     def validate(self) -> None:
         if not NAME_RE.match(self.name):
@@ -47,6 +48,8 @@ class SandboxSpec:
                 raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity", f"e.g. {flag} 8 / 32Gi")
         if not 1 <= self.timeout <= 3600:
             raise BadInputError(f"--timeout {self.timeout:g} is out of range", "use 1 to 3600 seconds")
+        if not 0 <= self.real_nodes <= 4:
+            raise BadInputError(f"--real-nodes {self.real_nodes} is out of range", "use 0 to 4 (2 cores go far)")
         if not 1 <= self.node_pods <= 10000:
             raise BadInputError(f"--node-pods {self.node_pods} is out of range", "use 1 to 10000")
         if self.port is not None and not 1 <= self.port <= 65535:
@@ -74,6 +77,7 @@ class SandboxStatus:
     components: dict[str, str] = field(default_factory=dict)
     nodes: list[NodeInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    real_nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +94,7 @@ class UpResult:
     seconds: float
     binaries: dict[str, str]
     login: str = "off (--no-login)"
+    real_nodes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,3 +28,12 @@ DEX_VERSION: Final = "v2.45.0"
 DEX_MODULE_VERSION: Final = "v0.0.0-20260806151424-ab64ed778070"
 #: oauth2-proxy, the release the Go module proxy serves of the bundle's v7 line (the bundle pins v7.14.3).
 OAUTH2_PROXY_VERSION: Final = "v7.15.6"
+
+#: The pause image kubelet v1.36.3 expects (kubernetes/kubernetes v1.36.3 cmd/kubeadm/app/constants:
+#: PauseVersion); real nodes run a static Go pause (sandbox/realnode/gosrc/pause.go) tagged
+#: registry.k8s.io/pause:<this>.
+PAUSE_VERSION: Final = "3.10.2"
+#: Cache folder version of the image binaries scripts/build-sandbox-binaries builds (pause, kfboot-httpd).
+IMAGES_VERSION: Final = "1"
+#: kfboot's tiny HTTP test server (sandbox/realnode/gosrc/httpd.go), imported into real nodes under this name.
+HTTPD_IMAGE: Final = "kfboot.local/httpd:1"

@@ -1,0 +1,79 @@
+"""Real nodes beside the simulated ones: containerd + kubelet in namespaces kfboot creates.
+
+- :mod:`.prereq` what the machine needs, one line per missing piece;
+- :mod:`.node` planning (addresses), configuration and start-up;
+- :mod:`.relay` the API server, reachable from inside a node's namespace;
+- :mod:`.images` OCI images from static binaries (pause, a test HTTP server);
+- :mod:`.teardown` removal of exactly what was created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kfboot.sandbox.realnode import prereq
+from kfboot.sandbox.realnode.node import (
+    LABEL,
+    TAINT,
+    NodePlan,
+    RealNodesState,
+    cert_sans,
+    components_patches,
+    image_binary,
+    kubelet_binary,
+    plan,
+    start,
+)
+from kfboot.sandbox.realnode.teardown import stop
+
+__all__ = [
+    "LABEL",
+    "TAINT",
+    "NodePlan",
+    "RealNodeInfo",
+    "cert_sans",
+    "check",
+    "components_patches",
+    "plan",
+    "start",
+    "status",
+    "stop",
+]
+
+
+def check(state_dir: Path) -> None:
+    """Every prerequisite of a real node, before anything is created."""
+    from kfboot.sandbox.realnode.node import check_paths
+
+    prereq.check(kubelet_binary(), image_binary("pause"))
+    check_paths(state_dir)
+
+
+@dataclass
+class RealNodeInfo:
+    name: str
+    node_ip: str
+    host_link: str
+    processes: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def status(state_dir: Path) -> list[RealNodeInfo]:
+    st = RealNodesState.load(state_dir)
+    out = []
+    for ns in st.nodes if st else []:
+        procs = {"namespaces": ns.holder} if ns.holder else {}
+        procs.update(ns.procs)
+        out.append(
+            RealNodeInfo(
+                name=ns.plan.name,
+                node_ip=ns.plan.node_ip,
+                host_link=ns.plan.host_if,
+                processes={k: f"running (pid {p.pid})" if p.alive() else "not running" for k, p in procs.items()},
+            )
+        )
+    return out

@@ -1,0 +1,144 @@
+"""A small OCI image builder: one layer of static binaries, written as an OCI image-layout tarball
+that ``ctr -n k8s.io images import`` takes (the real node has no registry to pull from).
+
+Layout (image-spec v1.1 image-layout.md): ``oci-layout``, ``index.json`` (one manifest, named by the
+``io.containerd.image.name`` and ``org.opencontainers.image.ref.name`` annotations), ``blobs/sha256/*``:
+the gzip'd layer, the config (image-spec config.md) and the manifest. Everything is deterministic (fixed
+mtimes, sorted entries), so the same binaries give the same digest and a rebuild is skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kfboot import paths
+
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+@dataclass
+class ImageSpec:
+    """``ref`` (e.g. ``registry.k8s.io/pause:3.10.2``) with ``files``: path in the image → local file."""
+
+    ref: str
+    files: dict[str, Path]
+    entrypoint: list[str]
+    cmd: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=lambda: ["PATH=/"])
+    user: str = "65532:65532"
+    exposed_ports: list[int] = field(default_factory=list)
+
+
+def _tar_layer(files: dict[str, Path]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs: set[str] = set()
+        for dest in sorted(files):
+            parts = dest.strip("/").split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                    tar.addfile(info)
+            src = files[dest]
+            data = src.read_bytes()
+            info = tarfile.TarInfo("/".join(parts))
+            info.size, info.mode, info.mtime = len(data), 0o755, 0
+            tar.addfile(info, io.BytesIO(data))
+        # /tmp, writable: Go programs and os.TempDir() expect it
+        info = tarfile.TarInfo("tmp")
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o1777, 0
+        tar.addfile(info)
+    return raw.getvalue()
+
+
+def _blob(data: bytes) -> tuple[str, bytes]:
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+def build(spec: ImageSpec, dest: Path) -> str:
+    """Write ``spec`` as an OCI image-layout tarball at ``dest``; returns the manifest digest."""
+    layer_tar = _tar_layer(spec.files)
+    diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
+    layer_digest, layer = _blob(gzip.compress(layer_tar, mtime=0))
+    config_obj: dict[str, object] = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Entrypoint": spec.entrypoint,
+            "Cmd": spec.cmd or None,
+            "Env": spec.env,
+            "User": spec.user,
+            "WorkingDir": "/",
+            "ExposedPorts": {f"{p}/tcp": {} for p in spec.exposed_ports} or None,
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "kfboot image builder", "created": "1970-01-01T00:00:00Z"}],
+        "created": "1970-01-01T00:00:00Z",
+    }
+    config_digest, config = _blob(json.dumps(config_obj, sort_keys=True).encode())
+    manifest_obj = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config)},
+        "layers": [{"mediaType": MEDIA_LAYER, "digest": layer_digest, "size": len(layer)}],
+    }
+    manifest_digest, manifest = _blob(json.dumps(manifest_obj, sort_keys=True).encode())
+    tag = spec.ref.rsplit(":", 1)[1] if ":" in spec.ref.rsplit("/", 1)[-1] else "latest"
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": MEDIA_MANIFEST,
+                "digest": manifest_digest,
+                "size": len(manifest),
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {"io.containerd.image.name": spec.ref, "org.opencontainers.image.ref.name": tag},
+            }
+        ],
+    }
+    members = [
+        ("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode()),
+        ("index.json", json.dumps(index, sort_keys=True).encode()),
+        *((f"blobs/sha256/{d.split(':', 1)[1]}", b) for d, b in ((layer_digest, layer), (config_digest, config))),
+        (f"blobs/sha256/{manifest_digest.split(':', 1)[1]}", manifest),
+    ]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    tmp.replace(dest)
+    return manifest_digest
+
+
+def cached(spec: ImageSpec) -> Path:
+    """The image's tarball in kfboot's cache (``<cache>/images/``), built when absent or stale."""
+    key = hashlib.sha256(
+        json.dumps(
+            [spec.ref, spec.entrypoint, spec.cmd, spec.env, spec.user, spec.exposed_ports]
+            + [(k, str(v), v.stat().st_size, v.stat().st_mtime_ns) for k, v in sorted(spec.files.items())]
+        ).encode()
+    ).hexdigest()[:16]
+    safe = spec.ref.replace("/", "_").replace(":", "_")
+    dest = paths.cache_dir() / "images" / f"{safe}-{key}.tar"
+    if not dest.is_file():
+        build(spec, dest)
+    return dest
