@@ -14,6 +14,7 @@ USED_ELSEWHERE = [
     "handle_endtag",
     "rota",
     "schema",
+    "log_message",  # http.server.BaseHTTPRequestHandler calls it (the sandbox login's page)
 ]
 
 
