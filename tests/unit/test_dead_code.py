@@ -15,6 +15,7 @@ USED_ELSEWHERE = [
     "log_message",  # http.server.BaseHTTPRequestHandler calls it
     "rota",
     "schema",
+    "log_message",  # http.server.BaseHTTPRequestHandler calls it (the sandbox login's page)
 ]
 
 
