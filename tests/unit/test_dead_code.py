@@ -15,7 +15,6 @@ USED_ELSEWHERE = [
     "log_message",  # http.server.BaseHTTPRequestHandler calls it
     "rota",
     "schema",
-    "log_message",  # http.server.BaseHTTPRequestHandler calls it (the sandbox login's page)
 ]
 
 
