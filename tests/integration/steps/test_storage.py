@@ -390,19 +390,28 @@ def test_destroy_data_on_an_unhealthy_cluster_does_not_hang_on_the_pools(three: 
     the cleanup policy (rook v1.20.6 pool/controller.go, IsReadyToReconcile): --destroy-data asks for the
     CephCluster right after the pools."""
     install(three, tmp_path)
-    three.kubectl(
-        "patch",
-        "cephcluster",
-        "rook-ceph",
-        "-n",
-        "rook-ceph",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status":{"ceph":{"health":"HEALTH_ERR"}}}',
-    )
-    assert cephcluster(three)["status"]["ceph"]["health"] == "HEALTH_ERR"  # type: ignore[index]
-    proc = three.env.kfboot(*DESTROY, "--timeout", "3m", timeout=600)
+    # the simulated status check (Stage rook-cephcluster-status-check) only writes HEALTH_OK/WARN: set aside
+    # while the test holds the cluster at HEALTH_ERR, put back afterwards for the module's other tests
+    check = three.kubectl_json("get", "stage", "rook-cephcluster-status-check")
+    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "annotations"):
+        check["metadata"].pop(key, None)  # type: ignore[attr-defined]
+    three.kubectl("delete", "stage", "rook-cephcluster-status-check")
+    try:
+        three.kubectl(
+            "patch",
+            "cephcluster",
+            "rook-ceph",
+            "-n",
+            "rook-ceph",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status":{"ceph":{"health":"HEALTH_ERR"}}}',
+        )
+        assert cephcluster(three)["status"]["ceph"]["health"] == "HEALTH_ERR"  # type: ignore[index]
+        proc = three.env.kfboot(*DESTROY, "--timeout", "3m", timeout=600)
+    finally:
+        three.kubectl("apply", "-f", "-", input=json.dumps(check))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["leftovers"] == [] and result["finalizersCleared"] == []  # Rook released them, not kfboot
