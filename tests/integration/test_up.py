@@ -12,24 +12,13 @@ import pytest
 
 from tests.helpers import harness
 from tests.helpers.harness import Env, Sandbox, make_env
+from tests.helpers.kubeflow import offline_config
 
 pytestmark = pytest.mark.sandbox
 
 NAME = "upa"
 #: kinds a controller creates and removes on its own (pods of deployments, their replica sets)
 CHURN = ("Pod.", "ReplicaSet.apps", "ControllerRevision.apps")
-
-
-def offline_config(path: Path) -> Path:
-    """The offline set-up the README documents: Rook's manifests and a rendered Kubeflow bundle from disk."""
-    data = harness.testdata()
-    path.write_text(
-        "storage:\n"
-        "  timeout: 5m\n"
-        f"  rook:\n    manifests: {data / 'rook' / 'v1.20.6'}\n"
-        f"kubeflow:\n  source: {data / 'kubeflow' / 'kubeflow-26.03-example.yaml.gz'}\n  timeout: 10m\n"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import harness
 from tests.helpers.harness import Env, Sandbox, make_env
-from tests.integration.test_up import offline_config
+from tests.helpers.kubeflow import offline_config
 
 pytestmark = pytest.mark.sandbox
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -24,9 +21,10 @@ import httpx2 as httpx
 import pytest
 import yaml
 
+from tests.helpers.access import require_login_binaries, running_connect, wait_rollout
+from tests.helpers.browser import chromium_page, find_chromium
+from tests.helpers.chain import Chain, login_chain
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.integration.access.browser import chromium_page, find_chromium
-from tests.integration.access.chain import DEX_VERSION, OAUTH2_PROXY_VERSION, Chain, binary, login_chain
 from tests.terminal import run_in_pty
 
 pytestmark = pytest.mark.sandbox
@@ -37,26 +35,6 @@ JANE_PASSWORD = "jane-Secret-pw-77a0b2"
 JANE_PASSWORD2 = "jane-Other-pw-0c41d9"
 PROMPTED_PASSWORD = "prompted-Pw-5e2d11"
 BOB_PASSWORD = "bob-Secret-pw-e61f2a"
-
-
-def require_login_binaries() -> None:
-    missing = [
-        name
-        for name, version in (("dex", DEX_VERSION), ("oauth2-proxy", OAUTH2_PROXY_VERSION))
-        if binary(name, version) is None
-    ]
-    if missing:
-        msg = f"{', '.join(missing)} not built: run scripts/build-sandbox-binaries"
-        if os.environ.get("KFBOOT_REQUIRE_SANDBOX"):
-            pytest.fail(msg + " (KFBOOT_REQUIRE_SANDBOX is set)")
-        pytest.skip(msg)
-
-
-def wait_rollout(sb: Sandbox, namespace: str, deployment: str) -> None:
-    """The rollout done and its pod a ready endpoint of the Service of the same name (what a port-forward
-    resolves; the EndpointSlice controller may lag behind the rollout)."""
-    sb.kubectl("-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=120s", timeout=150)
-    sb.wait_ready_endpoint(namespace, deployment, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -141,34 +119,6 @@ def _login(base: str) -> httpx.Client:
     )
     assert done.status_code == 200 and done.json()["upstream"] == "ok", done.text[:300]
     return http
-
-
-@contextmanager
-def running_connect(sb: Sandbox) -> Iterator[tuple[int, list[str]]]:
-    """`kfboot connect` on a free port, running; yields the port and its stderr lines so far. Stopped with
-    Ctrl-C (SIGINT) at the end, which must exit 0 after saying what it forwarded."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kfboot", "connect", "--port", str(port)],
-        env=sb.env.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stderr: list[str] = []
-    threading.Thread(target=lambda: stderr.extend(proc.stderr or []), daemon=True).start()
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == f"Kubeflow: http://localhost:{port}/  (Ctrl-C to stop)", line + "".join(stderr)
-        yield port, stderr
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(30)
-    assert code == 0, "".join(stderr)[-2000:]
-    assert any(re.search(r"stopped: \d+ connections forwarded", ln) for ln in stderr), stderr[-5:]
 
 
 def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain) -> None:

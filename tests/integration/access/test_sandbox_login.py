@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from kfboot.sandbox import versions
+from tests.helpers.access import require_login_binaries, running_connect, wait_rollout
+from tests.helpers.browser import chromium_page, find_chromium
+from tests.helpers.chain import binary
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.integration.access.browser import chromium_page, find_chromium
-from tests.integration.access.chain import binary
-from tests.integration.access.test_access import require_login_binaries, running_connect, wait_rollout
 
 pytestmark = pytest.mark.sandbox
 

@@ -24,7 +24,7 @@ from kfboot.kube.manifest import manifests_of
 from kfboot.reporting import NullReporter
 from tests.helpers import harness
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.reliability.steps.test_apply_faults import CRD, namespace, widget
+from tests.helpers.objects import CRD, namespace, widget
 
 pytestmark = pytest.mark.sandbox
 

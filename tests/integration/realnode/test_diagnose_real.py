@@ -18,7 +18,7 @@ from kfboot.kube.readiness import Diagnosis, diagnose
 from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from tests.helpers.harness import Sandbox
-from tests.integration.realnode.conftest import real_node_logs
+from tests.helpers.realnode import real_node_logs
 
 pytestmark = pytest.mark.sandbox
 

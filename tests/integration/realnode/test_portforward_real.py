@@ -19,7 +19,7 @@ from kfboot.reporting import NullReporter
 from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from tests.helpers.harness import Sandbox
-from tests.integration.realnode.conftest import real_node_logs
+from tests.helpers.realnode import real_node_logs
 
 pytestmark = pytest.mark.sandbox
 

@@ -17,7 +17,7 @@ from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from kfboot.sandbox.realnode import prereq
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.integration.realnode.conftest import real_node_logs, require_real_node_prereqs
+from tests.helpers.realnode import real_node_logs, require_real_node_prereqs
 
 pytestmark = pytest.mark.sandbox
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import harness
 from tests.helpers.harness import Env, Sandbox
-from tests.integration.steps.host_fixtures import GIB, free_port, loops
+from tests.helpers.hosts import GIB, free_port, loops
 
 __all__ = ["loops"]  # the fixture
 

@@ -16,7 +16,7 @@ import pytest
 
 from kfboot.steps.host_prepare import INOTIFY, INOTIFY_CONF, RBD_CONF
 from tests.helpers.harness import Env
-from tests.integration.steps.host_fixtures import Sshd, skip_or_fail, sshd
+from tests.helpers.hosts import Sshd, skip_or_fail, sshd
 
 __all__ = ["sshd"]  # the fixture
 

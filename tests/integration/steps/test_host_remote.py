@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.helpers.harness import Env
-from tests.integration.steps.host_fixtures import GIB, Sshd, keygen, loops, running_sshd, sshd, unprivileged_user
+from tests.helpers.hosts import GIB, Sshd, keygen, loops, running_sshd, sshd, unprivileged_user
 
 __all__ = ["loops", "sshd", "unprivileged_user"]  # the fixtures
 

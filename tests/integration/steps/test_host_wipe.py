@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.harness import Env
-from tests.integration.steps.host_fixtures import Sshd, loops, skip_or_fail, sshd
+from tests.helpers.hosts import Sshd, loops, skip_or_fail, sshd
 
 __all__ = ["loops", "sshd"]  # the fixtures
 

@@ -257,7 +257,7 @@ def test_kubeflow_install_with_images_registry_points_everything_at_the_mirror(
 @pytest.mark.sandbox
 def test_list_respects_exclusions(tmp_path: Path, testdata_dir: Path) -> None:
     """`images list` renders the tree as `kubeflow install` would: an excluded component's images are gone."""
-    from tests.integration.steps.test_kubeflow import kustomize_path
+    from tests.helpers.kubeflow import kustomize_path
 
     env = make_env(tmp_path)
     env.env["PATH"] = kustomize_path()

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers.harness import Env, Sandbox, find_binary, make_env, start_sandbox, stop_sandbox
+from tests.helpers.harness import Env, Sandbox, make_env, start_sandbox, stop_sandbox
+from tests.helpers.kubeflow import kustomize_path
 
 pytestmark = pytest.mark.sandbox
-
-
-def kustomize_path() -> str:
-    kustomize = find_binary("kustomize")
-    if kustomize is None:
-        if os.environ.get("KFBOOT_REQUIRE_SANDBOX"):
-            pytest.fail("kustomize v5 not built: run scripts/build-sandbox-binaries")
-        pytest.skip("kustomize v5 not built: run scripts/build-sandbox-binaries")
-    return f"{kustomize.parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def rook_default_class(sb: Sandbox, testdata: Path) -> None:

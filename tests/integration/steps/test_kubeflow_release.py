@@ -11,8 +11,8 @@ from typing import ClassVar
 import yaml
 
 from tests.helpers.harness import Env, http_server
+from tests.helpers.kubeflow import kustomize_path
 from tests.helpers.mirror import PATH, serve, tampered
-from tests.integration.steps.test_kubeflow import kustomize_path
 
 PIN = "7db24853841f1a7723639f5a2a65bd37150a29df"
 #: any proxy-aware client (kustomize's HTTP, git) fails at once on this closed loopback port, so nothing

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.integration.steps.test_kubeflow import kustomize_path
+from tests.helpers.kubeflow import kustomize_path
 
 pytestmark = pytest.mark.sandbox
 

@@ -13,49 +13,10 @@ import pytest
 import yaml
 
 from tests.helpers.harness import Env, Sandbox, http_server, make_env, start_sandbox, stop_sandbox
-from tests.integration.sandbox.test_admission import Webhook, self_signed
+from tests.helpers.objects import CRD, namespace, widget, write_bundle
+from tests.helpers.webhook import Webhook, self_signed
 
 pytestmark = pytest.mark.sandbox
-
-CRD = """
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.kfboot.io}
-spec:
-  group: example.kfboot.io
-  names: {kind: Widget, plural: widgets, singular: widget}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {type: integer, minimum: 1}
-"""
-
-
-def widget(name: str, size: object, ns: str = "faults") -> dict[str, object]:
-    return {
-        "apiVersion": "example.kfboot.io/v1",
-        "kind": "Widget",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"size": size},
-    }
-
-
-def write_bundle(path: Path, docs: list[dict[str, object]]) -> Path:
-    path.write_text(yaml.safe_dump_all(docs))
-    return path
-
-
-def namespace(name: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
 def install(sb: Sandbox, bundle: Path, *extra: str, timeout: float = 300) -> tuple[int, dict[str, object], str]:
