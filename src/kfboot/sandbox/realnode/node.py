@@ -21,6 +21,9 @@ Per node (index ``k``, addresses in ``10.233.k.0/24``, chosen so no host address
 
 Everything created is recorded in ``realnodes.json`` as soon as it exists, and :mod:`.teardown` removes
 exactly that.
+
+This module starts the nodes; their plan (addresses) is in :mod:`.addressing`, their binaries and
+configuration files in :mod:`.files`, the record of what was created in :mod:`.records`.
 """
 
 from __future__ import annotations
@@ -29,39 +32,75 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx2 as httpx
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Node, Service
 
-from kfboot import paths
-from kfboot.errors import BadInputError, RuntimeFailure
+from kfboot.errors import RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
-from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import host, images
+from kfboot.sandbox.realnode.addressing import (
+    LABEL,
+    SERVICE_CIDR,
+    SERVICE_IP,
+    SUBNET,
+    TAINT,
+    NodePlan,
+    cert_sans,
+    components_patches,
+    plan,
+)
+from kfboot.sandbox.realnode.files import (
+    COVERED,
+    HTTPD_IMAGE,
+    PAUSE_IMAGE,
+    check_paths,
+    cni_config,
+    containerd_config,
+    find_binary,
+    image_binary,
+    kubelet_binary,
+    kubelet_config,
+    kubelet_kubeconfig,
+)
+from kfboot.sandbox.realnode.records import STATE_FILE, NodeState, Proc, RealNodesState
 
-SUBNET = "10.233"
-#: the kubernetes Service's ClusterIP: kube-apiserver's default --service-cluster-ip-range is 10.0.0.0/24
-#: (kubernetes/kubernetes v1.36.3 pkg/controlplane/apiserver/options: DefaultServiceIPCIDR) and kwokctl
-#: sets none; checked against the Service at start-up
-SERVICE_IP = "10.0.0.1"
-SERVICE_CIDR = "10.0.0.0/24"
-LABEL = "sandbox.kfboot.io/real-node"
-TAINT = {"key": LABEL, "value": "true", "effect": "NoSchedule"}
-PAUSE_IMAGE = f"registry.k8s.io/pause:{versions.PAUSE_VERSION}"
-HTTPD_IMAGE = versions.HTTPD_IMAGE
-STATE_FILE = "realnodes.json"
-#: paths that the node's mount namespace covers with its own: kfboot's folders must not be below them
-COVERED = ("/run", "/var/run", "/var/lib", "/var/log")
+#: the names of the node's plan, files and records, importable from here as before the split
+__all__ = [
+    "COVERED",
+    "HTTPD_IMAGE",
+    "LABEL",
+    "PAUSE_IMAGE",
+    "SERVICE_CIDR",
+    "SERVICE_IP",
+    "STATE_FILE",
+    "SUBNET",
+    "TAINT",
+    "NodePlan",
+    "NodeState",
+    "Proc",
+    "RealNodesState",
+    "cert_sans",
+    "check_paths",
+    "cni_config",
+    "components_patches",
+    "containerd_config",
+    "find_binary",
+    "image_binary",
+    "kubelet_binary",
+    "kubelet_config",
+    "kubelet_kubeconfig",
+    "plan",
+    "start",
+    "wait_ready",
+]
 
 HOLDER_SCRIPT = r"""set -eu
 mount -t tmpfs -o mode=0755,size=256m kfboot-run /run
@@ -72,296 +111,6 @@ ip link set lo up
 echo holder-ready
 exec sleep infinity
 """
-
-
-@dataclass
-class NodePlan:
-    sandbox: str
-    ordinal: int
-    index: int  # k of 10.233.k.0/24
-
-    @property
-    def name(self) -> str:
-        return f"{self.sandbox}-real-{self.ordinal}"
-
-    @property
-    def host_if(self) -> str:
-        return f"kfbr{self.index}"
-
-    @property
-    def host_ip(self) -> str:
-        return f"{SUBNET}.{self.index}.1"
-
-    @property
-    def node_ip(self) -> str:
-        return f"{SUBNET}.{self.index}.2"
-
-    @property
-    def link_cidr(self) -> str:
-        return f"{SUBNET}.{self.index}.0/30"
-
-    @property
-    def pod_cidr(self) -> str:
-        return f"{SUBNET}.{self.index}.128/25"
-
-    @property
-    def pod_gateway(self) -> str:
-        return f"{SUBNET}.{self.index}.129"
-
-    @property
-    def cgroup(self) -> str:
-        return f"kfboot-{self.sandbox}-real-{self.ordinal}"
-
-
-@dataclass
-class Proc:
-    pid: int
-    started: int | None
-
-    def alive(self) -> bool:
-        return host.alive(self.pid, self.started)
-
-
-@dataclass
-class NodeState:
-    plan: NodePlan
-    dir: str
-    holder: Proc | None = None
-    netns: int | None = None
-    mntns: int | None = None
-    link: bool = False
-    cgroups: bool = False
-    procs: dict[str, Proc] = field(default_factory=dict)
-
-
-@dataclass
-class RealNodesState:
-    ip_forward: str | None = None
-    nodes: list[NodeState] = field(default_factory=list)
-
-    def save(self, state_dir: Path) -> None:
-        tmp = state_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(state_dir / STATE_FILE)
-
-    @classmethod
-    def load(cls, state_dir: Path) -> RealNodesState | None:
-        try:
-            raw = json.loads((state_dir / STATE_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        nodes = []
-        for n in raw.get("nodes", []):
-            nodes.append(
-                NodeState(
-                    plan=NodePlan(**n["plan"]),
-                    dir=n["dir"],
-                    holder=Proc(**n["holder"]) if n.get("holder") else None,
-                    netns=n.get("netns"),
-                    mntns=n.get("mntns"),
-                    link=bool(n.get("link")),
-                    cgroups=bool(n.get("cgroups")),
-                    procs={k: Proc(**v) for k, v in (n.get("procs") or {}).items()},
-                )
-            )
-        return cls(ip_forward=raw.get("ip_forward"), nodes=nodes)
-
-
-# --------------------------------------------------------------------------------------------- plan
-
-
-def plan(sandbox: str, count: int, used: list[str] | None = None) -> list[NodePlan]:
-    """``count`` nodes on ``10.233.k.0/24`` subnets that no host address or route touches."""
-    taken = set()
-    for word in used if used is not None else host.host_ipv4():
-        m = re.match(rf"^{re.escape(SUBNET)}\.(\d+)\.", word)
-        if m:
-            taken.add(int(m[1]))
-    free = [k for k in range(1, 255) if k not in taken]
-    if len(free) < count:
-        raise RuntimeFailure(f"no free {SUBNET}.k.0/24 subnet for {count} real nodes", "remove other real nodes")
-    return [NodePlan(sandbox, i, free[i]) for i in range(count)]
-
-
-def cert_sans() -> list[str]:
-    return [SERVICE_IP]
-
-
-def components_patches(pki: Path) -> list[dict[str, Any]]:
-    """kwokctl componentsPatches for a sandbox with real nodes (issue 13 / real-node-notes.md)."""
-
-    def args(pairs: dict[str, str], override: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        # kwokctl v0.8.0 pkg/kwokctl/runtime/util.go: an override replaces a flag kwokctl already sets and
-        # is dropped (with a warning) otherwise; without it the flag is appended
-        return [{"key": k, "value": v, "override": k in override} for k, v in pairs.items()]
-
-    return [
-        {
-            "name": "kube-apiserver",
-            "extraArgs": args(
-                {
-                    # dial a node's InternalIP, never look its name up in DNS
-                    "kubelet-preferred-address-types": "InternalIP",
-                    # webhooks and APIServices are called on endpoint IPs, never a ClusterIP that only a
-                    # kube-proxy could route (without one it follows the host's default route)
-                    "enable-aggregator-routing": "true",
-                    # kubelet accepts only clients with a certificate of the sandbox CA
-                    "kubelet-client-certificate": str(pki / "admin.crt"),
-                    "kubelet-client-key": str(pki / "admin.key"),
-                }
-            ),
-        },
-        {
-            # kwok manages only kfboot's simulated nodes (annotated kwok.x-k8s.io/node=fake), never a real one
-            "name": "kwok-controller",
-            "extraArgs": args(
-                {"manage-all-nodes": "false", "manage-nodes-with-annotation-selector": "kwok.x-k8s.io/node=fake"},
-                override=("manage-all-nodes",),
-            ),
-        },
-    ]
-
-
-# ---------------------------------------------------------------------------------------- binaries
-
-
-def find_binary(component: str, version: str, binary: str) -> Path | None:
-    roots = []
-    if os.environ.get("KFBOOT_SANDBOX_BIN_DIR"):
-        b = Path(os.environ["KFBOOT_SANDBOX_BIN_DIR"])
-        roots += [b / binary, b / component / version / binary]
-    roots.append(paths.binary_cache_dir() / component / version / binary)
-    return next((p for p in roots if p.is_file() and os.access(p, os.X_OK)), None)
-
-
-def kubelet_binary() -> Path | None:
-    return find_binary("kubelet", versions.KUBERNETES_VERSION, "kubelet")
-
-
-def image_binary(name: str) -> Path | None:
-    return find_binary("images", versions.IMAGES_VERSION, name)
-
-
-def check_paths(state_dir: Path) -> None:
-    resolved = str(state_dir.resolve())
-    for covered in COVERED:
-        if resolved == covered or resolved.startswith(covered + "/"):
-            raise BadInputError(
-                f"kfboot's data folder {state_dir} is below {covered}, which a real node covers with its own",
-                "set KFBOOT_DATA_DIR to a folder elsewhere (e.g. under your home)",
-            )
-
-
-# -------------------------------------------------------------------------------------------- files
-
-
-def containerd_config(cni_conf_dir: str) -> str:
-    cri = 'plugins."io.containerd.grpc.v1.cri"'
-    return f"""# kfboot real node: containerd 1.6 (config version 2); paths are inside the node's mount namespace
-version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-# the opt plugin would create /opt/containerd on the host; the others are unused snapshotters
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
-
-[grpc]
-  address = "/run/containerd/containerd.sock"
-
-[{cri}]
-  sandbox_image = "{PAUSE_IMAGE}"
-  # runc cannot write oom_score_adj without CAP_SYS_RESOURCE (real-node-notes.md, fix 3)
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  enable_selinux = false
-  stream_server_address = "127.0.0.1"
-  [{cri}.containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [{cri}.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [{cri}.containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [{cri}.cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni_conf_dir}"
-"""
-
-
-def cni_config(p: NodePlan) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "kfboot",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "kfb0",
-                "isGateway": True,
-                "isDefaultGateway": False,
-                "ipMasq": False,  # no masquerading: nothing leaves the namespace
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": p.pod_cidr, "gateway": p.pod_gateway}]],
-                    # no default route: only the service IP (relay) and the veth subnet (API server)
-                    "routes": [{"dst": SERVICE_CIDR, "gw": p.pod_gateway}, {"dst": p.link_cidr, "gw": p.pod_gateway}],
-                },
-            }
-        ],
-    }
-
-
-def kubelet_config(p: NodePlan, ca: Path, resolv: Path) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "failCgroupV1": False,  # this machine kind has cgroup v1 controllers only
-        "cgroupDriver": "cgroupfs",
-        "cgroupRoot": f"/{p.cgroup}",
-        "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
-        "address": p.node_ip,
-        "port": 10250,
-        "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1",
-        "authentication": {
-            "anonymous": {"enabled": False},
-            "webhook": {"enabled": False},
-            "x509": {"clientCAFile": str(ca)},
-        },
-        "authorization": {"mode": "AlwaysAllow"},
-        "registerWithTaints": [TAINT],
-        "resolvConf": str(resolv),
-        "failSwapOn": False,
-        "maxPods": 30,
-        "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "rotateCertificates": False,
-        "serverTLSBootstrap": False,
-        "enforceNodeAllocatable": ["pods"],
-    }
-
-
-def kubelet_kubeconfig(pki: Path) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "sandbox",
-                "cluster": {"server": f"https://{SERVICE_IP}:443", "certificate-authority": str(pki / "ca.crt")},
-            }
-        ],
-        "users": [
-            {
-                "name": "kubelet",
-                "user": {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")},
-            }
-        ],
-        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "kubelet"}}],
-        "current-context": "sandbox",
-    }
 
 
 # -------------------------------------------------------------------------------------------- start
