@@ -20,16 +20,17 @@ pod would read. kwok ``ClusterPortForward`` objects point port 8080 of the pods 
 gateway Service's targetPort) at oauth2-proxy and port 5556 of the pods in ``auth`` at Dex, so
 ``kfboot connect`` → API server → kwok → oauth2-proxy → Dex is the path a browser takes through the
 real gateway. Its state is in ``<workdir>/status.json``.
+
+The pod's inputs are read by :mod:`.login_inputs`, the signed-in page is :mod:`.login_page`, and what
+kfboot's other parts read of the login (its status, the wait until it serves) is :mod:`.login_status`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import ctypes
-import hashlib
 import json
 import logging
 import os
@@ -37,44 +38,62 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_global_resource
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from kfboot.kube.client import async_client
-from kfboot.sandbox.layout import LOGIN, login_dir
+from kfboot.sandbox.layout import LOGIN
+from kfboot.sandbox.login_inputs import pod_env, pod_files
+from kfboot.sandbox.login_page import PAGE, Page, serve_page
+from kfboot.sandbox.login_status import (
+    BUNDLE_ISSUER,
+    DEX,
+    GATEWAY,
+    PROXY,
+    STATUS,
+    read_status,
+    template_hash,
+    wait_for_sandbox,
+    wait_serving,
+)
 from kfboot.yamlio import dump, load
 
-if TYPE_CHECKING:
-    from kfboot.reporting import Reporter
+__all__ = [
+    "BUNDLE_ISSUER",
+    "COMPONENT",
+    "DEX",
+    "FIELD_MANAGER",
+    "GATEWAY",
+    "PAGE",
+    "PROXY",
+    "STATUS",
+    "ClusterPortForward",
+    "Login",
+    "Page",
+    "Proc",
+    "free_port",
+    "main",
+    "pod_env",
+    "pod_files",
+    "read_status",
+    "serve_page",
+    "template_hash",
+    "wait_for_sandbox",
+    "wait_serving",
+]
 
 log = logging.getLogger("kfboot.sandbox.login")
 
 COMPONENT = LOGIN
 ClusterPortForward = create_global_resource("kwok.x-k8s.io", "v1alpha1", "ClusterPortForward", "clusterportforwards")
 FIELD_MANAGER = "kfboot-sandbox-login"
-#: where the bundle's pods run and the port kwok forwards to the local process
-DEX = ("auth", "dex", 5556)
-PROXY = ("oauth2-proxy", "oauth2-proxy")
-GATEWAY = ("istio-system", 8080)
-BUNDLE_ISSUER = "http://dex.auth.svc.cluster.local:5556/dex"
-STATUS = "status.json"
-
-
-def template_hash(dep: Deployment) -> str:
-    """What a rollout changes: the Deployment's pod template."""
-    spec = dep.spec.template.to_dict() if dep.spec and dep.spec.template else {}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def free_port() -> int:
@@ -86,70 +105,6 @@ def free_port() -> int:
 def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-# ---------------------------------------------------------------------------------- the pod's inputs
-
-
-async def _secret(client: AsyncClient, namespace: str, name: str) -> dict[str, str]:
-    obj = await client.get(Secret, name, namespace=namespace)
-    out = {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
-    out.update(obj.stringData or {})
-    return out
-
-
-async def _configmap(client: AsyncClient, namespace: str, name: str) -> dict[str, str]:
-    return dict((await client.get(ConfigMap, name, namespace=namespace)).data or {})
-
-
-async def pod_env(client: AsyncClient, namespace: str, container: Any) -> dict[str, str]:
-    """The container's environment as the kubelet would build it (envFrom first, then env)."""
-    env: dict[str, str] = {}
-    for src in container.envFrom or []:
-        if src.secretRef is not None:
-            data = await _secret(client, namespace, src.secretRef.name)
-        elif src.configMapRef is not None:
-            data = await _configmap(client, namespace, src.configMapRef.name)
-        else:
-            continue
-        env.update({(src.prefix or "") + k: v for k, v in data.items()})
-    for var in container.env or []:
-        if var.valueFrom is None:
-            env[var.name] = var.value or ""
-        elif var.valueFrom.secretKeyRef is not None:
-            ref = var.valueFrom.secretKeyRef
-            env[var.name] = (await _secret(client, namespace, ref.name))[ref.key]
-        elif var.valueFrom.configMapKeyRef is not None:
-            ref = var.valueFrom.configMapKeyRef
-            env[var.name] = (await _configmap(client, namespace, ref.name))[ref.key]
-        elif var.valueFrom.fieldRef is not None and var.valueFrom.fieldRef.fieldPath == "metadata.namespace":
-            env[var.name] = namespace
-    return env
-
-
-async def pod_files(client: AsyncClient, namespace: str, dep: Deployment, container: Any) -> dict[str, str]:
-    """The container's ConfigMap/Secret volume mounts: mount path (a file) → content."""
-    assert dep.spec is not None and dep.spec.template.spec is not None
-    volumes = {v.name: v for v in dep.spec.template.spec.volumes or []}
-    files: dict[str, str] = {}
-    for mount in container.volumeMounts or []:
-        vol = volumes.get(mount.name)
-        if vol is None:
-            continue
-        if vol.configMap is not None:
-            data = await _configmap(client, namespace, vol.configMap.name or "")
-            items = vol.configMap.items
-        elif vol.secret is not None:
-            data = await _secret(client, namespace, vol.secret.secretName or "")
-            items = vol.secret.items
-        else:
-            continue
-        keyed = {i.path: data[i.key] for i in items} if items else data
-        if mount.subPath:
-            files[mount.mountPath] = keyed[mount.subPath]
-        else:
-            files.update({f"{mount.mountPath.rstrip('/')}/{k}": v for k, v in keyed.items()})
-    return files
 
 
 # ------------------------------------------------------------------------------------ the processes
@@ -443,98 +398,6 @@ class Login:
             self.proxy.stop()
             self.write_status("stopped", "stopped with the sandbox")
             await client.close()
-
-
-# ------------------------------------------------------------------ where the dashboard would be
-
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Kubeflow (kfboot sandbox)</title>
-<style>body{{font-family:sans-serif;margin:4em auto;max-width:40em;color:#333}}h1{{color:#1e6ddb}}</style></head>
-<body><h1>Kubeflow on the kfboot sandbox</h1>
-<p id="user">Signed in as <b>{email}</b> through Kubeflow's Dex and oauth2-proxy.</p>
-<p>The sandbox simulates Kubeflow's workloads, so the central dashboard that would be here does not run.
-<a href="/oauth2/sign_out">Sign out</a></p></body></html>
-"""
-
-
-class Page(BaseHTTPRequestHandler):
-    """What the gateway routes an authenticated request to (Kubeflow's central dashboard)."""
-
-    def do_GET(self) -> None:
-        email = self.headers.get("X-Forwarded-Email") or self.headers.get("X-Auth-Request-Email") or ""
-        if "text/html" in (self.headers.get("Accept") or ""):
-            body, kind = PAGE.format(email=escape(email)).encode(), "text/html; charset=utf-8"
-        else:
-            body, kind = json.dumps({"upstream": "kfboot-sandbox", "email": email}).encode(), "application/json"
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def serve_page() -> int:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return int(server.server_address[1])
-
-
-# ------------------------------------------------------------------------- for kfboot's other parts
-
-
-async def wait_for_sandbox(client: AsyncClient, sandbox: str, reporter: Reporter, timeout: float = 120) -> str | None:
-    """After `up --sandbox`: wait until the sandbox's login serves the cluster's Dex and oauth2-proxy, so
-    `kfboot connect` right after works. None when the sandbox has no login (it said why when it started);
-    a timeout is a warning, not a failure (the install is done)."""
-    workdir = login_dir(sandbox)
-    if read_status(workdir) is None:
-        return None
-    with reporter.progress("waiting for the sandbox's login (Dex + oauth2-proxy on 127.0.0.1)") as task:
-        try:
-            st = await wait_serving(client, workdir, timeout)
-        except TimeoutError as exc:
-            task.fail(f"the sandbox's login is not serving: {exc}")
-            reporter.warn(f"the sandbox's login is not serving after {timeout:.0f} s: {exc}; see {workdir}")
-            return f"not serving: {exc}"
-        task.update(
-            f"the sandbox's login serves: Dex on :{st['dex']['port']}, oauth2-proxy on :{st['oauth2-proxy']['port']}"
-        )
-    return "serving"
-
-
-def read_status(workdir: Path) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads((workdir / STATUS).read_text()))
-    except (OSError, ValueError):
-        return None
-
-
-async def wait_serving(client: AsyncClient, workdir: Path, timeout: float) -> dict[str, Any]:
-    """Wait until the login serves the cluster's current Dex and oauth2-proxy pod templates; returns the
-    status. Raises TimeoutError with the last status message."""
-    deadline = time.monotonic() + timeout
-    message = "no status yet"
-    while True:
-        st = read_status(workdir)
-        if st is not None:
-            message = str(st.get("message"))
-            try:
-                dex = await client.get(Deployment, DEX[1], namespace=DEX[0])
-                proxy = await client.get(Deployment, PROXY[1], namespace=PROXY[0])
-                if (
-                    st.get("state") == "serving"
-                    and st["dex"].get("template") == template_hash(dex)
-                    and st["oauth2-proxy"].get("template") == template_hash(proxy)
-                ):
-                    return st
-            except ApiError as exc:
-                message = f"{message} ({exc.status.message})"
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        await asyncio.sleep(0.3)
 
 
 def main(argv: list[str] | None = None) -> int:
