@@ -12,6 +12,9 @@ pod when the current one goes away, and when the Service's targetPort now resolv
 slices' port for the Service port changed). Connections already open on a pod are closed as soon as the
 pod leaves the Service's Ready endpoints: a kubelet (containerd) keeps a stream to a dead pod open, so the
 client would otherwise wait forever.
+
+The choice of pod is :mod:`.portforward_backend`, one stream :mod:`.portforward_stream`; this module listens,
+follows the endpoints and pumps the bytes.
 """
 
 from __future__ import annotations
@@ -20,52 +23,41 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
-import json
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx2 as httpx
 from lightkube import AsyncClient
-from lightkube.config.client_adapter import user_auth, verify_cluster
-from lightkube.config.kubeconfig import SingleConfig
-from lightkube.core.exceptions import ApiError
-from lightkube.models.core_v1 import ServicePort
-from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.typing import Subprotocol
+from websockets.asyncio.client import ClientConnection
 
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import client_config
-from kfboot.kube.readiness import pod_ready
+from kfboot.kube.portforward_backend import Backend, NoReadyPod, ready_pods, resolve_backend
+from kfboot.kube.portforward_stream import DATA, ERROR, SUBPROTOCOL, PodStreams, StreamError
 from kfboot.reporting import Reporter
 
-SUBPROTOCOL = Subprotocol("v4.channel.k8s.io")
-DATA, ERROR = 0, 1
+__all__ = [
+    "CHUNK",
+    "DATA",
+    "ERROR",
+    "QUIET_AFTER_EOF",
+    "SUBPROTOCOL",
+    "Backend",
+    "ForwardStats",
+    "NoReadyPod",
+    "PortForwarder",
+    "StreamError",
+    "is_loopback",
+    "resolve_backend",
+]
+
 CHUNK = 64 * 1024
 #: After the local side reached EOF (the v4 protocol cannot pass a half-close on, and kwok keeps a
 #: stream open until the client ends it), the stream is closed once the pod side is quiet this long.
 QUIET_AFTER_EOF = 3.0
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Where connections go: a Ready pod of the Service and the pod port."""
-
-    namespace: str
-    pod: str
-    port: int
-    #: the Service port's name ("" when unnamed): its EndpointSlice ports carry the resolved targetPort
-    port_name: str = field(default="", compare=False)
-
-    def __str__(self) -> str:
-        return f"pod {self.namespace}/{self.pod} port {self.port}"
 
 
 @dataclass
@@ -75,21 +67,6 @@ class ForwardStats:
     #: connections closed because their pod left the Service's Ready endpoints
     closed_pod_gone: int = 0
     backends: list[str] = field(default_factory=list)
-
-
-class NoReadyPod(RuntimeFailure):
-    """The Service exists but has no Ready pod (now)."""
-
-
-class StreamError(Exception):
-    """A stream to one pod could not be opened (that pod, not the API server, is the problem)."""
-
-
-def _status_hint(status: int) -> str:
-    return {
-        401: "the API server rejected the kubeconfig's credentials",
-        403: "the kubeconfig's user may not create pods/portforward",
-    }.get(status, "")
 
 
 def _bind_error(address: str, port: int, exc: OSError) -> BadInputError:
@@ -149,9 +126,7 @@ class PortForwarder:
         self._watch: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._conns_by_pod: dict[str, set[asyncio.Task[None]]] = {}
-        self._config = client_config(client)
-        self._ssl, self._base = self._ws_params(self._config)
-        self._headers: dict[str, str] | None = None
+        self._streams = PodStreams(client_config(client))
         self._last_warning = ("", 0.0)
 
     # ------------------------------------------------------------------------------------- lifecycle
@@ -236,7 +211,7 @@ class PortForwarder:
             try:
                 async for event, eps in self.client.watch(EndpointSlice, namespace=self.namespace, labels=labels):
                     before = set().union(*ready.values())
-                    ready[o.name(eps)] = set() if event == "DELETED" else _ready_pods(eps)
+                    ready[o.name(eps)] = set() if event == "DELETED" else ready_pods(eps)
                     after = set().union(*ready.values())
                     current = self._backend
                     if current is not None and current.pod not in after:
@@ -263,85 +238,9 @@ class PortForwarder:
 
     # ------------------------------------------------------------------------------------- streams
 
-    @staticmethod
-    def _ws_params(config: SingleConfig) -> tuple[ssl.SSLContext | None, str]:
-        server = config.cluster.server
-        parts = urlsplit(server)
-        if parts.scheme not in ("https", "http"):
-            raise BadInputError(f"the kubeconfig's server {server!r} is not an http(s) URL", "fix the kubeconfig")
-        base = urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, parts.path.rstrip("/"), "", ""))
-        if config.user is None:
-            raise BadInputError("the kubeconfig context has no user", "fix the kubeconfig")
-        ctx = verify_cluster(config.cluster, config.user, config.abs_file) if parts.scheme == "https" else None
-        return ctx, base
-
-    @staticmethod
-    def _auth_headers(config: SingleConfig) -> dict[str, str]:
-        """The Authorization header lightkube would send (token, token file, exec plugin, basic auth);
-        client certificates are in the SSL context instead. Fresh each call (an exec plugin runs again)."""
-        auth = user_auth(config.user)
-        if auth is None:
-            return {}
-        flow = auth.sync_auth_flow(httpx.Request("GET", config.cluster.server))
-        signed = next(flow)
-        flow.close()
-        value = signed.headers.get("Authorization")
-        return {"Authorization": value} if value else {}
-
-    async def open_stream(self, backend: Backend, _retried: bool = False) -> ClientConnection:
+    async def open_stream(self, backend: Backend) -> ClientConnection:
         """A port-forward stream to ``backend``, past the server's port announcement."""
-        url = (
-            f"{self._base}/api/v1/namespaces/{quote(backend.namespace)}/pods/{quote(backend.pod)}"
-            f"/portforward?ports={backend.port}"
-        )
-        if self._headers is None:
-            self._headers = await asyncio.to_thread(self._auth_headers, self._config)
-        try:
-            ws = await connect(
-                url,
-                ssl=self._ssl,
-                subprotocols=[SUBPROTOCOL],
-                additional_headers=self._headers,
-                compression=None,
-                max_size=None,
-                ping_interval=None,
-                open_timeout=15,
-                close_timeout=2,
-                proxy=None,
-                user_agent_header="kfboot",
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status == 401 and not _retried:
-                self._headers = None  # an expired token: ask the kubeconfig's source again, once
-                return await self.open_stream(backend, _retried=True)
-            hint = _status_hint(status)
-            if hint:
-                raise RuntimeFailure(
-                    f"the API server refused the port-forward to {backend} (HTTP {status}): {hint}",
-                    "use a kubeconfig with the right to create pods/portforward in that namespace",
-                ) from exc
-            body = exc.response.body.decode(errors="replace") if exc.response.body else ""
-            raise StreamError(f"HTTP {status} {_api_message(body)}".strip()) from exc
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            raise RuntimeFailure(
-                f"cannot reach the API server at {self._base} for the port-forward: {exc}",
-                "check that the cluster is up (kubectl get --raw /readyz)",
-            ) from exc
-        try:
-            announced: set[int] = set()
-            while announced != {DATA, ERROR}:
-                msg = await asyncio.wait_for(ws.recv(decode=False), 15)
-                if len(msg) != 3 or msg[0] not in (DATA, ERROR) or int.from_bytes(msg[1:], "little") != backend.port:
-                    raise StreamError(f"unexpected port-forward preamble {msg[:16]!r}")
-                announced.add(msg[0])
-        except (ConnectionClosed, TimeoutError) as exc:
-            await ws.close()
-            raise StreamError(f"the stream closed before the pod port was announced ({exc})") from exc
-        except StreamError:
-            await ws.close()
-            raise
-        return ws
+        return await self._streams.open(backend)
 
     async def _stream(self) -> tuple[ClientConnection, Backend]:
         """A stream to a working pod: up to three pods are tried before giving up."""
@@ -443,101 +342,3 @@ class PortForwarder:
         if self.reporter is not None and (message != last or now - when > 10):
             self.reporter.warn(message)
         self._last_warning = (message, now)
-
-
-def _api_message(body: str) -> str:
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        return body.strip()[:200]
-    return str(data.get("message", "")) if isinstance(data, dict) else ""
-
-
-# ------------------------------------------------------------------------------------- resolution
-
-
-def _service_port(svc: Service, port: int | str) -> ServicePort:
-    ports = list(svc.spec.ports or []) if svc.spec else []
-    for sp in ports:
-        if (isinstance(port, int) and sp.port == port) or (isinstance(port, str) and sp.name == port):
-            return sp
-    listed = ", ".join(f"{sp.name or '-'}:{sp.port}" for sp in ports) or "none"
-    raise RuntimeFailure(
-        f"service {o.namespace(svc)}/{o.name(svc)} has no port {port} (ports: {listed})",
-        "pass one of the Service's ports",
-    )
-
-
-def _ready_pods(eps: EndpointSlice) -> set[str]:
-    """Pods that are Ready, not terminating endpoints of a slice (an unset ``ready`` counts as ready)."""
-    pods = set()
-    for ep in eps.endpoints or []:
-        cond = ep.conditions
-        if cond is not None and (cond.ready is False or cond.terminating):
-            continue
-        ref = ep.targetRef
-        if ref is not None and ref.kind == "Pod" and ref.name:
-            pods.add(ref.name)
-    return pods
-
-
-def _container_port(pod: Pod, name: str) -> int | None:
-    for c in (pod.spec.containers if pod.spec else []) or []:
-        for cp in c.ports or []:
-            if cp.name == name:
-                return int(cp.containerPort)
-    return None
-
-
-async def resolve_backend(client: AsyncClient, namespace: str, service: str, port: int | str) -> Backend:
-    """A Ready pod behind ``service`` (via its EndpointSlices) and the pod port its ``port`` targets."""
-    try:
-        return await _resolve(client, namespace, service, port)
-    except ApiError as exc:
-        raise RuntimeFailure(
-            f"cannot read service {namespace}/{service} or its endpoints: {exc.status.message}",
-            "the kubeconfig's user needs get on services and pods, list on endpointslices in that namespace",
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise RuntimeFailure(
-            f"cannot reach the API server: {exc}", "check that the cluster is up (kubectl get --raw /readyz)"
-        ) from exc
-
-
-async def _resolve(client: AsyncClient, namespace: str, service: str, port: int | str) -> Backend:
-    try:
-        svc = await client.get(Service, service, namespace=namespace)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            raise RuntimeFailure(
-                f"service {namespace}/{service} does not exist",
-                "is it installed on this cluster (and is this the right --kubeconfig/--context)?",
-            ) from exc
-        raise
-    sp = _service_port(svc, port)
-    target = sp.targetPort if sp.targetPort is not None else sp.port
-    candidates: list[tuple[str, int | None]] = []
-    labels: dict[str, Any] = {"kubernetes.io/service-name": service}
-    async for eps in client.list(EndpointSlice, namespace=namespace, labels=labels):
-        slice_port = next((p.port for p in eps.ports or [] if (p.name or "") == (sp.name or "")), None)
-        candidates.extend((pod, slice_port) for pod in _ready_pods(eps))
-    for pod_name, slice_port in sorted(candidates):
-        try:
-            pod = await client.get(Pod, pod_name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:  # gone since the slice was written
-                continue
-            raise
-        if o.meta(pod).deletionTimestamp is not None or not pod_ready(pod):
-            continue
-        if isinstance(target, int):
-            pod_port: int | None = target
-        else:
-            pod_port = _container_port(pod, target) or slice_port
-        if pod_port is None:
-            continue
-        return Backend(namespace, pod_name, pod_port, port_name=sp.name or "")
-    raise NoReadyPod(
-        f"service {namespace}/{service} has no Ready pod",
-        f"see why: kubectl -n {namespace} get pods; kubectl -n {namespace} describe service {service}",
-    )
