@@ -1,16 +1,15 @@
 """Apply a bundle in one pass: every object waits for exactly what it needs (its Namespace, its CRD
 Established, the endpoints of the webhooks that intercept it), then goes in by server-side apply with
 bounded concurrency. Transient errors are retried with jittered backoff under one deadline; a permanent
-error stops that object only, and everything that failed is reported at the end."""
+error stops that object only, and everything that failed is reported at the end.
+
+The body sent and its fingerprints are :mod:`.apply_body`; the options and the report :mod:`.apply_report`."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx2 as httpx
@@ -24,6 +23,8 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import OnErrorAction, OnErrorResult
 
 from kfboot.kube import objects as o
+from kfboot.kube.apply_body import digest, owned_fields, prepare_body, serialize
+from kfboot.kube.apply_report import ApplyOptions, ApplyReport, ObjectResult
 from kfboot.kube.client import count_requests, list_metadata, server_side_apply, watch_retry
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
@@ -31,108 +32,16 @@ from kfboot.kube.gates import BundleGates, ServiceRef, crd_kind
 from kfboot.kube.manifest import Manifest
 from kfboot.reporting import Reporter
 
-
-@dataclass
-class ApplyOptions:
-    field_manager: str = "kfboot"
-    concurrency: int = 16
-    timeout: float = 900.0
-    labels: dict[str, str] = field(default_factory=dict)
-    #: how long an object of a kind nobody serves keeps waiting for a CRD from elsewhere
-    unknown_kind_grace: float = 30.0
-    #: the fingerprints a previous apply reported (:attr:`ApplyReport.fingerprints`): an object whose live
-    #: copy still matches its fingerprint is not sent again
-    previous: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class ObjectResult:
-    object: str
-    outcome: str  # applied | failed | held
-    reason: str = ""
-    hint: str = ""
-    attempts: int = 0
-    #: applied before with this very content, and nobody changed what kfboot set since: not sent again
-    unchanged: bool = False
-
-
-@dataclass
-class ApplyReport:
-    total: int
-    seconds: float
-    requests: int
-    results: list[ObjectResult]
-    #: object → "hash of what was sent:hash of what kfboot's field manager owns afterwards" (see
-    #: :func:`owned_fields`)
-    fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
-    #: when each gate opened, in seconds from the start: "CRD Kind.group Established", "kind Kind.group
-    #: served" (a kind from outside the bundle), "endpoints ns/name ready" (a webhook/APIService backend)
-    gates: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def applied(self) -> list[ObjectResult]:
-        return [r for r in self.results if r.outcome == "applied"]
-
-    @property
-    def problems(self) -> list[ObjectResult]:
-        return [r for r in self.results if r.outcome != "applied"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "applied": len(self.applied),
-            "seconds": self.seconds,
-            "requests": self.requests,
-            "attempts": sum(r.attempts for r in self.results),
-            "unchanged": sum(r.unchanged for r in self.results),
-            "problems": [asdict(r) for r in self.problems],
-            "gates": self.gates,
-        }
-
-
-def prepare_body(m: Manifest, info: ResourceInfo, labels: dict[str, str]) -> dict[str, Any]:
-    """The object as kfboot sends it: kfboot's labels added — never over a label the manifest has —,
-    namespace set as the API will. A shallow copy: the manifest itself is not changed, and nothing below
-    ``metadata`` is copied."""
-    body = dict(m.body)
-    meta = body["metadata"] = dict(body["metadata"])
-    meta["labels"] = {**labels, **(meta.get("labels") or {})}
-    if info.namespaced and not meta.get("namespace"):
-        meta["namespace"] = "default"
-    if not info.namespaced:
-        meta.pop("namespace", None)
-    if body.get("aggregationRule") and not body.get("rules"):
-        # an aggregated ClusterRole's rules belong to the aggregation controller: applying the
-        # manifest's empty list would take them away again on every run
-        body.pop("rules", None)
-    return body
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def serialize(body: dict[str, Any]) -> str:
-    """The request body: canonical JSON, so the same object always hashes the same."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
-
-
-def owned_fields(obj: dict[str, Any], field_manager: str) -> str | None:
-    """A hash of the fields ``field_manager`` owns by server-side apply in ``obj`` (full or metadata
-    only); None if it owns nothing there.
-
-    Server-side apply moves a field to whoever changes it, so if anyone edits (or removes) a field kfboot
-    set, this hash changes: together with a hash of what was sent it tells whether an object needs to be
-    sent again (see :attr:`ApplyOptions.previous`).
-    """
-    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("manager") == field_manager and entry.get("operation") == "Apply" and not entry.get("subresource"):
-            return _digest(json.dumps([entry.get("apiVersion"), entry.get("fieldsV1")], sort_keys=True))
-    return None
+__all__ = [
+    "Applier",
+    "ApplyOptions",
+    "ApplyReport",
+    "ObjectResult",
+    "apply_manifests",
+    "owned_fields",
+    "prepare_body",
+    "serialize",
+]
 
 
 class _Deadline:
@@ -367,7 +276,7 @@ class Applier:
             return ObjectResult(key, "failed", c.reason, c.hint, attempts)
         owned = owned_fields(answer, self.opts.field_manager)
         if owned is not None:
-            self.fingerprints[key] = f"{_digest(sent)}:{owned}"
+            self.fingerprints[key] = f"{digest(sent)}:{owned}"
         return ObjectResult(key, "applied", attempts=attempts)
 
     async def _one(self, m: Manifest, deadline: _Deadline) -> ObjectResult:
@@ -382,7 +291,7 @@ class Applier:
         key = str(m.key(info.namespaced))
         body = prepare_body(m, info, self.opts.labels)
         sent = serialize(body)
-        if key in self.owned_now and self.opts.previous.get(key) == f"{_digest(sent)}:{self.owned_now[key]}":
+        if key in self.owned_now and self.opts.previous.get(key) == f"{digest(sent)}:{self.owned_now[key]}":
             # sent before exactly so, and nobody has changed what kfboot set: nothing to send or wait for
             self.fingerprints[key] = self.opts.previous[key]
             return ObjectResult(key, "applied", unchanged=True)
