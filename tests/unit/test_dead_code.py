@@ -13,6 +13,8 @@ USED_ELSEWHERE = [
     "handle_starttag",
     "handle_endtag",
     "log_message",  # http.server.BaseHTTPRequestHandler calls it
+    "mtime",  # tarfile.TarInfo's, set for reproducible image layers
+    "host_link",  # a real node's status field, read from to_dict() by `kfboot sandbox status`
     "rota",
     "schema",
 ]
