@@ -9,9 +9,10 @@ The pod is one Ready endpoint of the Service (EndpointSlices), and the pod port 
 or a name looked up in the pod's container ports). The choice is cached; it is dropped when the
 Service's EndpointSlices change or a stream to the pod fails, so new connections move to another Ready
 pod when the current one goes away, and when the Service's targetPort now resolves to another port (the
-slices' port for the Service port changed). Connections already open on a pod are closed as soon as the
-pod leaves the Service's Ready endpoints: a kubelet (containerd) keeps a stream to a dead pod open, so the
-client would otherwise wait forever.
+slices' port for the Service port changed). A connection open on a pod that left the Service's Ready
+endpoints is closed as soon as no byte has moved on it for :data:`GONE_QUIET` seconds: a kubelet
+(containerd) keeps a stream to a dead pod open, so the client would otherwise wait forever — while a
+transfer still under way (a terminating pod finishing its answers) is not cut.
 
 The choice of pod is :mod:`.portforward_backend`, one stream :mod:`.portforward_stream`; this module listens,
 follows the endpoints and pumps the bytes.
@@ -58,6 +59,16 @@ CHUNK = 64 * 1024
 #: After the local side reached EOF (the v4 protocol cannot pass a half-close on, and kwok keeps a
 #: stream open until the client ends it), the stream is closed once the pod side is quiet this long.
 QUIET_AFTER_EOF = 3.0
+#: A connection whose pod left the Service's Ready endpoints is closed once it has been silent this long.
+GONE_QUIET = 2.0
+
+
+@dataclass(eq=False)
+class _Conn:
+    """One forwarded connection: its task and when a byte last moved on it (either way)."""
+
+    task: asyncio.Task[None]
+    last: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -125,7 +136,8 @@ class PortForwarder:
         self._server: asyncio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
-        self._conns_by_pod: dict[str, set[asyncio.Task[None]]] = {}
+        self._conns_by_pod: dict[str, set[_Conn]] = {}
+        self._closers: set[asyncio.Task[None]] = set()
         self._streams = PodStreams(client_config(client))
         self._last_warning = ("", 0.0)
 
@@ -168,7 +180,7 @@ class PortForwarder:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        tasks = [*self._conns, *([self._watch] if self._watch else [])]
+        tasks = [*self._conns, *self._closers, *([self._watch] if self._watch else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -230,11 +242,23 @@ class PortForwarder:
             await asyncio.sleep(2)
 
     def _close_pod(self, pod: str) -> None:
-        """Close the open connections to ``pod`` (it left the Service's Ready endpoints)."""
-        for task in self._conns_by_pod.pop(pod, set()):
-            if not task.done():
+        """Close the open connections to ``pod`` (it left the Service's Ready endpoints) as each falls
+        silent: one still moving bytes is a terminating pod finishing an answer, one silent is a stream
+        the kubelet keeps open to a pod that is gone."""
+        for conn in self._conns_by_pod.pop(pod, set()):
+            if not conn.task.done():
+                closer = asyncio.create_task(self._close_when_quiet(conn))
+                self._closers.add(closer)
+                closer.add_done_callback(self._closers.discard)
+
+    async def _close_when_quiet(self, conn: _Conn) -> None:
+        while not conn.task.done():
+            quiet = time.monotonic() - conn.last
+            if quiet >= GONE_QUIET:
                 self.stats.closed_pod_gone += 1
-                task.cancel()
+                conn.task.cancel()
+                return
+            await asyncio.wait({conn.task}, timeout=GONE_QUIET - quiet)
 
     # ------------------------------------------------------------------------------------- streams
 
@@ -283,24 +307,31 @@ class PortForwarder:
         ws, backend = await self._stream()
         task = asyncio.current_task()
         assert task is not None
-        self._conns_by_pod.setdefault(backend.pod, set()).add(task)
+        conn = _Conn(task)
+        self._conns_by_pod.setdefault(backend.pod, set()).add(conn)
         try:
-            await self._pump(ws, backend, reader, writer)
+            await self._pump(ws, backend, reader, writer, conn)
         finally:
             conns = self._conns_by_pod.get(backend.pod)
             if conns is not None:
-                conns.discard(task)
+                conns.discard(conn)
                 if not conns:
                     del self._conns_by_pod[backend.pod]
 
     async def _pump(
-        self, ws: ClientConnection, backend: Backend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        ws: ClientConnection,
+        backend: Backend,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conn: _Conn,
     ) -> None:
         errors = bytearray()
         last_remote = time.monotonic()
 
         async def upstream() -> None:
             while data := await reader.read(CHUNK):
+                conn.last = time.monotonic()
                 await ws.send(bytes([DATA]) + data)
 
         async def downstream() -> None:
@@ -308,7 +339,7 @@ class PortForwarder:
             async for msg in ws:
                 if isinstance(msg, str) or not msg:
                     continue
-                last_remote = time.monotonic()
+                last_remote = conn.last = time.monotonic()
                 if msg[0] == DATA:
                     writer.write(msg[1:])
                     await writer.drain()

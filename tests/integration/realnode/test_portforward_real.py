@@ -125,11 +125,12 @@ async def test_pod_deleted_mid_download_closes_it_and_the_next_reaches_the_new_p
                     n += len(chunk)
                 return n
 
-            # containerd keeps a stream to a dead pod open: the download ends only because kfboot closes
-            # connections whose pod left the Service's Ready endpoints
+            # the download must end, not hang: kfboot closes a connection whose pod left the Service's
+            # Ready endpoints once no byte moves on it (containerd may keep such a stream open), and the
+            # runtime may end it first when the container dies (then closed_pod_gone stays 0); the rule
+            # itself is tests/unit/kube/test_portforward_gone.py
             total = got + await asyncio.wait_for(drain(), 120)
             assert total < 100_000_000_000
-            assert fw.stats.closed_pod_gone >= 1
             writer.close()
             # the next connection reaches the replacement pod
             deadline = time.monotonic() + 120
