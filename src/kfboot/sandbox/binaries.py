@@ -193,6 +193,97 @@ def _build(binaries: list[str], reporter: Reporter, extra: tuple[str, ...] = ())
     build.build([*names, *extra], reporter)
 
 
+@dataclass
+class _Found:
+    """The binaries located so far, each with where it came from; ``find`` looks in ``--bin-dir``, then the cache."""
+
+    rel: Release
+    bin_dir: Path | None
+    cache: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def find(self, binary: str) -> bool:
+        hit = _find_local(self.bin_dir, binary, self.rel, flat=True) if self.bin_dir else None
+        if hit:
+            self.paths[binary], self.sources[binary] = hit, f"bin-dir {self.bin_dir}"
+            return True
+        hit = _find_local(self.cache, binary, self.rel, flat=False)
+        if hit:
+            self.paths[binary], self.sources[binary] = hit, "cache"
+            return True
+        return False
+
+
+def _bin_dir(bin_dir: Path | None) -> Path | None:
+    """``--bin-dir``, else ``$KFBOOT_SANDBOX_BIN_DIR``; it must exist when given."""
+    if bin_dir is None and os.environ.get(ENV_BIN_DIR):
+        bin_dir = Path(os.environ[ENV_BIN_DIR])
+    if bin_dir is not None and not bin_dir.is_dir():
+        raise BadInputError(
+            f"binary directory {bin_dir} does not exist", f"pass an existing directory to --bin-dir / {ENV_BIN_DIR}"
+        )
+    return bin_dir
+
+
+def _download_missing(found: _Found, missing: list[str], mirror: str | None, reporter: Reporter) -> KfbootError | None:
+    """Download what is ``missing`` (removing each from it once kept); the error that stopped the downloads."""
+    for binary in list(missing):
+        try:
+            found.paths[binary] = _download(binary, found.rel, found.cache, mirror, reporter)
+        except KfbootError as exc:
+            return exc  # one origin unreachable: the others will be too; build what is missing
+        found.sources[binary] = f"download {mirror or ORIGINS[_artifact(binary, found.rel, *host_platform()).origin]}"
+        missing.remove(binary)
+    return None
+
+
+def _build_missing(
+    found: _Found,
+    missing: list[str],
+    no_download: KfbootError | None,
+    *,
+    allow_build: bool,
+    login: bool,
+    reporter: Reporter,
+) -> None:
+    """Build what is still ``missing`` (with the login's binaries when asked), or say why it cannot be."""
+    why = f"no download possible: {no_download.reason}" if no_download else "downloads not allowed"
+    if not allow_build:
+        raise RuntimeFailure(
+            f"sandbox binaries missing ({', '.join(missing)}) and {why}",
+            f"run scripts/build-sandbox-binaries, set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
+        ) from no_download
+    try:
+        build.go_version()
+    except build.BuildError as exc:
+        raise RuntimeFailure(
+            f"sandbox binaries missing ({', '.join(missing)}), {why}, and they cannot be built: {exc.reason}",
+            f"install Go ≥ 1.26 (kfboot then builds them), set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
+        ) from exc
+    reporter.warn(f"sandbox binaries missing ({', '.join(missing)}) and {why}: kfboot builds them")
+    # one build for everything the quick start may need: the login's binaries and kustomize v5 too
+    extra = [b for b in LOGIN_BINARIES if login and not found.find(b)]
+    _build(missing + extra, reporter, ("kustomize",))
+    for binary in missing:
+        if not found.find(binary):
+            raise RuntimeFailure(f"the build left no {binary} in {found.cache}", "run scripts/build-sandbox-binaries")
+        found.sources[binary] = "build"
+
+
+def _with_login(found: _Found) -> SandboxBinaries:
+    """The binaries with the login's; a note says how to build those when they are lacking."""
+    # built with the sandbox's own binaries when those needed a build; alone they are not (a build
+    # of several minutes nobody asked for): the note says how
+    lacking = [b for b in LOGIN_BINARIES if not found.find(b)]
+    if lacking:
+        how = " ".join(f"--only {b}" for b in lacking)
+        note = f"no {', '.join(lacking)} binary in {found.cache}: build with `scripts/build-sandbox-binaries {how}`"
+        return SandboxBinaries(found.paths, found.sources, [note])
+    found.sources.update({b: found.sources.get(b, "cache") for b in LOGIN_BINARIES})
+    return SandboxBinaries(found.paths, found.sources)
+
+
 def resolve(
     kubernetes_version: str = versions.KUBERNETES_VERSION,
     *,
@@ -208,72 +299,17 @@ def resolve(
     if allow_build is None:
         allow_build = allow_download
     rel = release_for(kubernetes_version)
-    if bin_dir is None and os.environ.get(ENV_BIN_DIR):
-        bin_dir = Path(os.environ[ENV_BIN_DIR])
-    if bin_dir is not None and not bin_dir.is_dir():
-        raise BadInputError(
-            f"binary directory {bin_dir} does not exist", f"pass an existing directory to --bin-dir / {ENV_BIN_DIR}"
-        )
-    cache = paths.binary_cache_dir()
+    found = _Found(rel, _bin_dir(bin_dir), paths.binary_cache_dir())
     mirror = os.environ.get(ENV_MIRROR) or None
-    found: dict[str, Path] = {}
-    sources: dict[str, str] = {}
-
-    def find(binary: str) -> bool:
-        hit = _find_local(bin_dir, binary, rel, flat=True) if bin_dir else None
-        if hit:
-            found[binary], sources[binary] = hit, f"bin-dir {bin_dir}"
-            return True
-        hit = _find_local(cache, binary, rel, flat=False)
-        if hit:
-            found[binary], sources[binary] = hit, "cache"
-            return True
-        return False
-
-    missing = [b for b in BINARIES if not find(b)]
+    missing = [b for b in BINARIES if not found.find(b)]
     if missing and not allow_download and not allow_build:
         raise RuntimeFailure(
             f"sandbox binaries missing: {', '.join(missing)}",
             "run scripts/build-sandbox-binaries or set KFBOOT_SANDBOX_BIN_DIR",
         )
-    no_download: KfbootError | None = None
-    for binary in list(missing) if allow_download else []:
-        try:
-            found[binary] = _download(binary, rel, cache, mirror, reporter)
-        except KfbootError as exc:
-            no_download = exc
-            break  # one origin unreachable: the others will be too; build what is missing
-        sources[binary] = f"download {mirror or ORIGINS[_artifact(binary, rel, *host_platform()).origin]}"
-        missing.remove(binary)
+    no_download = _download_missing(found, missing, mirror, reporter) if allow_download else None
     if missing:
-        why = f"no download possible: {no_download.reason}" if no_download else "downloads not allowed"
-        if not allow_build:
-            raise RuntimeFailure(
-                f"sandbox binaries missing ({', '.join(missing)}) and {why}",
-                f"run scripts/build-sandbox-binaries, set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
-            ) from no_download
-        try:
-            build.go_version()
-        except build.BuildError as exc:
-            raise RuntimeFailure(
-                f"sandbox binaries missing ({', '.join(missing)}), {why}, and they cannot be built: {exc.reason}",
-                f"install Go ≥ 1.26 (kfboot then builds them), set {ENV_BIN_DIR}, or set {ENV_MIRROR} to a mirror",
-            ) from exc
-        reporter.warn(f"sandbox binaries missing ({', '.join(missing)}) and {why}: kfboot builds them")
-        # one build for everything the quick start may need: the login's binaries and kustomize v5 too
-        extra = [b for b in LOGIN_BINARIES if login and not find(b)]
-        _build(missing + extra, reporter, ("kustomize",))
-        for binary in missing:
-            if not find(binary):
-                raise RuntimeFailure(f"the build left no {binary} in {cache}", "run scripts/build-sandbox-binaries")
-            sources[binary] = "build"
+        _build_missing(found, missing, no_download, allow_build=allow_build, login=login, reporter=reporter)
     if login:
-        # built with the sandbox's own binaries when those needed a build; alone they are not (a build
-        # of several minutes nobody asked for): the note says how
-        lacking = [b for b in LOGIN_BINARIES if not find(b)]
-        if lacking:
-            how = " ".join(f"--only {b}" for b in lacking)
-            note = f"no {', '.join(lacking)} binary in {cache}: build with `scripts/build-sandbox-binaries {how}`"
-            return SandboxBinaries(found, sources, [note])
-        sources.update({b: sources.get(b, "cache") for b in LOGIN_BINARIES})
-    return SandboxBinaries(found, sources)
+        return _with_login(found)
+    return SandboxBinaries(found.paths, found.sources)

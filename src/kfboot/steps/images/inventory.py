@@ -147,18 +147,21 @@ def _configmap_images(key: str, text: str) -> Iterator[tuple[str, str]]:
             yield f"data.{key}", raw
 
 
-def _object_uses(m: Manifest, component: str) -> Iterator[Use]:
-    obj = f"{m.kind} {m.namespace + '/' if m.namespace else ''}{m.name}"
-    for where, c in containers(m.body):
-        yield Use(component, obj, f"{where}.image", POD_TEMPLATE, c["image"])
-        for i, arg in enumerate([*(c.get("command") or []), *(c.get("args") or [])]):
-            if isinstance(arg, str):
-                for raw in _text_images(arg):
-                    yield Use(component, obj, f"{where}.args[{i}]", ARG, raw)
-        for env in c.get("env") or []:
-            if isinstance(env, dict) and isinstance(env.get("value"), str):
-                for raw in _text_images(env["value"]):
-                    yield Use(component, obj, f"{where}.env[{env.get('name')}]", ENV, raw)
+def _container_uses(component: str, obj: str, where: str, c: dict[str, Any]) -> Iterator[Use]:
+    """A container's image, and the images its command, args and env values name."""
+    yield Use(component, obj, f"{where}.image", POD_TEMPLATE, c["image"])
+    for i, arg in enumerate([*(c.get("command") or []), *(c.get("args") or [])]):
+        if isinstance(arg, str):
+            for raw in _text_images(arg):
+                yield Use(component, obj, f"{where}.args[{i}]", ARG, raw)
+    for env in c.get("env") or []:
+        if isinstance(env, dict) and isinstance(env.get("value"), str):
+            for raw in _text_images(env["value"]):
+                yield Use(component, obj, f"{where}.env[{env.get('name')}]", ENV, raw)
+
+
+def _kind_uses(m: Manifest, component: str, obj: str) -> Iterator[Use]:
+    """The images named in fields particular to a kind: ConfigMap data, Knative's Image, Rook's CephCluster."""
     if m.kind == "ConfigMap":
         for key, text in sorted((m.body.get("data") or {}).items()):
             if isinstance(text, str) and not key.startswith("_"):  # _example: Knative's documentation block
@@ -174,6 +177,13 @@ def _object_uses(m: Manifest, component: str) -> Iterator[Use]:
             # Rook launches mon, mgr, osd, crash collector and exporter with it
             # (rook/rook v1.20.6 pkg/operator/ceph/cluster/mon/spec.go: c.spec.CephVersion.Image)
             yield Use(component, obj, "spec.cephVersion.image", CUSTOM_RESOURCE, img)
+
+
+def _object_uses(m: Manifest, component: str) -> Iterator[Use]:
+    obj = f"{m.kind} {m.namespace + '/' if m.namespace else ''}{m.name}"
+    for where, c in containers(m.body):
+        yield from _container_uses(component, obj, where, c)
+    yield from _kind_uses(m, component, obj)
 
 
 def uses_of(manifests: list[Manifest], component: Callable[[Manifest], str] = component_of) -> list[Use]:

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from kfboot.kube.manifest import Manifest
-from kfboot.steps.images.inventory import POD_TEMPLATE, _object_uses, component_of, containers
+from kfboot.steps.images.inventory import POD_TEMPLATE, Use, _object_uses, component_of, containers
 from kfboot.steps.images.refs import parse
 
 
@@ -57,6 +57,52 @@ def _istio_values(text: str, registry: str) -> str:
     return json.dumps(doc, indent=2)
 
 
+def _mirror_containers(body: Any, raws: list[str], registry: str, digests: dict[str, str]) -> None:
+    """Each container's image, and the images its command, args and env values name."""
+    for _, c in containers(body):
+        c["image"] = mirrored(c["image"], registry, digests)
+        for key in ("command", "args"):
+            if isinstance(c.get(key), list):
+                c[key] = [_replace_all(a, raws, registry, digests) if isinstance(a, str) else a for a in c[key]]
+        for env in c.get("env") or []:
+            if isinstance(env, dict) and isinstance(env.get("value"), str):
+                env["value"] = _replace_all(env["value"], raws, registry, digests)
+
+
+def _add_pull_secret(body: Any, pull_secret: str) -> None:
+    """``pull_secret`` in the imagePullSecrets of every pod spec, once."""
+    pod_specs: list[dict[str, Any]] = [parent for _, parent, _key in _pod_spec_parents(body)]
+    for spec in pod_specs:
+        secrets = spec.setdefault("imagePullSecrets", [])
+        if {"name": pull_secret} not in secrets:
+            secrets.append({"name": pull_secret})
+
+
+def _mirror_config_map(body: Any, uses: list[Use], raws: list[str], registry: str, digests: dict[str, str]) -> None:
+    """The images named in a ConfigMap's data (Istio's ``values`` hub included); ``_``-keys are left alone."""
+    data = body.get("data") or {}
+    for key, text in list(data.items()):
+        if not isinstance(text, str) or key.startswith("_"):
+            continue
+        if key == "values" and any(u.where.startswith("data.values global.hub") for u in uses):
+            text = _istio_values(text, registry)
+        data[key] = _replace_all(text, raws, registry, digests)
+
+
+def _mirror_kind_fields(
+    kind: str, body: Any, uses: list[Use], raws: list[str], registry: str, digests: dict[str, str]
+) -> None:
+    """The image fields particular to a kind: ConfigMap data, Knative's Image, Rook's CephCluster."""
+    if kind == "ConfigMap":
+        _mirror_config_map(body, uses, raws, registry, digests)
+    elif kind == "Image" and isinstance((body.get("spec") or {}).get("image"), str):
+        body["spec"]["image"] = mirrored(body["spec"]["image"], registry, digests)
+    elif kind == "CephCluster":
+        cv = (body.get("spec") or {}).get("cephVersion") or {}
+        if isinstance(cv.get("image"), str):
+            cv["image"] = mirrored(cv["image"], registry, digests)
+
+
 def point_at_mirror(
     manifests: list[Manifest], registry: str, digests: dict[str, str], pull_secret: str | None = None
 ) -> tuple[list[Manifest], int]:
@@ -71,36 +117,10 @@ def point_at_mirror(
             continue
         body = copy.deepcopy(m.body)
         raws = sorted({u.raw for u in uses if u.source != POD_TEMPLATE})
-        pod_specs: list[dict[str, Any]] = []
-        for _, c in containers(body):
-            c["image"] = mirrored(c["image"], registry, digests)
-            for key in ("command", "args"):
-                if isinstance(c.get(key), list):
-                    c[key] = [_replace_all(a, raws, registry, digests) if isinstance(a, str) else a for a in c[key]]
-            for env in c.get("env") or []:
-                if isinstance(env, dict) and isinstance(env.get("value"), str):
-                    env["value"] = _replace_all(env["value"], raws, registry, digests)
+        _mirror_containers(body, raws, registry, digests)
         if pull_secret:
-            for _, parent, _key in _pod_spec_parents(body):
-                pod_specs.append(parent)
-            for spec in pod_specs:
-                secrets = spec.setdefault("imagePullSecrets", [])
-                if {"name": pull_secret} not in secrets:
-                    secrets.append({"name": pull_secret})
-        if m.kind == "ConfigMap":
-            data = body.get("data") or {}
-            for key, text in list(data.items()):
-                if not isinstance(text, str) or key.startswith("_"):
-                    continue
-                if key == "values" and any(u.where.startswith("data.values global.hub") for u in uses):
-                    text = _istio_values(text, registry)
-                data[key] = _replace_all(text, raws, registry, digests)
-        elif m.kind == "Image" and isinstance((body.get("spec") or {}).get("image"), str):
-            body["spec"]["image"] = mirrored(body["spec"]["image"], registry, digests)
-        elif m.kind == "CephCluster":
-            cv = (body.get("spec") or {}).get("cephVersion") or {}
-            if isinstance(cv.get("image"), str):
-                cv["image"] = mirrored(cv["image"], registry, digests)
+            _add_pull_secret(body, pull_secret)
+        _mirror_kind_fields(m.kind, body, uses, raws, registry, digests)
         if body != m.body:
             changed += 1
         out.append(Manifest(m.api_version, m.kind, body, m.source))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from kfboot.config import Environment
+from kfboot.config import Environment, RookConfig
 from kfboot.errors import BadInputError, CheckFailedError
 from kfboot.steps.storage.discovery import NodeDisks
 from kfboot.steps.storage.names import (
@@ -54,52 +54,63 @@ def _rook_device_name(path: str) -> str:
     return path.removeprefix("/dev/") if path.count("/") == 2 and path.startswith("/dev/") else path
 
 
-def plan_cluster(cfg: Environment, disks: list[NodeDisks]) -> ClusterPlan:
-    """Decide the storage nodes and devices (only eligible ones, whatever the config says) and the shape."""
-    rook = cfg.storage.rook
-    by_node = {d.node: d for d in disks}
+def _nodes_from_devices(rook: RookConfig, by_node: dict[str, NodeDisks]) -> dict[str, list[str]]:
+    """The storage.rook.devices list, each device checked to exist on its node and to be eligible."""
     nodes: dict[str, list[str]] = {}
-    warnings: list[str] = []
-    if rook.devices:
-        for want in rook.devices:
-            nd = by_node.get(want.node)
-            if nd is None:
-                raise BadInputError(
-                    f"storage.rook.devices names node {want.node!r}, which is not a schedulable cluster node",
-                    f"use one of: {', '.join(sorted(by_node))}",
-                )
-            dev = next((d for d in nd.devices if want.path in (d.path, d.name, f"/dev/{d.name}")), None)
-            if dev is None:
-                raise BadInputError(
-                    f"storage.rook.devices: {want.path} does not exist on {want.node}"
-                    + (f" ({nd.note})" if nd.note else ""),
-                    f"run `kfboot host devices --node {want.node}` and pick an eligible disk",
-                )
-            if not dev.eligible:
-                raise BadInputError(
-                    f"storage.rook.devices: {want.path} on {want.node} {dev.reason}; kfboot never gives it to Ceph",
-                    f"pick an eligible disk, or wipe it first: kfboot host wipe {dev.path} --node {want.node}",
-                )
-            nodes.setdefault(want.node, []).append(_rook_device_name(dev.path))
-    elif rook.deviceFilter:
-        import re
+    for want in rook.devices:
+        nd = by_node.get(want.node)
+        if nd is None:
+            raise BadInputError(
+                f"storage.rook.devices names node {want.node!r}, which is not a schedulable cluster node",
+                f"use one of: {', '.join(sorted(by_node))}",
+            )
+        dev = next((d for d in nd.devices if want.path in (d.path, d.name, f"/dev/{d.name}")), None)
+        if dev is None:
+            raise BadInputError(
+                f"storage.rook.devices: {want.path} does not exist on {want.node}"
+                + (f" ({nd.note})" if nd.note else ""),
+                f"run `kfboot host devices --node {want.node}` and pick an eligible disk",
+            )
+        if not dev.eligible:
+            raise BadInputError(
+                f"storage.rook.devices: {want.path} on {want.node} {dev.reason}; kfboot never gives it to Ceph",
+                f"pick an eligible disk, or wipe it first: kfboot host wipe {dev.path} --node {want.node}",
+            )
+        nodes.setdefault(want.node, []).append(_rook_device_name(dev.path))
+    return nodes
 
-        try:
-            pattern = re.compile(rook.deviceFilter)
-        except re.error as exc:
-            raise BadInputError(f"storage.rook.deviceFilter is not a regular expression: {exc}", "fix it") from exc
-        for nd in disks:
-            matched = [d for d in nd.devices if pattern.search(d.name)]
-            ok = [d for d in matched if d.eligible]
-            for d in matched:
-                if not d.eligible:
-                    warnings.append(f"{nd.node}:{d.path} matches deviceFilter but {d.reason}; Rook will skip it")
-            if ok:
-                nodes[nd.node] = []
-    else:
-        for nd in disks:
-            if nd.eligible:
-                nodes[nd.node] = [_rook_device_name(d.path) for d in nd.eligible]
+
+def _nodes_from_filter(device_filter: str, disks: list[NodeDisks], warnings: list[str]) -> dict[str, list[str]]:
+    """Nodes with an eligible disk matching storage.rook.deviceFilter; matching ineligible disks are warned of."""
+    import re
+
+    try:
+        pattern = re.compile(device_filter)
+    except re.error as exc:
+        raise BadInputError(f"storage.rook.deviceFilter is not a regular expression: {exc}", "fix it") from exc
+    nodes: dict[str, list[str]] = {}
+    for nd in disks:
+        matched = [d for d in nd.devices if pattern.search(d.name)]
+        ok = [d for d in matched if d.eligible]
+        for d in matched:
+            if not d.eligible:
+                warnings.append(f"{nd.node}:{d.path} matches deviceFilter but {d.reason}; Rook will skip it")
+        if ok:
+            nodes[nd.node] = []
+    return nodes
+
+
+def _storage_nodes(rook: RookConfig, disks: list[NodeDisks], warnings: list[str]) -> dict[str, list[str]]:
+    """Storage node → device names, from the device list, the filter, or every eligible disk (in that order)."""
+    if rook.devices:
+        return _nodes_from_devices(rook, {d.node: d for d in disks})
+    if rook.deviceFilter:
+        return _nodes_from_filter(rook.deviceFilter, disks, warnings)
+    return {nd.node: [_rook_device_name(d.path) for d in nd.eligible] for nd in disks if nd.eligible}
+
+
+def _tolerations(disks: list[NodeDisks], nodes: dict[str, list[str]], warnings: list[str]) -> list[dict[str, str]]:
+    """Taints of the chosen storage nodes, as tolerations; tainted nodes left out are warned of."""
     tolerations: list[dict[str, str]] = []
     for nd in disks:
         if nd.source == "tainted":
@@ -114,26 +125,45 @@ def plan_cluster(cfg: Environment, disks: list[NodeDisks]) -> ClusterPlan:
                 tol = {"key": key_value.split("=", 1)[0], "operator": "Exists", "effect": effect}
                 if tol not in tolerations:
                     tolerations.append(tol)
-    if not nodes:
-        summary = "; ".join(
-            f"{nd.node}: " + (nd.note or ", ".join(f"{d.path} {d.reason}" for d in nd.devices if d.type != "part"))
-            for nd in disks
+    return tolerations
+
+
+def _require_storage_nodes(disks: list[NodeDisks], nodes: dict[str, list[str]]) -> None:
+    """Fail, saying why each node's disks were refused, when no node has a disk for Ceph."""
+    if nodes:
+        return
+    summary = "; ".join(
+        f"{nd.node}: " + (nd.note or ", ".join(f"{d.path} {d.reason}" for d in nd.devices if d.type != "part"))
+        for nd in disks
+    )
+    raise CheckFailedError(
+        f"no eligible disk for Ceph on any node ({summary or 'no schedulable nodes'})",
+        "attach an empty disk (no filesystem, partitions or LVM, ≥ 5 GiB) to a node listed under nodes:, "
+        "or list one in storage.rook.devices; `kfboot host devices` shows why each disk is refused",
+    )
+
+
+def _pool_size(replicas: int | Literal["auto"], count: int) -> int:
+    """The pool's replica count: ``auto`` → 1 on one node, else up to 3; an explicit count must fit the nodes."""
+    if replicas == "auto":
+        return 1 if count == 1 else min(count, 3)
+    if replicas > count:
+        raise BadInputError(
+            f"storage.rook.replicas is {replicas} but only {count} node(s) have a disk for Ceph",
+            "use replicas: auto, or give more nodes a disk (each replica lives on another node)",
         )
-        raise CheckFailedError(
-            f"no eligible disk for Ceph on any node ({summary or 'no schedulable nodes'})",
-            "attach an empty disk (no filesystem, partitions or LVM, ≥ 5 GiB) to a node listed under nodes:, "
-            "or list one in storage.rook.devices; `kfboot host devices` shows why each disk is refused",
-        )
+    return replicas
+
+
+def plan_cluster(cfg: Environment, disks: list[NodeDisks]) -> ClusterPlan:
+    """Decide the storage nodes and devices (only eligible ones, whatever the config says) and the shape."""
+    rook = cfg.storage.rook
+    warnings: list[str] = []
+    nodes = _storage_nodes(rook, disks, warnings)
+    tolerations = _tolerations(disks, nodes, warnings)
+    _require_storage_nodes(disks, nodes)
     count = len(nodes)
-    if rook.replicas == "auto":
-        size = 1 if count == 1 else min(count, 3)
-    else:
-        size = rook.replicas
-        if size > count:
-            raise BadInputError(
-                f"storage.rook.replicas is {size} but only {count} node(s) have a disk for Ceph",
-                "use replicas: auto, or give more nodes a disk (each replica lives on another node)",
-            )
+    size = _pool_size(rook.replicas, count)
     if size == 1:
         warnings.append("one replica: a lost disk loses data (Rook's no-redundancy warning is muted)")
     mons = 1 if count == 1 else 3

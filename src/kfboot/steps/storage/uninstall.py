@@ -76,19 +76,8 @@ async def _check_volumes(client: AsyncClient, deadline: float, reporter: Reporte
         )
 
 
-async def uninstall(
-    client: AsyncClient,
-    reporter: Reporter,
-    *,
-    destroy_data: bool,
-    timeout: float = 600.0,
-) -> UninstallResult:
-    """Rook's teardown order: StorageClass, pools and CephCluster (with Rook's cleanup policy only with
-    ``destroy_data``, then its cleanup Jobs), ceph-csi-operator's resources, operators, CRDs, namespace."""
-    deadline = time.monotonic() + timeout
-    await _check_volumes(client, deadline, reporter)
-    result = UninstallResult()
-    # 1. the StorageClass, giving the default back to the classes kfboot demoted
+async def _remove_class(client: AsyncClient, result: UninstallResult, reporter: Reporter) -> None:
+    """Delete the StorageClass, giving the default back to the classes kfboot demoted."""
     try:
         sc = await client.get(StorageClass, CLASS)
         demoted = [n for n in o.annotations_of(sc).get(DEMOTED_ANNOTATION, "").split(",") if n]
@@ -107,78 +96,141 @@ async def uninstall(
     except ApiError as exc:
         if exc.status.code != 404:
             raise
+
+
+async def _cleanup_plan(client: AsyncClient, destroy_data: bool) -> cleanup.CleanupPlan | None:
+    """With ``destroy_data``, set Rook's cleanup policy on the CephCluster and plan the hosts it wipes."""
+    cluster = await _get_cluster(client)
+    if not destroy_data:
+        return None
+    if cluster is None:  # a re-run: the cluster is gone, its cleanup Jobs may still be running
+        return cleanup.CleanupPlan(NAMESPACE, [], "/var/lib/rook", {}, "as the CephCluster asked")
+    await client.patch(
+        CephCluster,
+        CLUSTER,
+        {"spec": {"cleanupPolicy": {"confirmation": "yes-really-destroy-data"}}},
+        namespace=NAMESPACE,
+        patch_type=delete.MERGE,
+    )
+    # the hosts Rook will clean: those running Ceph daemon pods now (cleanup.go getCephHosts)
+    return cleanup.plan_cleanup(cluster, list(await cleanup.ceph_hosts(client, NAMESPACE)))
+
+
+async def _delete_pools_and_cluster(
+    client: AsyncClient,
+    result: UninstallResult,
+    reporter: Reporter,
+    *,
+    destroy_data: bool,
+    operator_up: bool,
+    deadline: float,
+) -> None:
+    """The CephBlockPools, then the CephClusters (both in one wave with ``destroy_data``)."""
+    pools = [
+        delete.Target(CephBlockPool, o.name(x), NAMESPACE, "CephBlockPool", "ceph.rook.io")
+        async for x in client.list(CephBlockPool, namespace=NAMESPACE)
+    ]
+    clusters = [
+        delete.Target(CephCluster, o.name(x), NAMESPACE, "CephCluster", "ceph.rook.io")
+        async for x in client.list(CephCluster, namespace=NAMESPACE)
+    ]
+    if destroy_data:
+        # 2.+3. together: Rook releases the pools of a cluster being deleted with a cleanup policy
+        # without asking Ceph (rook v1.20.6 pkg/operator/ceph/pool/controller.go, IsReadyToReconcile),
+        # where otherwise it waits for HEALTH_OK/WARN — an unhealthy cluster would hang the pools
+        waves = [(pools + clusters, "Ceph pools and cluster")]
+    else:
+        waves = [(pools, "CephBlockPools"), (clusters, "CephClusters")]
+    for targets, what in waves:
+        result.report.merge(
+            await delete.delete_wave(client, targets, deadline, reporter, what=what, clear_finalizers=not operator_up)
+        )
+
+
+async def _release_protection(client: AsyncClient, result: UninstallResult, reporter: Reporter) -> None:
+    """Rook drops these before the CephCluster's own finalizer; without its operator nobody does."""
+    cleared = await cleanup.release_disaster_protection(client, NAMESPACE)
+    if cleared:
+        reporter.warn(f"cleared Rook's finalizers on {', '.join(cleared)}: its operator was not running")
+        result.report.finalizers_cleared += cleared
+
+
+async def _await_cleanup(
+    client: AsyncClient,
+    plan: cleanup.CleanupPlan,
+    result: UninstallResult,
+    reporter: Reporter,
+    *,
+    operator_up: bool,
+    deadline: float,
+) -> bool:
+    """Wait for Rook's cleanup Jobs and record what they wiped; True when they did not finish and the
+    operator, the Jobs and the namespace must stay."""
+    if operator_up:
+        outcome = await cleanup.wait_cleanup_jobs(client, plan, deadline, reporter)
+    else:
+        outcome = cleanup.CleanupOutcome(
+            not_wiped=[
+                {
+                    "host": h,
+                    "job": None,
+                    "state": "never started: rook-ceph-operator was not running",
+                    "leftOnNode": plan.left_on(h),
+                }
+                for h in plan.hosts
+            ]
+        )
+    result.wiped, result.not_wiped = outcome.wiped, outcome.not_wiped
+    result.data_destroyed = bool(outcome.wiped) and not outcome.not_wiped
+    for w in outcome.not_wiped:
+        result.report.leftovers.append(f"data on {w['host']} not wiped ({w['state']}): {w['leftOnNode']}")
+    if outcome.not_wiped and operator_up:
+        # the Jobs did not finish: the operator, the Jobs and the namespace stay so Rook can finish
+        # (a re-run waits for the same Jobs) and their logs can be read
+        reporter.warn(
+            "Rook's cleanup did not finish: the operator and namespace stay; read "
+            f"kubectl -n {NAMESPACE} logs job/<job> and re-run this command"
+        )
+        return True
+    return False
+
+
+async def _remove_ceph(
+    client: AsyncClient, result: UninstallResult, reporter: Reporter, *, destroy_data: bool, deadline: float
+) -> bool:
+    """2.+3. pools and CephCluster (with its cleanup when ``destroy_data``); True when the cleanup did not
+    finish and the rest must stay."""
     operator_up = await _operator_available(client)
-    if await delete.crd_exists(client, "cephclusters.ceph.rook.io"):
-        plan: cleanup.CleanupPlan | None = None
-        cluster = await _get_cluster(client)
-        if destroy_data:
-            if cluster is not None:
-                await client.patch(
-                    CephCluster,
-                    CLUSTER,
-                    {"spec": {"cleanupPolicy": {"confirmation": "yes-really-destroy-data"}}},
-                    namespace=NAMESPACE,
-                    patch_type=delete.MERGE,
-                )
-                # the hosts Rook will clean: those running Ceph daemon pods now (cleanup.go getCephHosts)
-                plan = cleanup.plan_cleanup(cluster, list(await cleanup.ceph_hosts(client, NAMESPACE)))
-            else:  # a re-run: the cluster is gone, its cleanup Jobs may still be running
-                plan = cleanup.CleanupPlan(NAMESPACE, [], "/var/lib/rook", {}, "as the CephCluster asked")
-        pools = [
-            delete.Target(CephBlockPool, o.name(x), NAMESPACE, "CephBlockPool", "ceph.rook.io")
-            async for x in client.list(CephBlockPool, namespace=NAMESPACE)
-        ]
-        clusters = [
-            delete.Target(CephCluster, o.name(x), NAMESPACE, "CephCluster", "ceph.rook.io")
-            async for x in client.list(CephCluster, namespace=NAMESPACE)
-        ]
-        if destroy_data:
-            # 2.+3. together: Rook releases the pools of a cluster being deleted with a cleanup policy
-            # without asking Ceph (rook v1.20.6 pkg/operator/ceph/pool/controller.go, IsReadyToReconcile),
-            # where otherwise it waits for HEALTH_OK/WARN — an unhealthy cluster would hang the pools
-            waves = [(pools + clusters, "Ceph pools and cluster")]
-        else:
-            waves = [(pools, "CephBlockPools"), (clusters, "CephClusters")]
-        for targets, what in waves:
-            result.report.merge(
-                await delete.delete_wave(
-                    client, targets, deadline, reporter, what=what, clear_finalizers=not operator_up
-                )
-            )
-        cluster_gone = await _get_cluster(client) is None
-        if cluster_gone:
-            # Rook drops these before the CephCluster's own finalizer; without its operator nobody does
-            cleared = await cleanup.release_disaster_protection(client, NAMESPACE)
-            if cleared:
-                reporter.warn(f"cleared Rook's finalizers on {', '.join(cleared)}: its operator was not running")
-                result.report.finalizers_cleared += cleared
-        if plan is not None and cluster_gone:
-            if operator_up:
-                outcome = await cleanup.wait_cleanup_jobs(client, plan, deadline, reporter)
-            else:
-                outcome = cleanup.CleanupOutcome(
-                    not_wiped=[
-                        {
-                            "host": h,
-                            "job": None,
-                            "state": "never started: rook-ceph-operator was not running",
-                            "leftOnNode": plan.left_on(h),
-                        }
-                        for h in plan.hosts
-                    ]
-                )
-            result.wiped, result.not_wiped = outcome.wiped, outcome.not_wiped
-            result.data_destroyed = bool(outcome.wiped) and not outcome.not_wiped
-            for w in outcome.not_wiped:
-                result.report.leftovers.append(f"data on {w['host']} not wiped ({w['state']}): {w['leftOnNode']}")
-            if outcome.not_wiped and operator_up:
-                # the Jobs did not finish: the operator, the Jobs and the namespace stay so Rook can finish
-                # (a re-run waits for the same Jobs) and their logs can be read
-                reporter.warn(
-                    "Rook's cleanup did not finish: the operator and namespace stay; read "
-                    f"kubectl -n {NAMESPACE} logs job/<job> and re-run this command"
-                )
-                return result
+    if not await delete.crd_exists(client, "cephclusters.ceph.rook.io"):
+        return False
+    plan = await _cleanup_plan(client, destroy_data)
+    await _delete_pools_and_cluster(
+        client, result, reporter, destroy_data=destroy_data, operator_up=operator_up, deadline=deadline
+    )
+    cluster_gone = await _get_cluster(client) is None
+    if cluster_gone:
+        await _release_protection(client, result, reporter)
+    if plan is not None and cluster_gone:
+        return await _await_cleanup(client, plan, result, reporter, operator_up=operator_up, deadline=deadline)
+    return False
+
+
+async def uninstall(
+    client: AsyncClient,
+    reporter: Reporter,
+    *,
+    destroy_data: bool,
+    timeout: float = 600.0,
+) -> UninstallResult:
+    """Rook's teardown order: StorageClass, pools and CephCluster (with Rook's cleanup policy only with
+    ``destroy_data``, then its cleanup Jobs), ceph-csi-operator's resources, operators, CRDs, namespace."""
+    deadline = time.monotonic() + timeout
+    await _check_volumes(client, deadline, reporter)
+    result = UninstallResult()
+    # 1. the StorageClass, giving the default back to the classes kfboot demoted
+    await _remove_class(client, result, reporter)
+    if await _remove_ceph(client, result, reporter, destroy_data=destroy_data, deadline=deadline):
+        return result
     # 4. ceph-csi-operator's resources while it still runs (ceph-teardown.md), then 5. operators, common,
     # CRDs, the namespace: whatever kfboot applied for storage
     result.report.merge(await cleanup.delete_csi_resources(client, NAMESPACE, deadline, reporter))
