@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfboot import paths
-from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text, host_platform
+from kfboot.download import (
+    ChecksumMismatch,
+    checksum_from_file,
+    download_verified,
+    extract_member,
+    fetch_text,
+    host_platform,
+)
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.reporting import Reporter
 from kfboot.sandbox import build, versions
@@ -231,6 +238,8 @@ def _download_missing(found: _Found, missing: list[str], mirror: str | None, rep
     for binary in list(missing):
         try:
             found.paths[binary] = _download(binary, found.rel, found.cache, mirror, reporter)
+        except ChecksumMismatch:
+            raise  # not the release: a tampered origin or mirror is reported, never built around
         except KfbootError as exc:
             return exc  # one origin unreachable: the others will be too; build what is missing
         found.sources[binary] = f"download {mirror or ORIGINS[_artifact(binary, found.rel, *host_platform()).origin]}"
