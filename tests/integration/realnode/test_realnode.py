@@ -219,7 +219,8 @@ def test_down_leaves_the_host_as_before(tmp_path: Path) -> None:
 
 def test_failed_start_leaves_the_host_as_before(tmp_path: Path) -> None:
     """The real kubelet refusing to start (an unknown flag, added by a wrapper in a private bin dir):
-    `sandbox up` fails naming it, exit 3, and everything it created is gone."""
+    `sandbox up` fails naming it, exit 3, nothing it started runs and the host is as before; its logs stay
+    until `sandbox down`, which removes the rest."""
     require_real_node_prereqs()
     kubelet = rn.kubelet_binary()
     assert kubelet is not None
@@ -240,10 +241,16 @@ def test_failed_start_leaves_the_host_as_before(tmp_path: Path) -> None:
     err = json.loads(proc.stdout)
     assert err["reason"].startswith("fail-real-0: kubelet exited"), err
     assert "unknown flag: --no-such-flag" in err["reason"], err
-    assert not (env.data / "sandbox" / "kfboot" / "fail").exists()
+    # the failed start's logs stay for reading (the error says where) until `sandbox down`; nothing runs
+    kept = env.data / "sandbox" / "kfboot" / "fail"
+    assert str(kept) in err["remedy"], err
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and host_state() != before:
         time.sleep(0.5)
     after = host_state()
     assert {k: v for k, v in after.items() if before[k] != v} == {}
     assert {p: c for p, c in node_processes().items() if p not in procs_before} == {}
+    down = env.kfboot("sandbox", "down", "--name", "fail")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not kept.exists() and not (env.data / "sandbox" / "clusters" / "fail").exists()
+    assert host_state() == before
