@@ -108,7 +108,10 @@ def resource_versions(sb: Sandbox) -> dict[str, str]:
     for kinds in ("deployments,statefulsets,services,configmaps,crd,cephclusters,storageclass", "profiles"):
         for item in sb.kubectl_json("get", kinds, "-A")["items"]:  # type: ignore[attr-defined]
             meta = item["metadata"]
-            out[f"{item['kind']} {meta.get('namespace', '')}/{meta['name']}"] = meta["resourceVersion"]
+            # Rook's status checker rewrites a CephCluster's status every interval (rook v1.20.6
+            # cephstatus.go; the sandbox plays it): what kfboot could change there is the spec (generation)
+            version = f"generation {meta['generation']}" if item["kind"] == "CephCluster" else meta["resourceVersion"]
+            out[f"{item['kind']} {meta.get('namespace', '')}/{meta['name']}"] = version
     return out
 
 
