@@ -49,6 +49,7 @@ from lightkube.generic_resource import create_global_resource
 from lightkube.resources.apps_v1 import Deployment
 
 from kfboot.kube.client import async_client
+from kfboot.sandbox.component import run_component
 from kfboot.sandbox.layout import LOGIN
 from kfboot.sandbox.login_inputs import pod_env, pod_files
 from kfboot.sandbox.login_page import PAGE, Page, serve_page
@@ -408,20 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dex", required=True, type=Path)
     ap.add_argument("--oauth2-proxy", required=True, type=Path)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
     login = Login(args.kubeconfig, args.workdir, args.logs, args.dex, args.oauth2_proxy)
-    loop = asyncio.new_event_loop()
-    task = loop.create_task(login.run())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        loop.run_until_complete(task)
-    except asyncio.CancelledError:
-        log.info("stopped")
-    finally:
-        loop.close()
-    return 0
+    return run_component(login.run(), log)
 
 
 if __name__ == "__main__":

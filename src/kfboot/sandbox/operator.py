@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 import time
 from typing import Any
@@ -38,6 +37,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, watch_retry
 from kfboot.sandbox import rook_operator
+from kfboot.sandbox.component import run_component
 from kfboot.sandbox.csi_provisioner import (
     PROVISIONED_BY,
     PROVISIONER_ANNOTATIONS,
@@ -154,19 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kfboot-sandbox-operator")
     ap.add_argument("--kubeconfig", required=True)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    loop = asyncio.new_event_loop()
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    task = loop.create_task(run(args.kubeconfig))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        loop.run_until_complete(task)
-    except asyncio.CancelledError:
-        log.info("stopped")
-    finally:
-        loop.close()
-    return 0
+    return run_component(run(args.kubeconfig), log)
 
 
 def _entry(args: Any = None) -> None:
