@@ -353,14 +353,30 @@ class Applier:
         if not pending:
             return
         task.update(f"waiting for {len(pending)} CRDs to be Established")
-        try:
-            await asyncio.wait_for(asyncio.gather(*(ev.wait() for _, ev in pending)), timeout=deadline.left)
-        except TimeoutError:
+        while deadline.left > 0 and not all(ev.is_set() for _, ev in pending):
+            try:
+                waiting = asyncio.gather(*(ev.wait() for _, ev in pending))
+                await asyncio.wait_for(waiting, timeout=min(deadline.left, 10.0))
+            except TimeoutError:
+                # a watch that reconnected (an API server restart) may have missed an event: read once
+                await self._established_now()
+        if not all(ev.is_set() for _, ev in pending):
             for i, ev in pending:
                 if not ev.is_set():
                     r = results[i]
                     r.outcome, r.reason = "held", "applied, but the API server did not mark it Established in time"
                     r.hint = f"see its status conditions: kubectl get crd {self.manifests[i].name} -o yaml"
+
+    async def _established_now(self) -> None:
+        """Open the gates of the CRDs that are Established now (one list), whatever the watch said."""
+        try:
+            async for crd in self.client.list(CustomResourceDefinition):
+                if o.condition_true((crd.status.conditions if crd.status else None) or [], "Established"):
+                    ev = self.crd_events.get((crd.spec.group, crd.spec.names.kind))
+                    if ev is not None:
+                        ev.set()
+        except (ApiError, httpx.HTTPError, OSError):
+            return
 
     async def run(self) -> ApplyReport:
         start = self._start = time.monotonic()
