@@ -10,6 +10,7 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from kfboot.documents import Document
 from kfboot.errors import BadInputError
 from kfboot.yamlio import SafeLoader
 
@@ -261,6 +262,12 @@ images:
   registry: null                # a mirror filled by `kfboot images mirror`: every image reference points there
   pullSecret: null              # a dockerconfigjson Secret name added to the pod templates (private mirror)
 """
+
+
+class Written(Document):
+    """`kfboot init -o json`: where the file was written."""
+
+    written: str
 
 
 def json_schema() -> dict[str, Any]:

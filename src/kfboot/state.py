@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
@@ -27,16 +27,17 @@ NAME = "kfboot-state"
 FIELD_MANAGER = "kfboot-state"
 
 
+#: a recorded step's outcome
+Outcome = Literal["running", "done", "failed", "skipped"]
+
+
 @dataclass
 class StepRecord:
     step: str
     inputs: str
-    outcome: str  # running | done | failed | skipped
+    outcome: Outcome
     time: float
     detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def inputs_hash(*parts: Any) -> str:
@@ -69,12 +70,12 @@ async def ensure_namespace(client: AsyncClient) -> None:
 
 
 @api_retry()
-async def record(client: AsyncClient, step: str, inputs: str, outcome: str, detail: str = "") -> StepRecord:
+async def record(client: AsyncClient, step: str, inputs: str, outcome: Outcome, detail: str = "") -> StepRecord:
     """Write one step's entry (server-side apply of that one key: concurrent steps do not clobber)."""
     rec = StepRecord(step, inputs, outcome, round(time.time(), 3), detail[:500])
     cm = ConfigMap(
         metadata=ObjectMeta(name=NAME, namespace=NAMESPACE, labels=owned()),
-        data={step: json.dumps(rec.to_dict(), sort_keys=True)},
+        data={step: json.dumps(asdict(rec), sort_keys=True)},
     )
     await client.apply(cm, field_manager=f"{FIELD_MANAGER}-{step}", force=True)
     return rec

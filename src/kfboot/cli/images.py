@@ -36,7 +36,7 @@ def list_(ctx: typer.Context, only: ScopeOpt = "all") -> None:
 
     found = run(st, go)
     if st.json:
-        emit_json({"count": len(found), "images": [i.to_dict() for i in found]})
+        emit_json(images.ImageList.of(found))
         return
     for i in found:
         st.out.line(f"{i.ref}  [{', '.join(i.sources)}]  {', '.join(i.components)}: {i.uses[0].object}")
@@ -89,7 +89,7 @@ def mirror(
 
     result = run(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
         if not result.ok:  # the document says which and why; the exit code says how
             raise typer.Exit(int(ExitCode.CHECK_FAILED if result.count("digest mismatch") else ExitCode.RUNTIME))
         return

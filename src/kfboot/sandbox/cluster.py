@@ -381,7 +381,7 @@ async def status(name: str) -> SandboxStatus:
     )
     pids = component_pids(name)
     for rn in realnode.status(own_dir(name)):
-        st.real_nodes.append(rn.to_dict())
+        st.real_nodes.append(rn)
         st.problems += [f"real node {rn.name}: {k} not running" for k, v in rn.processes.items() if v == "not running"]
     expected = [*CONTROL_PLANE, OPERATOR, *([LOGIN] if state.get("login") else [])]
     failed = failed_marker(name)

@@ -14,7 +14,7 @@ import base64
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,9 +57,6 @@ class User:
     source: str  # where Dex takes the hash from: "Secret dex-passwords" | "ConfigMap dex"
     default_password: bool | None = None  # None: not checked
     profile: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

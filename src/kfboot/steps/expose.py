@@ -10,7 +10,7 @@ answers 443 with that certificate and redirects 80 to HTTPS), or through an Ingr
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,6 @@ class ExposeResult:
     urls: list[str]
     certificate: str  # cert-manager self-signed | provided
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _pem(path: Path, marker: str, what: str) -> str:

@@ -16,8 +16,10 @@ from typing import Any
 from lightkube import AsyncClient, operators
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Namespace
+from pydantic import Field
 
 from kfboot import state
+from kfboot.documents import Document
 from kfboot.kube import delete
 from kfboot.kube.discovery import ResourceCatalog
 from kfboot.reporting import Reporter
@@ -38,17 +40,32 @@ class DownResult:
     def ok(self) -> bool:
         return not self.leftovers
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "kubeflow": {
-                "deleted": len(self.kubeflow.deleted),
-                "finalizersCleared": self.kubeflow.finalizers_cleared,
-            },
-            "storage": self.storage.to_dict() if self.storage else None,
-            "storageKept": self.storage_kept,
-            "leftovers": self.leftovers,
-        }
+    def doc(self) -> DownDoc:
+        kubeflow = KubeflowRemoved(
+            deleted=len(self.kubeflow.deleted), finalizers_cleared=self.kubeflow.finalizers_cleared
+        )
+        return DownDoc(
+            ok=self.ok,
+            kubeflow=kubeflow,
+            storage=self.storage.doc() if self.storage else None,
+            storage_kept=self.storage_kept,
+            leftovers=self.leftovers,
+        )
+
+
+class KubeflowRemoved(Document):
+    deleted: int = Field(description="how many Kubeflow objects were deleted")
+    finalizers_cleared: list[str] = Field(alias="finalizersCleared")
+
+
+class DownDoc(Document):
+    """`kfboot down -o json`: what was removed; ``storage`` only with --destroy-data."""
+
+    ok: bool = Field(description="nothing kfboot installed was left behind")
+    kubeflow: KubeflowRemoved
+    storage: storage.UninstallDoc | None
+    storage_kept: bool = Field(alias="storageKept")
+    leftovers: list[str]
 
 
 async def kubeflow_down(client: AsyncClient, reporter: Reporter, deadline: float) -> delete.DeleteReport:

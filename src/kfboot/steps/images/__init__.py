@@ -7,8 +7,8 @@ from kfboot.config import Environment, ImagesConfig
 from kfboot.errors import BadInputError
 from kfboot.kube.manifest import Manifest
 from kfboot.reporting import Reporter
-from kfboot.steps.images.inventory import Image, Use, collect, uses_of
-from kfboot.steps.images.mirror import MirrorResult, check, mirror, read_record, record_path
+from kfboot.steps.images.inventory import Image, ImageList, Use, collect, uses_of
+from kfboot.steps.images.mirror import MirrorDoc, MirrorResult, check, mirror, read_record, record_path
 from kfboot.steps.images.refs import ImageRef, parse
 from kfboot.steps.images.rewrite import point_at_mirror
 from kfboot.steps.storage.manifests import fetch_manifests
@@ -17,7 +17,9 @@ from kfboot.steps.storage.releases import ROOK_RELEASES, RookRelease
 
 __all__ = [
     "Image",
+    "ImageList",
     "ImageRef",
+    "MirrorDoc",
     "MirrorResult",
     "Use",
     "apply_mirror",

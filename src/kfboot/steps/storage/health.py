@@ -13,7 +13,9 @@ from lightkube.models.core_v1 import PersistentVolumeClaimSpec, VolumeResourceRe
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, PersistentVolumeClaim, Pod
+from pydantic import Field
 
+from kfboot.documents import Document, absent
 from kfboot.kube import objects as o
 from kfboot.kube.ownership import MANAGED_BY
 from kfboot.kube.readiness import workload_ready
@@ -140,22 +142,37 @@ async def _get_dict(client: AsyncClient, res: Any, name: str) -> dict[str, Any] 
     return dict(obj.to_dict())
 
 
+class Probe(Document):
+    """The probe claim on rook-ceph-block: whether it bound, and the claim's last events when not."""
+
+    bound: bool
+    detail: str
+    events: list[str]
+
+
+class Health(Document):
+    """The health gate's verdict: the Ceph cluster's state, then (only when it is healthy) the probe claim,
+    else (only then) the usual causes found."""
+
+    ok: bool
+    cluster: str = Field(description="the CephCluster's state in one line")
+    diagnosis: list[str] | None = Field(default=None, exclude_if=absent)
+    probe: Probe | None = Field(default=None, exclude_if=absent)
+
+
 async def health_gate(
     client: AsyncClient, plan: ClusterPlan, deadline: float, reporter: Reporter, discovery: list[NodeDisks]
-) -> dict[str, Any]:
+) -> Health:
     async def check() -> tuple[bool, str]:
         return cluster_health(
             await _get_dict(client, CephCluster, CLUSTER), await _get_dict(client, CephBlockPool, POOL), plan.size
         )
 
     ok, detail = await _wait_for("waiting for the Ceph cluster", check, deadline, reporter, poll=2.0)
-    out: dict[str, Any] = {"ok": False, "cluster": detail}
     if not ok:
-        out["diagnosis"] = await diagnose(client, discovery)
-        return out
-    out["probe"] = probe = await probe_pvc(client, deadline, reporter)
-    out["ok"] = probe["bound"]
-    return out
+        return Health(ok=False, cluster=detail, diagnosis=await diagnose(client, discovery))
+    probe = await probe_pvc(client, deadline, reporter)
+    return Health(ok=probe.bound, cluster=detail, probe=probe)
 
 
 async def _ensure_namespace(client: AsyncClient) -> None:
@@ -163,7 +180,7 @@ async def _ensure_namespace(client: AsyncClient) -> None:
     await client.apply(ns, field_manager="kfboot")
 
 
-async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) -> dict[str, Any]:
+async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) -> Probe:
     """A 1 GiB claim on rook-ceph-block must bind; it is deleted either way."""
     await _ensure_namespace(client)
     pvc = PersistentVolumeClaim(
@@ -189,7 +206,7 @@ async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) ->
         events = [] if bound else await _events_of(client, SYSTEM_NAMESPACE, PROBE_PVC)
     finally:
         await _delete_probe(client)
-    return {"bound": bound, "detail": detail, "events": events}
+    return Probe(bound=bound, detail=detail, events=events)
 
 
 async def _delete_probe(client: AsyncClient, wait_until: float | None = None) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.storage_v1 import StorageClass
+from pydantic import Field
 
+from kfboot.documents import Document
 from kfboot.errors import CheckFailedError
 from kfboot.kube import delete
 from kfboot.kube import objects as o
@@ -34,19 +36,31 @@ class UninstallResult:
     report: delete.DeleteReport = field(default_factory=delete.DeleteReport)
     restored_default: list[str] = field(default_factory=list)
     data_destroyed: bool = False
-    wiped: list[dict[str, Any]] = field(default_factory=list)
-    not_wiped: list[dict[str, Any]] = field(default_factory=list)
+    wiped: list[cleanup.Wiped] = field(default_factory=list)
+    not_wiped: list[cleanup.NotWiped] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "deleted": len(self.report.deleted),
-            "restoredDefault": self.restored_default,
-            "finalizersCleared": self.report.finalizers_cleared,
-            "leftovers": self.report.leftovers,
-            "dataDestroyed": self.data_destroyed,
-            "wiped": self.wiped,
-            "notWiped": self.not_wiped,
-        }
+    def doc(self) -> UninstallDoc:
+        return UninstallDoc(
+            deleted=len(self.report.deleted),
+            restored_default=self.restored_default,
+            finalizers_cleared=self.report.finalizers_cleared,
+            leftovers=self.report.leftovers,
+            data_destroyed=self.data_destroyed,
+            wiped=self.wiped,
+            not_wiped=self.not_wiped,
+        )
+
+
+class UninstallDoc(Document):
+    """`kfboot storage uninstall -o json` (and `down`'s ``storage``): what was removed and wiped."""
+
+    deleted: int = Field(description="how many Rook objects were deleted")
+    restored_default: list[str] = Field(alias="restoredDefault")
+    finalizers_cleared: list[str] = Field(alias="finalizersCleared")
+    leftovers: list[str]
+    data_destroyed: bool = Field(alias="dataDestroyed")
+    wiped: list[cleanup.Wiped]
+    not_wiped: list[cleanup.NotWiped] = Field(alias="notWiped")
 
 
 async def rook_volumes(client: AsyncClient) -> list[str]:
@@ -171,19 +185,19 @@ async def _await_cleanup(
     else:
         outcome = cleanup.CleanupOutcome(
             not_wiped=[
-                {
-                    "host": h,
-                    "job": None,
-                    "state": "never started: rook-ceph-operator was not running",
-                    "leftOnNode": plan.left_on(h),
-                }
+                cleanup.NotWiped(
+                    host=h,
+                    job=None,
+                    state="never started: rook-ceph-operator was not running",
+                    left_on_node=plan.left_on(h),
+                )
                 for h in plan.hosts
             ]
         )
     result.wiped, result.not_wiped = outcome.wiped, outcome.not_wiped
     result.data_destroyed = bool(outcome.wiped) and not outcome.not_wiped
     for w in outcome.not_wiped:
-        result.report.leftovers.append(f"data on {w['host']} not wiped ({w['state']}): {w['leftOnNode']}")
+        result.report.leftovers.append(f"data on {w.host} not wiped ({w.state}): {w.left_on_node}")
     if outcome.not_wiped and operator_up:
         # the Jobs did not finish: the operator, the Jobs and the namespace stay so Rook can finish
         # (a re-run waits for the same Jobs) and their logs can be read
