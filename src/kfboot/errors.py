@@ -39,8 +39,9 @@ class ErrorDoc(Document):
     reason: str
     remedy: str | None
     exit_code: ExitCode = Field(alias="exitCode")
-    #: with -v: the chain of exceptions behind the error, outermost first (absent without -v)
-    causes: list[str] | None = Field(default=None, exclude_if=absent)
+    causes: list[str] | None = Field(
+        default=None, exclude_if=absent, description="with -v: the exceptions behind the error, outermost first"
+    )
 
 
 class BadInputError(KfbootError):

@@ -57,8 +57,9 @@ class AccessHints(Document):
     url: str
     default_password_users: list[str] = Field(alias="defaultPasswordUsers")
     users: list[str] = Field(description="users of kfboot.yaml whose login was added or changed")
-    #: with --sandbox: whether the sandbox's login serves (absent without a sandbox or its login)
-    sandbox_login: str | None = Field(default=None, alias="sandboxLogin", exclude_if=absent)
+    sandbox_login: str | None = Field(
+        default=None, alias="sandboxLogin", exclude_if=absent, description="with --sandbox: whether its login serves"
+    )
 
 
 @dataclass

@@ -30,8 +30,9 @@ class RookState(Document):
     operator: str | None = Field(description="available, or why the operator Deployment is not; null: absent")
     phase: str | None
     health: str | None = Field(description="Ceph's health as Rook last saw it: HEALTH_OK, HEALTH_WARN, HEALTH_ERR")
-    #: Rook's status.ceph.details as it is: health code → {message, severity}
-    health_details: dict[str, dict[str, Any]] | None = Field(alias="healthDetails")
+    health_details: dict[str, dict[str, Any]] | None = Field(
+        alias="healthDetails", description="Rook's status.ceph.details as it is: health code → {message, severity}"
+    )
     osds_up: int = Field(alias="osdsUp")
     osds_deployed: int = Field(alias="osdsDeployed")
     pool_size: int | None = Field(alias="poolSize")
