@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace
 
 from kfboot.kube.errors import api_retry
 from kfboot.kube.ownership import owned
+from kfboot.kube.poll import get_or_none, missing_ok
 
 NAMESPACE = "kfboot-system"
 NAME = "kfboot-state"
@@ -48,12 +48,9 @@ def inputs_hash(*parts: Any) -> str:
 
 @api_retry()
 async def load(client: AsyncClient) -> dict[str, StepRecord]:
-    try:
-        cm = await client.get(ConfigMap, NAME, namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return {}
-        raise
+    cm = await get_or_none(client, ConfigMap, NAME, namespace=NAMESPACE)
+    if cm is None:
+        return {}
     out: dict[str, StepRecord] = {}
     for step, raw in (cm.data or {}).items():
         try:
@@ -88,12 +85,9 @@ def _applied_name(step: str) -> str:
 @api_retry()
 async def load_applied(client: AsyncClient, step: str) -> dict[str, str]:
     """The fingerprints of the objects a step applied last time (see ``kube.apply``); {} if none."""
-    try:
-        cm = await client.get(ConfigMap, _applied_name(step), namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return {}
-        raise
+    cm = await get_or_none(client, ConfigMap, _applied_name(step), namespace=NAMESPACE)
+    if cm is None:
+        return {}
     try:
         found = json.loads((cm.data or {}).get("objects", "{}"))
     except ValueError:
@@ -118,17 +112,11 @@ async def record_applied(client: AsyncClient, step: str, fingerprints: dict[str,
 async def forget(client: AsyncClient, *steps: str) -> None:
     """Drop steps' entries and applied-object fingerprints (after ``down``), keeping the others."""
     for step in steps:
-        try:
+        with missing_ok():
             await client.delete(ConfigMap, _applied_name(step), namespace=NAMESPACE)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-        try:
+        with missing_ok():
             await client.apply(
                 ConfigMap(metadata=ObjectMeta(name=NAME, namespace=NAMESPACE), data={}),
                 field_manager=f"{FIELD_MANAGER}-{step}",
                 force=True,
             )
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient, operators
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Namespace
 from pydantic import Field
 
@@ -22,6 +21,7 @@ from kfboot import state
 from kfboot.documents import Document
 from kfboot.kube import delete
 from kfboot.kube.discovery import ResourceCatalog
+from kfboot.kube.poll import missing_ok
 from kfboot.reporting import Reporter
 from kfboot.steps import storage
 from kfboot.steps.kubeflow import RELEASE_LABEL
@@ -109,11 +109,7 @@ async def down(client: AsyncClient, reporter: Reporter, *, destroy_data: bool, t
     if destroy_data and not result.leftovers:
         # nothing of kfboot's is left: its own namespace (state, probe) goes as well
         target = delete.Target(Namespace, state.NAMESPACE, None, "Namespace")
-        try:
+        with missing_ok():
             report = await delete.delete_wave(client, [target], deadline, reporter, what="kfboot-system")
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-        else:
             result.leftovers += report.leftovers
     return result

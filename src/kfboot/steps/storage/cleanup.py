@@ -33,6 +33,7 @@ from pydantic import Field
 from kfboot.documents import Document, absent
 from kfboot.kube import delete
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_or_none
 from kfboot.reporting import Reporter
 
 #: rook v1.20.6 pkg/operator/ceph/cluster/cleanup.go
@@ -262,11 +263,9 @@ async def wait_cleanup_jobs(
             for name in expected:
                 if states[name] in ("complete", "failed"):
                     continue
-                try:
-                    states[name] = _job_state(await client.get(Job, name, namespace=ns))
-                except ApiError as exc:
-                    if exc.status.code != 404:
-                        raise
+                found = await get_or_none(client, Job, name, namespace=ns)
+                if found is not None:
+                    states[name] = _job_state(found)
             done = [n for n, s in states.items() if s == "complete"]
             if all(s in ("complete", "failed") for s in states.values()):
                 failed = [n for n, s in states.items() if s == "failed"]
@@ -354,12 +353,9 @@ async def release_disaster_protection(client: AsyncClient, namespace: str) -> li
     ConfigMap when Rook's operator did not; returns what was cleared."""
     cleared = []
     for res, kind, name in PROTECTED:
-        try:
-            obj: Any = await client.get(res, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                continue
-            raise
+        obj: Any = await get_or_none(client, res, name, namespace=namespace)
+        if obj is None:
+            continue
         fins = o.meta(obj).finalizers or []
         if DISASTER_PROTECTION not in fins:
             continue

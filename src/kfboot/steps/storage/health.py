@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +18,7 @@ from pydantic import Field
 from kfboot.documents import Document, absent
 from kfboot.kube import objects as o
 from kfboot.kube.ownership import MANAGED_BY
+from kfboot.kube.poll import WaitTimeout, get_dict, get_or_none, poll_until
 from kfboot.kube.readiness import workload_ready
 from kfboot.reporting import Reporter
 from kfboot.steps.storage.discovery import NodeDisks
@@ -42,16 +43,15 @@ async def _wait_for(
     reporter: Reporter,
     poll: float = 1.0,
 ) -> tuple[bool, str]:
+    """Wait with a progress line; (True, detail) when ``check`` passed, else (False, its last detail)."""
     with reporter.progress(what) as task:
-        while True:
-            ok, detail = await check()
-            task.update(f"{what}: {detail}")
-            if ok:
-                return True, detail
-            if time.monotonic() >= deadline:
-                task.fail(f"{what}: {detail}")
-                return False, detail
-            await asyncio.sleep(poll)
+        try:
+            return True, await poll_until(
+                check, deadline=deadline, interval=poll, on_poll=lambda detail: task.update(f"{what}: {detail}")
+            )
+        except WaitTimeout as exc:
+            task.fail(f"{what}: {exc.detail}")
+            return False, exc.detail
 
 
 def osds_up(cluster: dict[str, Any]) -> int:
@@ -132,16 +132,6 @@ def _health_codes(cluster: dict[str, Any]) -> str:
     return ", ".join(f"{code} ({(d or {}).get('message', '')})" for code, d in sorted(details.items()))
 
 
-async def _get_dict(client: AsyncClient, res: Any, name: str) -> dict[str, Any] | None:
-    try:
-        obj = await client.get(res, name, namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return dict(obj.to_dict())
-
-
 class Probe(Document):
     """The probe claim on rook-ceph-block: whether it bound, and the claim's last events when not."""
 
@@ -165,7 +155,9 @@ async def health_gate(
 ) -> Health:
     async def check() -> tuple[bool, str]:
         return cluster_health(
-            await _get_dict(client, CephCluster, CLUSTER), await _get_dict(client, CephBlockPool, POOL), plan.size
+            await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE),
+            await get_dict(client, CephBlockPool, POOL, namespace=NAMESPACE),
+            plan.size,
         )
 
     ok, detail = await _wait_for("waiting for the Ceph cluster", check, deadline, reporter, poll=2.0)
@@ -218,14 +210,15 @@ async def _delete_probe(client: AsyncClient, wait_until: float | None = None) ->
         if exc.status.code != 404:
             raise
         return
-    while wait_until is not None and time.monotonic() < wait_until:
-        try:
-            await client.get(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return
-            raise
-        await asyncio.sleep(0.5)
+    if wait_until is None:
+        return
+
+    async def gone() -> tuple[bool, str]:
+        claim = await get_or_none(client, PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
+        return claim is None, f"probe PVC {SYSTEM_NAMESPACE}/{PROBE_PVC} still being deleted"
+
+    with contextlib.suppress(WaitTimeout):  # then creating it again says what is wrong
+        await poll_until(gone, deadline=wait_until, interval=0.5)
 
 
 async def _events_of(client: AsyncClient, namespace: str, name: str) -> list[str]:
@@ -247,7 +240,7 @@ async def diagnose(client: AsyncClient, discovery: list[NodeDisks]) -> list[str]
             ok, why = False, "absent"
         if not ok:
             out.append(f"Deployment {NAMESPACE}/{name} is not available ({why}): nothing reconciles the CephCluster")
-    cluster = await _get_dict(client, CephCluster, CLUSTER)
+    cluster = await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE)
     if cluster is not None and osds_up(cluster) == 0 and osds_deployed(cluster) > 0:
         checked = o.dig(cluster, "status", "ceph", "lastChecked") or "never"
         out.append(

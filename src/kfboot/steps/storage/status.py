@@ -11,8 +11,9 @@ from pydantic import Field
 
 from kfboot.documents import Document
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_dict
 from kfboot.kube.readiness import default_classes, workload_ready
-from kfboot.steps.storage.health import _get_dict, cluster_health, osds_deployed, osds_up
+from kfboot.steps.storage.health import cluster_health, osds_deployed, osds_up
 from kfboot.steps.storage.names import (
     CLUSTER,
     NAMESPACE,
@@ -50,13 +51,8 @@ class StorageStatus(Document):
 
 async def status(client: AsyncClient) -> StorageStatus:
     defaults = await default_classes(client)
-    try:
-        cluster = await _get_dict(client, CephCluster, CLUSTER)
-        pool = await _get_dict(client, CephBlockPool, POOL)
-    except ApiError as exc:
-        if exc.status.code != 404:
-            raise
-        cluster = pool = None
+    cluster = await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE)
+    pool = await get_dict(client, CephBlockPool, POOL, namespace=NAMESPACE)
     operator = None
     try:
         ok, why = workload_ready(await client.get(Deployment, "rook-ceph-operator", namespace=NAMESPACE))

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.storage_v1 import StorageClass
 from pydantic import Field
 
@@ -17,6 +16,7 @@ from kfboot.documents import Document
 from kfboot.errors import CheckFailedError
 from kfboot.kube import delete
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_dict, get_or_none, missing_ok
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
 from kfboot.reporting import Reporter
 from kfboot.steps.storage import cleanup
@@ -92,24 +92,20 @@ async def _check_volumes(client: AsyncClient, deadline: float, reporter: Reporte
 
 async def _remove_class(client: AsyncClient, result: UninstallResult, reporter: Reporter) -> None:
     """Delete the StorageClass, giving the default back to the classes kfboot demoted."""
-    try:
-        sc = await client.get(StorageClass, CLASS)
-        demoted = [n for n in o.annotations_of(sc).get(DEMOTED_ANNOTATION, "").split(",") if n]
+    sc = await get_or_none(client, StorageClass, CLASS)
+    if sc is None:
+        return
+    demoted = [n for n in o.annotations_of(sc).get(DEMOTED_ANNOTATION, "").split(",") if n]
+    with missing_ok():
         await client.delete(StorageClass, CLASS)
         result.report.deleted.append(f"StorageClass {CLASS}")
         for name in demoted:
-            try:
+            with missing_ok():
                 await client.patch(
                     StorageClass, name, {"metadata": {"annotations": {DEFAULT_CLASS_ANNOTATIONS[0]: "true"}}}
                 )
                 result.restored_default.append(name)
                 reporter.info(f"StorageClass {name} is the default again")
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
-    except ApiError as exc:
-        if exc.status.code != 404:
-            raise
 
 
 async def _cleanup_plan(client: AsyncClient, destroy_data: bool) -> cleanup.CleanupPlan | None:
@@ -254,13 +250,7 @@ async def uninstall(
 
 
 async def _get_cluster(client: AsyncClient) -> dict[str, Any] | None:
-    try:
-        obj: Any = await client.get(CephCluster, CLUSTER, namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return dict(obj.to_dict())
+    return await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE)
 
 
 async def _operator_available(client: AsyncClient) -> bool:
