@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
@@ -45,10 +45,10 @@ Issuer = create_namespaced_resource("cert-manager.io", "v1", "Issuer", "issuers"
 
 @dataclass
 class ExposeResult:
-    mode: str
+    mode: str  # one of MODES (checked before anything is changed)
     host: str
     urls: list[str]
-    certificate: str  # cert-manager self-signed | provided
+    certificate: Literal["cert-manager self-signed", "provided"]
     notes: list[str] = field(default_factory=list)
 
 
