@@ -31,7 +31,7 @@ class RookState(Document):
     operator: str | None = Field(description="available, or why the operator Deployment is not; null: absent")
     phase: str | None
     health: str | None = Field(description="Ceph's health as Rook last saw it: HEALTH_OK, HEALTH_WARN, HEALTH_ERR")
-    health_details: dict[str, dict[str, Any]] | None = Field(
+    health_details: dict[str, Any] | None = Field(
         alias="healthDetails", description="Rook's status.ceph.details as it is: health code → {message, severity}"
     )
     osds_up: int = Field(alias="osdsUp")
