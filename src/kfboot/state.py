@@ -17,6 +17,7 @@ from typing import Any, Literal
 from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace
+from pydantic import TypeAdapter
 
 from kfboot.kube.errors import api_retry
 from kfboot.kube.ownership import owned
@@ -40,6 +41,9 @@ class StepRecord:
     detail: str = ""
 
 
+_RECORD = TypeAdapter(StepRecord)
+
+
 def inputs_hash(*parts: Any) -> str:
     """A stable hash of a step's inputs (config sections, versions, source fingerprints)."""
     text = json.dumps(parts, sort_keys=True, default=str)
@@ -54,7 +58,7 @@ async def load(client: AsyncClient) -> dict[str, StepRecord]:
     out: dict[str, StepRecord] = {}
     for step, raw in (cm.data or {}).items():
         try:
-            out[step] = StepRecord(**json.loads(raw))
+            out[step] = _RECORD.validate_python(json.loads(raw))
         except (TypeError, ValueError):
             continue  # an entry kfboot cannot read is as good as absent: the step runs again
     return out
