@@ -129,10 +129,12 @@ def test_sigkill_at_six_points_then_rerun_equals_an_uninterrupted_run(env: Env, 
 
 
 def test_api_server_restart_mid_apply_then_up_completes(env: Env, tmp_path: Path) -> None:
-    """Runs after the previous test: Kubeflow is installed; `--from kubeflow` applies all of it again, and
-    the API server is killed and restarted while it does."""
+    """Kubeflow is installed (by the previous test, or here when run alone); `--from kubeflow` applies all
+    of it again, and the API server is killed and restarted while it does."""
     cfg = offline_config(tmp_path / "kfboot.yaml")
     sb = sandbox(env)
+    if not sb.kubeconfig.is_file() or sb.kubectl("get", "namespace", "kubeflow", check=False).returncode != 0:
+        full_up(env, cfg)
     # without the record of what was applied, every object is sent again (else nothing would be in flight)
     sb.kubectl("delete", "configmap", "kfboot-applied-kubeflow", "-n", "kfboot-system", "--ignore-not-found")
     proc = subprocess.Popen(
