@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,7 +30,7 @@ spec:
 """
 
 
-def widget(name: str, size: object, ns: str = "faults") -> dict[str, object]:
+def widget(name: str, size: object, ns: str = "faults") -> dict[str, Any]:
     return {
         "apiVersion": "example.kfboot.io/v1",
         "kind": "Widget",
@@ -38,10 +39,10 @@ def widget(name: str, size: object, ns: str = "faults") -> dict[str, object]:
     }
 
 
-def write_bundle(path: Path, docs: list[dict[str, object]]) -> Path:
+def write_bundle(path: Path, docs: list[dict[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump_all(docs))
     return path
 
 
-def namespace(name: str) -> dict[str, object]:
+def namespace(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}

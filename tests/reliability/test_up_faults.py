@@ -104,7 +104,7 @@ def test_sigkill_at_six_points_then_rerun_equals_an_uninterrupted_run(env: Env, 
         sb = sandbox(env)
         if i == 2:  # killed inside the storage step: its record says so
             state = sb.kubectl_json("get", "cm", "kfboot-state", "-n", "kfboot-system")["data"]
-            assert '"outcome": "running"' in state["storage"]  # type: ignore[index]
+            assert '"outcome": "running"' in state["storage"]
     assert kills >= 5, f"only {kills} of {len(KILL_POINTS)} kill points were reached"
     full_up(env, cfg)
     sb = sandbox(env)

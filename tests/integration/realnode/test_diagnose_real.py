@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from lightkube.resources.core_v1 import Pod
@@ -23,7 +24,7 @@ from tests.helpers.realnode import real_node_logs
 pytestmark = pytest.mark.sandbox
 
 
-def pod(name: str, ns: str, image: str = versions.HTTPD_IMAGE, **container: object) -> dict[str, object]:
+def pod(name: str, ns: str, image: str = versions.HTTPD_IMAGE, **container: object) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -63,8 +64,8 @@ def broken(real_sandbox: Sandbox) -> Iterator[str]:
         real_sandbox.kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def waiting_reason(p: dict[str, object], container: str = "c") -> str:
-    for cs in p.get("status", {}).get("containerStatuses") or []:  # type: ignore[attr-defined]
+def waiting_reason(p: dict[str, Any], container: str = "c") -> str:
+    for cs in p.get("status", {}).get("containerStatuses") or []:
         if cs["name"] == container:
             if cs.get("restartCount", 0) >= 2:  # crash-looping, whichever state this instant shows
                 return "restarted"
@@ -85,8 +86,8 @@ def wait_for_failures(sb: Sandbox, ns: str, timeout: float = 180) -> None:
     reasons: dict[str, str] = {}
     while time.monotonic() < deadline:
         items = sb.kubectl_json("-n", ns, "get", "pods")["items"]
-        reasons = {p["metadata"]["name"]: waiting_reason(p) for p in items}  # type: ignore[attr-defined]
-        probe = next(p for p in items if p["metadata"]["name"] == "probe")  # type: ignore[attr-defined]
+        reasons = {p["metadata"]["name"]: waiting_reason(p) for p in items}
+        probe = next(p for p in items if p["metadata"]["name"] == "probe")
         running = any("running" in (cs.get("state") or {}) for cs in probe["status"].get("containerStatuses") or [])
         if running and all(reasons.get(k) in v for k, v in WANT.items()):
             return

@@ -243,9 +243,9 @@ def test_kubeflow_install_with_images_registry_points_everything_at_the_mirror(
         assert [i for i in live if not i.startswith(f"{mirror_at}/")] == []
         assert f"{mirror_at}/docker.io/library/mysql:8.0@{pinned}" in live
         cm = sb.kubectl_json("get", "configmap", "-n", "knative-serving", "config-deployment")
-        assert str(cm["data"]["queue-sidecar-image"]).startswith(f"{mirror_at}/gcr.io/knative-releases/")  # type: ignore[index]
+        assert str(cm["data"]["queue-sidecar-image"]).startswith(f"{mirror_at}/gcr.io/knative-releases/")
         inj = sb.kubectl_json("get", "configmap", "-n", "istio-system", "istio-sidecar-injector")
-        values = json.loads(inj["data"]["values"])  # type: ignore[index]
+        values = json.loads(inj["data"]["values"])
         assert values["global"]["hub"] == f"{mirror_at}/gcr.io/istio-release"
         api = next(i for i in items if i["metadata"]["name"] == "ml-pipeline" and i["kind"] == "Deployment")
         env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -305,8 +305,8 @@ def test_up_with_images_registry_points_storage_and_kubeflow_at_the_mirror(tmp_p
         assert f"{mirror_at}/quay.io/cephcsi/ceph-csi-operator:v1.0.4" in live
         assert f"{mirror_at}/ghcr.io/kubeflow/kfp-api-server:2.16.0" in live
         image_set = sb.kubectl_json("get", "cm", "-n", "rook-ceph", "rook-csi-operator-image-set-configmap")
-        assert all(str(v).startswith(f"{mirror_at}/") for v in image_set["data"].values())  # type: ignore[attr-defined]
+        assert all(str(v).startswith(f"{mirror_at}/") for v in image_set["data"].values())
         ceph = sb.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")
-        assert ceph["spec"]["cephVersion"]["image"] == f"{mirror_at}/quay.io/ceph/ceph:v20.2.4"  # type: ignore[index]
+        assert ceph["spec"]["cephVersion"]["image"] == f"{mirror_at}/quay.io/ceph/ceph:v20.2.4"
     finally:
         env.kfboot("sandbox", "down", "--name", name, timeout=120)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,13 @@ def test_rich_reporter_shows_untrusted_text_and_progress_exactly() -> None:
 @pytest.mark.parametrize("kind", ["plain", "rich", "json", "null"])
 def test_a_progress_block_that_raises_ends_failed(kind: str) -> None:
     buf = io.StringIO()
-    rep: Reporter = {
+    factories: dict[str, Callable[[], Reporter]] = {
         "plain": lambda: PlainReporter(buf),
         "rich": lambda: RichReporter(terminal(buf, tty=True)),
         "json": lambda: JsonReporter(buf),
         "null": NullReporter,
-    }[kind]()
+    }
+    rep = factories[kind]()
     with pytest.raises(ZeroDivisionError), rep.progress("dividing"):
         _ = 1 / 0
     if kind == "json":
