@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -264,12 +265,23 @@ async def _crash_loop(client: AsyncClient, pod: Pod, ref: str, cs: ContainerStat
     return Diagnosis(ref, problem + (f"; last log lines: {tail}" if tail else ""), hint)
 
 
-def _restarting(cs: ContainerStatus) -> bool:
+#: a container running this long has left its crash loop: the kubelet forgets a back-off after twice its
+#: 5 min maximum (kubernetes v1.36 client-go util/flowcontrol/backoff.go hasExpired, maxDuration * 2)
+_BACKOFF_FORGOTTEN = 600.0
+
+
+def _restarting(cs: ContainerStatus, now: datetime.datetime | None = None) -> bool:
     """Crash-looping although not waiting at this instant: a crash-looping container is Running for a moment
     after each back-off, then Terminated until the kubelet's next sync puts it back in CrashLoopBackOff;
     ``restartCount`` and the last termination tell it in every one of those states."""
     last = cs.lastState.terminated if cs.lastState else None
-    return cs.restartCount >= 2 and last is not None and last.exitCode != 0
+    if cs.restartCount < 2 or last is None or last.exitCode == 0:
+        return False
+    running = cs.state.running if cs.state else None
+    if running is not None and running.startedAt is not None:
+        now = now or datetime.datetime.now(datetime.UTC)
+        return (now - running.startedAt).total_seconds() < _BACKOFF_FORGOTTEN
+    return True
 
 
 async def _container_diagnosis(client: AsyncClient, pod: Pod, ref: str, cs: ContainerStatus) -> Diagnosis | None:
