@@ -294,7 +294,7 @@ class Pipeline:
                 continue
             if rec is not None and rec.outcome == "running":
                 self.reporter.info(f"{step}: interrupted earlier — resuming")
-            self.reporter.info(f"── step {STEPS.index(step) + 1}/{len(STEPS)}: {step}")
+            self.reporter.info(f"── step {STEPS.index(step) + 1}/{len(STEPS)}: {step}", phase=f"step:{step}")
             start = time.monotonic()
             recorded = step not in ("preflight", "access")  # read-only steps leave no record
             if recorded:

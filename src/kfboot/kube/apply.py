@@ -400,7 +400,9 @@ class Applier:
         self._tasks.append(asyncio.create_task(self._watch_crds()))
         self._tasks.append(asyncio.create_task(self._watch_api_services()))
         try:
-            with self.reporter.progress(f"applying {len(self.manifests)} objects", total=len(self.manifests)) as task:
+            with self.reporter.progress(
+                f"applying {len(self.manifests)} objects", total=len(self.manifests), phase="apply"
+            ) as task:
                 order = sorted(range(len(self.manifests)), key=lambda i: self.gates.priority(self.manifests[i]))
                 started = {i: asyncio.ensure_future(self._run_one(self.manifests[i], deadline, task)) for i in order}
                 results = await asyncio.gather(*(started[i] for i in range(len(self.manifests))))

@@ -190,7 +190,8 @@ async def wait_ready(
     states: dict[str, NamespaceState] = {}
     not_ready: list[str] = []
     stuck: list[Pod] = []
-    with reporter.progress(f"waiting for {len(workloads)} workloads and pods in {len(namespaces)} namespaces") as task:
+    what = f"waiting for {len(workloads)} workloads and pods in {len(namespaces)} namespaces"
+    with reporter.progress(what, phase="readiness") as task:
         while True:
             states, not_ready, stuck = await _snapshot(client, workloads, namespaces)
             pending = [s for s in states.values() if not s.ready]
