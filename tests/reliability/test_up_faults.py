@@ -102,6 +102,7 @@ def without_state(snap: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in snap.items() if not k.startswith("ConfigMap. kfboot-system/kfboot-")}
 
 
+@pytest.mark.timeout(1200)  # eight `up` runs, three of them complete installs, and a `down --destroy-data`
 def test_sigkill_at_six_points_then_rerun_equals_an_uninterrupted_run(env: Env, tmp_path: Path) -> None:
     cfg = offline_config(tmp_path / "kfboot.yaml")
     kills = 0
