@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,40 @@ def write_bundle(path: Path, docs: list[dict[str, Any]]) -> Path:
 
 def namespace(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def configmap_webhook(name: str, ns: str, *, ca: bytes | None = None, timeout: int | None = None) -> dict[str, Any]:
+    """A ValidatingWebhookConfiguration (failurePolicy Fail) calling Service ``ns``/hook at /validate on every
+    ConfigMap created or updated in namespace ``ns``."""
+    client: dict[str, Any] = {"service": {"name": "hook", "namespace": ns, "path": "/validate"}}
+    if ca is not None:
+        client["caBundle"] = base64.b64encode(ca).decode()
+    hook: dict[str, Any] = {
+        "name": f"{name}.example.kfboot.io",
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "failurePolicy": "Fail",
+        "clientConfig": client,
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "rules": [
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]}
+        ],
+    }
+    if timeout is not None:
+        hook["timeoutSeconds"] = timeout
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [hook],
+    }
+
+
+def hook_service(ns: str, target_port: int) -> dict[str, Any]:
+    """Service ``ns``/hook (443 → ``target_port``) selecting app=hook."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hook", "namespace": ns},
+        "spec": {"selector": {"app": "hook"}, "ports": [{"port": 443, "targetPort": target_port}]},
+    }

@@ -25,7 +25,7 @@ from kfboot.kube.manifest import manifests_of
 from kfboot.reporting import NullReporter
 from tests.helpers import harness
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.helpers.objects import CRD, namespace, widget
+from tests.helpers.objects import CRD, configmap_webhook, hook_service, namespace, widget
 
 pytestmark = pytest.mark.sandbox
 
@@ -221,12 +221,7 @@ def webhook_bundle() -> list[dict[str, Any]]:
     labels = {"app": "hook"}
     return [
         namespace(NS),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "hook", "namespace": NS},
-            "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 9443}]},
-        },
+        hook_service(NS, 9443),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -237,29 +232,7 @@ def webhook_bundle() -> list[dict[str, Any]]:
                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "h", "image": "h"}]}},
             },
         },
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "kfboot-test-hook"},
-            "webhooks": [
-                {
-                    "name": "hook.example.kfboot.io",
-                    "admissionReviewVersions": ["v1"],
-                    "sideEffects": "None",
-                    "failurePolicy": "Fail",
-                    "clientConfig": {"service": {"name": "hook", "namespace": NS, "path": "/validate"}},
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
-                    "rules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["configmaps"],
-                        }
-                    ],
-                }
-            ],
-        },
+        configmap_webhook("kfboot-test-hook", NS),
         settings(),
     ]
 

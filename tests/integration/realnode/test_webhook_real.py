@@ -21,6 +21,7 @@ from kfboot.reporting import NullReporter
 from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from tests.helpers.harness import Sandbox
+from tests.helpers.objects import configmap_webhook, hook_service
 from tests.helpers.realnode import real_node_logs
 from tests.helpers.webhook import self_signed
 
@@ -42,12 +43,7 @@ def bundle(cert: bytes, key: bytes, n: int) -> list[dict[str, Any]]:
             "type": "kubernetes.io/tls",
             "data": {"tls.crt": b64(cert).decode(), "tls.key": b64(key).decode()},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "hook", "namespace": NS},
-            "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
-        },
+        hook_service(NS, 8443),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -84,33 +80,7 @@ def bundle(cert: bytes, key: bytes, n: int) -> list[dict[str, Any]]:
                 },
             },
         },
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "kfboot-real-hook"},
-            "webhooks": [
-                {
-                    "name": "hook.real.kfboot.io",
-                    "admissionReviewVersions": ["v1"],
-                    "sideEffects": "None",
-                    "failurePolicy": "Fail",
-                    "timeoutSeconds": 5,
-                    "clientConfig": {
-                        "service": {"name": "hook", "namespace": NS, "path": "/validate"},
-                        "caBundle": b64(cert).decode(),
-                    },
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
-                    "rules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["configmaps"],
-                        }
-                    ],
-                }
-            ],
-        },
+        configmap_webhook("kfboot-real-hook", NS, ca=cert, timeout=5),
         *(
             {
                 "apiVersion": "v1",
