@@ -202,18 +202,18 @@ class Pipeline:
         pull_secret, helper = self.cfg.images.pullSecret, images.helper_ref(self.cfg.images)
         return await images.pull(self.client, refs, self.reporter, pull_secret=pull_secret, helper=helper)
 
-    async def pre_pulled(self) -> None:
+    async def pre_pulled(self) -> str:
         """The pre-pull's outcome: every image on every node, or the step fails naming image, node and cause."""
         if self.pulling is None:
-            return
+            return ""
         result = await self.pulling
         try:
             images.check_pull(result)
         except KfbootError as exc:
             raise StepFailed(f"pre-pulling the images: {exc.reason}", exc.remedy) from exc
-        self.reporter.info(
-            f"images: {len(result.images) + 1} present on {len(result.nodes)} node(s) ({result.seconds:.0f} s)"
-        )
+        done = f"{len(result.images) + 1} images pre-pulled on {len(result.nodes)} node(s) ({result.seconds:.0f} s)"
+        self.reporter.info(done)
+        return f"; {done}"
 
     async def stop_pre_pull(self) -> None:
         """Cancel a pre-pull still running (a step failed before Kubeflow): its DaemonSet is deleted."""
@@ -247,7 +247,7 @@ class Pipeline:
 
     async def kubeflow(self) -> tuple[str, dict[str, Any]]:
         self.start_pre_pull()
-        await self.pre_pulled()
+        pulled = await self.pre_pulled()
         rendered = self.rendered or await kf.render(self.cfg.kubeflow, self.reporter)
         result = await kf.install(self.client, self.cfg.kubeflow, rendered, self.reporter, mirror=self.cfg.images)
         if not result.ok:
@@ -265,7 +265,7 @@ class Pipeline:
                 "see `kfboot doctor`; then run `kfboot up` again (it resumes here)",
             )
         secs = result.readiness.seconds if result.readiness else 0
-        return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s)", {}
+        return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s){pulled}", {}
 
     async def access(self) -> tuple[str, dict[str, Any]]:
         users = [(u.email, u.passwordHash.get_secret_value()) for u in self.cfg.auth.users]

@@ -24,8 +24,11 @@ from kfboot.sandbox.realnode import node as rn
 from kfboot.steps.images.puller import HELPER_IMAGE, NAME
 from tests.helpers.harness import Sandbox
 from tests.helpers.realnode import real_node_logs
+from tests.integration.realnode.test_diagnose_real import pod
 
 pytestmark = pytest.mark.sandbox
+
+PROBE = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static: statically linked, as the helper must be
@@ -151,25 +154,8 @@ def test_pull_leaves_the_images_on_the_real_node_before_a_workload_starts(
     _no_puller(real_sandbox)
 
     # a workload that may not pull (imagePullPolicy Never) starts on the real node from what is there
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "prepulled", "namespace": "default"},
-        "spec": {
-            "nodeSelector": {rn.LABEL: "true"},
-            "tolerations": [{"key": rn.LABEL, "operator": "Exists", "effect": "NoSchedule"}],
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "web",
-                    "image": web,
-                    "imagePullPolicy": "Never",
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
-                }
-            ],
-        },
-    }
-    real_sandbox.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    workload = pod("prepulled", "default", image=web, imagePullPolicy="Never", readinessProbe=PROBE)
+    real_sandbox.kubectl("apply", "-f", "-", input=json.dumps(workload))
     try:
         ready = real_sandbox.kubectl(
             "wait", "pod/prepulled", "--for=condition=Ready", "--timeout=120s", timeout=150, check=False
