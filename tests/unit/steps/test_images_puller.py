@@ -16,6 +16,7 @@ from kfboot.steps import images
 from kfboot.steps.images.puller import (
     BIN_DIR,
     HELPER_IMAGE,
+    RUN_LABEL,
     Failure,
     daemonset,
     is_backoff_only,
@@ -30,8 +31,9 @@ MIRROR = "mirror.example:5000/kf"
 
 
 def test_each_image_is_a_container_that_runs_only_the_copied_helper() -> None:
-    ds = daemonset(IMAGES, ["b", "a"], "kfboot-system")
+    ds = daemonset(IMAGES, ["b", "a"], "kfboot-system", run="r1")
     spec = ds["spec"]["template"]["spec"]
+    assert ds["spec"]["template"]["metadata"]["labels"][RUN_LABEL] == "r1"  # the pods of this run, no other
     (copy,) = spec["initContainers"]
     assert copy["image"] == HELPER_IMAGE and copy["command"] == ["cp", "/bin/busybox", f"{BIN_DIR}/sleep"]
     assert [c["image"] for c in spec["containers"]] == IMAGES

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from kfboot.steps.images.puller import (
     COMPONENT_LABEL,
     HELPER_IMAGE,
     NAME,
+    RUN_LABEL,
     Failure,
     NodePulls,
     daemonset,
@@ -30,7 +32,6 @@ from kfboot.steps.images.puller import (
     target_nodes,
 )
 
-FIELD_MANAGER = "kfboot-images"
 POLL = 1.0
 
 
@@ -112,8 +113,9 @@ async def _why(client: AsyncClient, pod: str, image: str) -> str | None:
 class _Watch:
     """The puller pods' state over time: per node, what is pulled, and the most telling failure message."""
 
-    def __init__(self, client: AsyncClient, result: PullResult, task: Task) -> None:
+    def __init__(self, client: AsyncClient, result: PullResult, task: Task, run: str) -> None:
         self.client = client
+        self.labels: dict[str, Any] = {COMPONENT_LABEL: NAME, RUN_LABEL: run}
         self.result = result
         self.task = task
         self.shown = 0
@@ -127,7 +129,7 @@ class _Watch:
 
     async def poll(self, targets: list[str]) -> bool:
         """One look at the pods; True once every target node has every image pulled or failed."""
-        pods = [p async for p in self.client.list(Pod, namespace=state.NAMESPACE, labels={COMPONENT_LABEL: NAME})]
+        pods = [p async for p in self.client.list(Pod, namespace=state.NAMESPACE, labels=self.labels)]
         for pod in pods:
             d = pod.to_dict()
             seen = read_pod(d, self.result.images, self.result.helper)
@@ -187,12 +189,14 @@ async def pull(
         reporter.info(f"images pull: skipping node {node} ({why})")
     await state.ensure_namespace(client)
     await _check_secret(client, pull_secret)
-    doc = daemonset(images, targets, state.NAMESPACE, helper=helper, pull_secret=pull_secret)
+    run = uuid.uuid4().hex[:12]
+    doc = daemonset(images, targets, state.NAMESPACE, helper=helper, pull_secret=pull_secret, run=run)
     total = (len(images) + 1) * len(targets)
     try:
-        await client.apply(codecs.from_dict(doc), field_manager=FIELD_MANAGER, force=True)
+        await _remove(client)  # one left by an interrupted run: its pods go with it
+        await client.apply(codecs.from_dict(doc), field_manager="kfboot-images", force=True)
         with reporter.progress(f"pulling {len(images) + 1} images on {len(targets)} node(s)", total=total) as task:
-            watch = _Watch(client, result, task)
+            watch = _Watch(client, result, task, run)
             deadline = start + timeout
             while not await watch.poll(targets):
                 if time.monotonic() > deadline:

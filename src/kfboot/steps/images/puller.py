@@ -35,6 +35,8 @@ NAME = "kfboot-image-puller"
 HELPER_IMAGE = "docker.io/library/busybox:1.37.0"
 BIN_DIR = "/kfboot-puller"
 COMPONENT_LABEL = "app.kubernetes.io/name"
+#: this run's pods (a DaemonSet left by an interrupted run may still have pods of other images)
+RUN_LABEL = "kfboot.io/image-pull-run"
 #: the taints of nodes that run no workload of the install (kubeadm's control plane)
 CONTROL_PLANE_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 #: kubelet's waiting reasons for an image it could not pull (pkg/kubelet/images/types.go)
@@ -46,11 +48,19 @@ def container_name(i: int) -> str:
 
 
 def daemonset(
-    images: list[str], nodes: list[str], namespace: str, *, helper: str = HELPER_IMAGE, pull_secret: str | None = None
+    images: list[str],
+    nodes: list[str],
+    namespace: str,
+    *,
+    helper: str = HELPER_IMAGE,
+    pull_secret: str | None = None,
+    run: str = "",
 ) -> dict[str, Any]:
-    """The DaemonSet pulling ``images`` on ``nodes`` (by name): container ``pull-<i>`` is ``images[i]``."""
+    """The DaemonSet pulling ``images`` on ``nodes`` (by name): container ``pull-<i>`` is ``images[i]``; its
+    pods carry ``run`` in :data:`RUN_LABEL`."""
     mount = {"name": "bin", "mountPath": BIN_DIR, "readOnly": True}
-    small = {"requests": {"cpu": "1m", "memory": "4Mi"}, "limits": {"memory": "16Mi"}}
+    # a sleeping busybox: ~100 images on a node still request only ~100 MiB together
+    small = {"requests": {"cpu": "1m", "memory": "1Mi"}, "limits": {"memory": "16Mi"}}
     secure = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
     pulls = [
         {
@@ -111,8 +121,9 @@ def daemonset(
         "metadata": {"name": NAME, "namespace": namespace, "labels": labels},
         "spec": {
             "selector": {"matchLabels": {COMPONENT_LABEL: NAME}},
-            "updateStrategy": {"type": "OnDelete"},
-            "template": {"metadata": {"labels": labels}, "spec": spec},
+            # should a DaemonSet of an interrupted run still be there, its pods are all replaced at once
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}},
+            "template": {"metadata": {"labels": {**labels, RUN_LABEL: run}}, "spec": spec},
         },
     }
 
