@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kfboot.config import ImagesConfig
+from kfboot.config import Environment, ImagesConfig
 from kfboot.kube.manifest import Manifest
+from kfboot.reporting import NullReporter
 from kfboot.steps import images
 from kfboot.steps.images.puller import (
     BIN_DIR,
@@ -176,3 +177,13 @@ def test_pull_refs_are_what_up_applies(bundle: list[Manifest]) -> None:
     plain, _ = images.pull_refs(found, ImagesConfig())
     assert len(plain) == len(refs) and "ghcr.io/kubeflow/kfp-launcher:2.16.0" in plain
     assert images.helper_ref(ImagesConfig(registry=MIRROR)) == f"{MIRROR}/{HELPER_IMAGE}"
+
+
+async def test_images_list_names_the_helper_for_the_mirror(bundle: list[Manifest]) -> None:
+    """`images mirror` copies what `images list` names: the puller's helper is among them."""
+    cfg = Environment.model_validate({"storage": {"provider": "none"}})
+    found = await images.install_images(cfg, NullReporter(), manifests=bundle)
+    helper = next(i for i in found if str(i.ref) == HELPER_IMAGE)
+    assert helper.components == ["kfboot"] and helper.sources == ["pod template"]
+    only_kubeflow = await images.install_images(cfg, NullReporter(), manifests=bundle, rook=False)
+    assert HELPER_IMAGE not in {str(i.ref) for i in only_kubeflow}
