@@ -115,7 +115,11 @@ def _images(reg: NodeRegistry, tmp: Path, tag: str) -> tuple[str, str]:
     data = f"{reg.address}/test/data-{tag}:1"
     text = tmp / "hello.txt"
     text.write_text(f"no binary here {tag}\n")
-    reg.push(oci.ImageSpec(web, {"kfboot-httpd": httpd}, ["/kfboot-httpd"], exposed_ports=[8080]), web, tmp)
+    # a file of its own: pulled under another name with the same image ID as the node's preloaded
+    # kfboot.local/httpd:1, kubelet v1.36 then refused that one to Never pods (seen here; its pulled-image
+    # records, KEP-2535, beta and on since 1.35, are kept per image ID) and the other tests' pods failed
+    files = {"kfboot-httpd": httpd, "tag.txt": text}
+    reg.push(oci.ImageSpec(web, files, ["/kfboot-httpd"], exposed_ports=[8080]), web, tmp)
     reg.push(oci.ImageSpec(data, {"hello.txt": text}, ["/hello.txt"]), data, tmp)
     return web, data
 
