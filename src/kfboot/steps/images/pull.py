@@ -195,7 +195,8 @@ async def pull(
     try:
         await _remove(client)  # one left by an interrupted run: its pods go with it
         await client.apply(codecs.from_dict(doc), field_manager="kfboot-images", force=True)
-        with reporter.progress(f"pulling {len(images) + 1} images on {len(targets)} node(s)", total=total) as task:
+        what = f"pulling {len(images) + 1} images on {len(targets)} node(s)"
+        with reporter.progress(what, total=total, phase="images-pull") as task:
             watch = _Watch(client, result, task, run)
             deadline = start + timeout
             while not await watch.poll(targets):
