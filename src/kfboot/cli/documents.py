@@ -77,6 +77,7 @@ COMMANDS: dict[str, Any] = {
     "schema": SchemaIndex,
     "images list": images.ImageList,
     "images mirror": images.MirrorDoc,
+    "images pull": images.PullDoc,
     "auth set-password": auth.User,
     "auth add-user": auth.User,
     "auth remove-user": auth.User,

@@ -34,6 +34,6 @@ OAUTH2_PROXY_VERSION: Final = "v7.15.6"
 #: registry.k8s.io/pause:<this>.
 PAUSE_VERSION: Final = "3.10.2"
 #: Cache folder version of the image binaries scripts/build-sandbox-binaries builds (pause, kfboot-httpd).
-IMAGES_VERSION: Final = "1"
+IMAGES_VERSION: Final = "2"
 #: kfboot's tiny HTTP test server (sandbox/realnode/gosrc/httpd.go), imported into real nodes under this name.
-HTTPD_IMAGE: Final = "kfboot.local/httpd:1"
+HTTPD_IMAGE: Final = "kfboot.local/httpd:2"

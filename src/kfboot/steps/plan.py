@@ -16,9 +16,9 @@ from kfboot.kube.dryrun import BundlePlan, ObjectPlan, dry_run
 from kfboot.kube.ownership import owned
 from kfboot.kube.readiness import default_classes
 from kfboot.reporting import Reporter
+from kfboot.steps import images, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
-from kfboot.steps import storage, tools
 
 #: what blocks a step: the input (config, flags, source: exit 2) or the cluster (exit 3)
 Cause = Literal["input", "cluster"]
@@ -55,6 +55,8 @@ def preflight_cause(fails: list[pf.Check]) -> Cause:
 class Plan:
     steps: list[StepPlan] = field(default_factory=list)
     kubeflow: BundlePlan | None = None
+    #: the images the Kubeflow objects name, as they would be applied (pointed at images.registry)
+    images: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -69,7 +71,12 @@ class Plan:
         steps = [StepDoc(step=s.step, action=s.action, details=s.details, blocked_by=s.blocked_by) for s in self.steps]
         bundle = self.kubeflow
         kubeflow = (
-            BundleDoc(counts=bundle.counts(), namespaces=bundle.by_namespace(), objects=bundle.objects)
+            BundleDoc(
+                counts=bundle.counts(),
+                namespaces=bundle.by_namespace(),
+                objects=bundle.objects,
+                images=self.images,
+            )
             if bundle is not None
             else None
         )
@@ -89,6 +96,7 @@ class BundleDoc(Document):
     counts: dict[str, int] = Field(description="action → objects")
     namespaces: dict[str, dict[str, int]] = Field(description="namespace → action → objects")
     objects: list[ObjectPlan]
+    images: list[str] = Field(description="the images the objects name, as they would be applied")
 
 
 class PlanDoc(Document):
@@ -166,21 +174,7 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         except KfbootError as exc:
             plan.steps.append(blocked("kubeflow", exc))
         else:
-            with reporter.progress(f"server-side dry run of {len(rendered.manifests)} objects") as task:
-                labels = owned({kf.RELEASE_LABEL: cfg.kubeflow.release})
-                plan.kubeflow = await dry_run(client, rendered.manifests, labels)
-                counts = plan.kubeflow.counts()
-                task.update("dry run: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
-            plan.steps.append(
-                StepPlan(
-                    "kubeflow",
-                    "run",
-                    [
-                        f"Kubeflow {cfg.kubeflow.release} from {rendered.source}: {len(rendered.manifests)} objects, "
-                        + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items()))
-                    ],
-                )
-            )
+            plan.steps.append(await _kubeflow_plan(client, cfg, rendered, plan, reporter))
     finally:
         await client.close()
     plan.steps.append(
@@ -191,6 +185,34 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         )
     )
     return plan
+
+
+async def _kubeflow_plan(
+    client: AsyncClient, cfg: Environment, rendered: kf.Rendered, plan: Plan, reporter: Reporter
+) -> StepPlan:
+    """The dry run of the objects as ``up`` would apply them: pointed at images.registry when it is set."""
+    manifests = images.apply_mirror(rendered.manifests, cfg.images, reporter)
+    with reporter.progress(f"server-side dry run of {len(manifests)} objects") as task:
+        labels = owned({kf.RELEASE_LABEL: cfg.kubeflow.release})
+        plan.kubeflow = await dry_run(client, manifests, labels)
+        counts = plan.kubeflow.counts()
+        task.update("dry run: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    plan.images = [str(i.ref) for i in images.collect(images.uses_of(manifests))]
+    details = [
+        f"Kubeflow {cfg.kubeflow.release} from {rendered.source}: {len(manifests)} objects, "
+        + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items()))
+    ]
+    if cfg.images.registry:
+        outside = [i for i in plan.images if not i.startswith(cfg.images.registry + "/")]
+        details.append(
+            f"{len(plan.images)} images, from the mirror {cfg.images.registry}"
+            + (f" except {len(outside)}: {', '.join(outside[:3])}" if outside else "")
+        )
+    else:
+        details.append(f"{len(plan.images)} images, from their own registries (images.registry is not set)")
+    if cfg.images.prePull:
+        details.append("would pre-pull them on every schedulable node while storage comes up (images.prePull)")
+    return StepPlan("kubeflow", "run", details)
 
 
 async def _storage_plan(client: AsyncClient, cfg: Environment, defaults: list[str], reporter: Reporter) -> StepPlan:

@@ -54,14 +54,16 @@ def test_each_schema_is_a_json_schema(command: str) -> None:
 
 def test_a_document_breaking_its_schema_is_refused() -> None:
     """The check itself: a missing key, a key of the wrong type, an unknown key, a value outside a closed set."""
-    good = {"ok": True, "checks": [{"name": "api", "status": "PASS", "message": "m", "remedy": ""}]}
+    check = {"name": "api", "status": "PASS", "message": "m", "remedy": ""}
+    good: dict[str, object] = {"ok": True, "checks": [check]}
     documents.validate(good, document_schema("preflight"))
-    for bad in (
-        {"checks": good["checks"]},
+    bads: list[dict[str, object]] = [
+        {"checks": [check]},
         {**good, "ok": "yes"},
         {**good, "extra": 1},
-        {**good, "checks": [{**good["checks"][0], "status": "MAYBE"}]},  # type: ignore[dict-item]
-    ):
+        {**good, "checks": [{**check, "status": "MAYBE"}]},
+    ]
+    for bad in bads:
         with pytest.raises(AssertionError):
             documents.validate(bad, document_schema("preflight"))
 

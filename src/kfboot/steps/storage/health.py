@@ -42,9 +42,11 @@ async def _wait_for(
     deadline: float,
     reporter: Reporter,
     poll: float = 1.0,
+    *,
+    phase: str | None = None,
 ) -> tuple[bool, str]:
     """Wait with a progress line; (True, detail) when ``check`` passed, else (False, its last detail)."""
-    with reporter.progress(what) as task:
+    with reporter.progress(what, phase=phase) as task:
         try:
             return True, await poll_until(
                 check, deadline=deadline, interval=poll, on_poll=lambda detail: task.update(f"{what}: {detail}")
@@ -193,7 +195,11 @@ async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) ->
 
     try:
         bound, detail = await _wait_for(
-            "probing rook-ceph-block with a PVC", check, min(deadline, time.monotonic() + 300), reporter
+            "probing rook-ceph-block with a PVC",
+            check,
+            min(deadline, time.monotonic() + 300),
+            reporter,
+            phase="storage-probe",
         )
         events = [] if bound else await _events_of(client, SYSTEM_NAMESPACE, PROBE_PVC)
     finally:
