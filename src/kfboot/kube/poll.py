@@ -62,10 +62,12 @@ async def poll_until(
     deadline: float,
     interval: float,
     on_poll: Callable[[str], None] | None = None,
+    fail: Callable[[str], Exception] | None = None,
 ) -> str:
     """Call ``check`` every ``interval`` seconds until it returns ``(True, detail)`` — then return that
     detail — or until ``time.monotonic()`` passes ``deadline``: then raise :class:`WaitTimeout` with the
-    last detail. ``check`` runs at least once; ``on_poll`` sees every detail (a progress line)."""
+    last detail, or what ``fail`` makes of it. ``check`` runs at least once; ``on_poll`` sees every detail
+    (a progress line)."""
     while True:
         done, detail = await check()
         if on_poll is not None:
@@ -73,5 +75,5 @@ async def poll_until(
         if done:
             return detail
         if time.monotonic() >= deadline:
-            raise WaitTimeout(detail)
+            raise (fail(detail) if fail is not None else WaitTimeout(detail))
         await asyncio.sleep(interval)

@@ -28,7 +28,7 @@ from lightkube.resources.core_v1 import Node
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
-from kfboot.kube.poll import WaitTimeout, poll_until
+from kfboot.kube.poll import poll_until
 from kfboot.reporting import Reporter
 from kfboot.sandbox import binaries as bins
 from kfboot.sandbox import realnode
@@ -104,13 +104,13 @@ async def wait_api(client: AsyncClient, timeout: float) -> str:
         except (httpx.HTTPError, OSError) as exc:
             return False, str(exc)
 
-    try:
-        await poll_until(ready, deadline=time.monotonic() + timeout, interval=0.2)
-    except WaitTimeout as exc:
-        raise RuntimeFailure(
-            f"the sandbox API server did not become ready within {timeout:.0f} s ({exc.detail})",
+    def stuck(why: str) -> RuntimeFailure:
+        return RuntimeFailure(
+            f"the sandbox API server did not become ready within {timeout:.0f} s ({why})",
             "see the kube-apiserver log under the sandbox's logs/ folder",
-        ) from None
+        )
+
+    await poll_until(ready, deadline=time.monotonic() + timeout, interval=0.2, fail=stuck)
     return version
 
 
@@ -128,13 +128,13 @@ async def _wait_nodes_ready(client: AsyncClient, names: set[str], timeout: float
                 ready.add(o.name(node))
         return names <= ready, ", ".join(sorted(names - ready))
 
-    try:
-        await poll_until(schedulable, deadline=time.monotonic() + timeout, interval=0.2)
-    except WaitTimeout as exc:
-        raise RuntimeFailure(
-            f"nodes not Ready and schedulable within {timeout:.0f} s: {exc.detail}",
+    def stuck(why: str) -> RuntimeFailure:
+        return RuntimeFailure(
+            f"nodes not Ready and schedulable within {timeout:.0f} s: {why}",
             "see the kwok-controller log under the sandbox's logs/ folder",
-        ) from None
+        )
+
+    await poll_until(schedulable, deadline=time.monotonic() + timeout, interval=0.2, fail=stuck)
 
 
 async def _wait_operator(name: str, timeout: float) -> None:

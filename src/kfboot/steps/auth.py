@@ -32,7 +32,7 @@ from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.manifest import Manifest
 from kfboot.kube.ownership import owned
-from kfboot.kube.poll import WaitTimeout, get_or_none, missing_ok, poll_until
+from kfboot.kube.poll import get_or_none, missing_ok, poll_until
 from kfboot.kube.readiness import old_pods, rollout
 from kfboot.reporting import Reporter
 
@@ -431,7 +431,7 @@ async def restart_dex(client: AsyncClient, reporter: Reporter, timeout: float = 
                 raise stuck("", missing)
             return False, f"restarting Dex: {missing}"
 
-        try:
-            task.update(await poll_until(restarted, deadline=deadline, interval=1, on_poll=task.update))
-        except WaitTimeout as exc:
-            raise stuck(f" within {timeout:.0f} s", exc.detail.removeprefix("restarting Dex: ")) from None
+        def too_long(why: str) -> RuntimeFailure:
+            return stuck(f" within {timeout:.0f} s", why.removeprefix("restarting Dex: "))
+
+        task.update(await poll_until(restarted, deadline=deadline, interval=1, on_poll=task.update, fail=too_long))

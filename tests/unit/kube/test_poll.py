@@ -36,3 +36,11 @@ async def test_an_error_in_the_check_is_not_swallowed() -> None:
 
     with pytest.raises(RuntimeError, match="API down"):
         await poll_until(broken, deadline=time.monotonic() + 60, interval=0)
+
+
+async def test_a_timeout_raises_what_the_caller_makes_of_the_detail() -> None:
+    async def never() -> tuple[bool, str]:
+        return False, "node-0"
+
+    with pytest.raises(ValueError, match="not ready: node-0"):
+        await poll_until(never, deadline=time.monotonic(), interval=0, fail=lambda why: ValueError(f"not ready: {why}"))
