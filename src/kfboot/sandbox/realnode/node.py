@@ -45,6 +45,7 @@ from kfboot.errors import RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
+from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import host, images
 from kfboot.sandbox.realnode.addressing import (
     LABEL,
@@ -148,6 +149,18 @@ def _images() -> list[images.ImageSpec]:
     httpd = image_binary("kfboot-httpd")
     if httpd is not None:
         out.append(images.ImageSpec(HTTPD_IMAGE, {"kfboot-httpd": httpd}, ["/kfboot-httpd"], exposed_ports=[8080]))
+    dex = find_binary("dex", versions.DEX_VERSION, "dex")
+    if dex is not None:  # the bundle's Deployment runs `dex serve …` (its command) as user 1001
+        out.append(
+            images.ImageSpec(
+                versions.DEX_IMAGE,
+                {"usr/local/bin/dex": dex},
+                ["dex"],
+                env=["PATH=/usr/local/bin:/usr/bin:/bin"],
+                user="1001:1001",
+                exposed_ports=[5556],
+            )
+        )
     return out
 
 
