@@ -7,11 +7,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from contextlib import AsyncExitStack
+from pathlib import Path
 
-from kfboot.config import NodeConfig
+from kfboot.config import NodeConfig, SshConfig
 from kfboot.remote import LocalRunner
 from kfboot.steps.images.pullerrors import classify
-from kfboot.steps.images.sshpull import WITH_AUTH, _have, auth_for, crictl_message, read_dockerconfig, ssh_configured
+from kfboot.steps.images.sshpull import (
+    WITH_AUTH,
+    SshNode,
+    _have,
+    auth_for,
+    connect_all,
+    crictl_message,
+    read_dockerconfig,
+    ssh_configured,
+)
+from tests.helpers.hosts import free_port
 
 
 def _b64(text: str) -> str:
@@ -85,3 +97,17 @@ def test_what_the_node_has_is_matched_by_tag_or_digest() -> None:
 def test_only_listed_target_nodes_with_an_address_are_reached_over_ssh() -> None:
     nodes = [NodeConfig(name="a", address="10.0.0.1"), NodeConfig(name="b"), NodeConfig(name="c", address="c")]
     assert [n.name for n in ssh_configured(nodes, ["a", "b"])] == ["a"]
+
+
+def test_a_node_ssh_cannot_reach_is_left_to_the_daemonset_with_the_reason(tmp_path: Path) -> None:
+    """Nothing listens on the port (a real refused connection on loopback): the node is not used over SSH."""
+    ssh = SshConfig(port=free_port(), knownHosts=str(tmp_path / "known_hosts"))
+    node = NodeConfig(name="n1", address="127.0.0.1", ssh=ssh)
+
+    async def go() -> tuple[list[SshNode], dict[str, str]]:
+        async with AsyncExitStack() as stack:
+            return await connect_all(stack, [node], {})
+
+    usable, unusable = asyncio.run(go())
+    assert usable == []
+    assert "refused" in unusable["n1"] and f"port {ssh.port}" in unusable["n1"], unusable
