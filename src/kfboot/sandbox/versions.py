@@ -32,6 +32,10 @@ DEX_IMAGE: Final = f"ghcr.io/dexidp/dex:{DEX_VERSION}"
 #: oauth2-proxy, the release the Go module proxy serves of the bundle's v7 line (the bundle pins v7.14.3).
 OAUTH2_PROXY_VERSION: Final = "v7.15.6"
 
+#: crictl (sigs.k8s.io/cri-tools), which `kfboot images pull` runs over SSH on the nodes kfboot.yaml lists;
+#: the sandbox's real-node tests put it on the SSH session's PATH (a node's cri-tools package would).
+CRICTL_VERSION: Final = "v1.37.0"
+
 #: The pause image kubelet v1.36.3 expects (kubernetes/kubernetes v1.36.3 cmd/kubeadm/app/constants:
 #: PauseVersion); real nodes run a static Go pause (sandbox/realnode/gosrc/pause.go) tagged
 #: registry.k8s.io/pause:<this>.

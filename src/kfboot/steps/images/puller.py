@@ -172,11 +172,13 @@ class Failure:
 
 @dataclass
 class NodePulls:
-    """What one node's puller pod shows: images present, images that failed (with kubelet's message)."""
+    """What one node has pulled and has failed to pull (with kubelet's or crictl's message)."""
 
     node: str
     pulled: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
+    #: how the node pulls: "daemonset" (kubelet, for the puller's pod) or "ssh" (crictl over SSH)
+    via: str = "daemonset"
 
 
 def _message(waiting: dict[str, Any]) -> str:
