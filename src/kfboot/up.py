@@ -231,7 +231,9 @@ class Pipeline:
         found = await images.install_images(self.cfg, self.reporter, rook=rook, manifests=rendered.manifests)
         refs, _ = images.pull_refs(found, self.cfg.images)
         pull_secret, helper = self.cfg.images.pullSecret, images.helper_ref(self.cfg.images)
-        return await images.pull(self.client, refs, self.reporter, pull_secret=pull_secret, helper=helper)
+        return await images.pull(
+            self.client, refs, self.reporter, pull_secret=pull_secret, helper=helper, nodes=self.cfg.nodes
+        )
 
     async def pre_pulled(self) -> str:
         """The pre-pull's outcome: every image on every node, or the step fails naming image, node and cause."""

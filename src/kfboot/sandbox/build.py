@@ -14,6 +14,7 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
 - ``dex``: Dex, the Kubeflow bundle's release (wrapper module: its go.mod has a replace directive);
 - ``oauth2-proxy``: oauth2-proxy v7 (go install);
 - ``kubelet``: kubelet for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
+- ``crictl``: crictl from sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
 - ``images``: the static binaries of the real nodes' images, pause and kfboot-httpd, from kfboot's own
   single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only).
 
@@ -308,6 +309,12 @@ def build_oauth2_proxy(out: Path, work: Path, tick: Tick) -> None:
     go_install(out, [f"{mod}@{ver}"], f"-s -w -X {mod}/pkg/version.VERSION={ver}", tick)
 
 
+def build_crictl(out: Path, work: Path, tick: Tick) -> None:
+    ver = V.CRICTL_VERSION
+    ld = f"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version={ver.lstrip('v')}"  # as cri-tools' Makefile
+    go_install(out, [f"sigs.k8s.io/cri-tools/cmd/crictl@{ver}"], ld, tick)
+
+
 def build_kubelet(out: Path, work: Path, tick: Tick) -> None:
     """kubelet for the sandbox's real nodes, through the same wrapper module as the control plane."""
     build_kubernetes(out, work, tick, ("kubelet",))
@@ -346,6 +353,7 @@ COMPONENTS: dict[str, Component] = {
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
     "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
     "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
+    "crictl": Component("crictl", V.CRICTL_VERSION, ("crictl",), build_crictl, 120),
 }
 
 

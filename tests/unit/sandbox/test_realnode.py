@@ -104,6 +104,8 @@ def test_kwokctl_config_for_real_nodes(tmp_path: Path, monkeypatch: pytest.Monke
     patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}
     assert patches["kube-apiserver"]["kubelet-preferred-address-types"] == "InternalIP"
     assert patches["kube-apiserver"]["enable-aggregator-routing"] == "true"
+    # one instance of each: no leader election to lose under load
+    assert patches["kube-controller-manager"] == patches["kube-scheduler"] == {"leader-elect": "false"}
     assert patches["kwok-controller"] == {
         "manage-all-nodes": "false",
         "manage-nodes-with-annotation-selector": "kwok.x-k8s.io/node=fake",
