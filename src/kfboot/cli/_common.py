@@ -18,8 +18,10 @@ import typer
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
+from kfboot import documents
 from kfboot.cli.terminal import JsonReporter, PlainReporter, RichReporter, Terminal, console
 from kfboot.config import Environment, load_config, parse_duration
+from kfboot.documents import Printable
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube.client import async_client
 from kfboot.kube.errors import classify
@@ -91,8 +93,16 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def emit_json(doc: Printable, *, line: bool = False) -> None:
+    """A command's result document on stdout (its type is listed in :mod:`kfboot.cli.documents`);
+    ``line``: on one line."""
+    sys.stdout.write(json.dumps(documents.dump(doc), indent=None if line else 2) + "\n")
+    sys.stdout.flush()
+
+
+def emit_schema(schema: dict[str, Any]) -> None:
+    """A JSON schema on stdout (`kfboot config schema`, `kfboot schema`)."""
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
     sys.stdout.flush()
 
 
@@ -114,10 +124,7 @@ def render_error(st: State, exc: KfbootError, cause_of: BaseException | None = N
     if cause_of is not None and st.verbose:
         chain.insert(0, f"{type(cause_of).__name__}: {cause_of}")
     if st.json:
-        doc = exc.to_dict()
-        if st.verbose:
-            doc["causes"] = chain
-        emit_json(doc)
+        emit_json(exc.doc(causes=chain if st.verbose else None))
         return
     st.err.error(exc.reason, exc.remedy, chain)
 

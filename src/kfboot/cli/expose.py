@@ -36,7 +36,7 @@ def expose(
         ),
     )
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
     st.out.success(f"Kubeflow exposed over HTTPS ({result.mode}, {result.certificate} certificate)")
     for url in result.urls:

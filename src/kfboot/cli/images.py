@@ -58,7 +58,7 @@ def list_(ctx: typer.Context, only: ScopeOpt = "all") -> None:
 
     found = run(st, go)
     if st.json:
-        emit_json({"count": len(found), "images": [i.to_dict() for i in found]})
+        emit_json(images.ImageList.of(found))
         return
     for i in found:
         st.out.line(f"{i.ref}  [{', '.join(i.sources)}]  {', '.join(i.components)}: {i.uses[0].object}")
@@ -100,7 +100,7 @@ def mirror(
 
     result = run(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
         if not result.ok:  # the document says which and why; the exit code says how
             raise typer.Exit(int(ExitCode.CHECK_FAILED if result.count("digest mismatch") else ExitCode.RUNTIME))
         return
@@ -161,16 +161,16 @@ def pull(
 
     result = run_with_client(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
         if not result.ok:
             raise typer.Exit(int(ExitCode.RUNTIME))
         return
-    doc = result.to_dict()
-    for n in doc["nodes"]:
-        how = "crictl over SSH" if n["via"] == "ssh" else "DaemonSet"
-        st.out.line(f"  {n['node']}: {n['pulled']}/{n['total']} images present ({how})")
-    for n in doc["fallback"]:
-        st.out.line(f"  {n['node']}: pulled by the DaemonSet, not over SSH: {n['reason']}")
+    doc = result.doc()
+    for n in doc.nodes:
+        how = "crictl over SSH" if n.via == "ssh" else "DaemonSet"
+        st.out.line(f"  {n.node}: {n.pulled}/{n.total} images present ({how})")
+    for fb in doc.fallback:
+        st.out.line(f"  {fb.node}: pulled by the DaemonSet, not over SSH: {fb.reason}")
     for f in result.failures:
         st.out.problem(f.cause, f"{f.image} on {f.node}: {f.message}\n    fix: {f.fix}")
     if result.ok:

@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from kfboot.sandbox.realnode import prereq
 from kfboot.sandbox.realnode.node import (
@@ -27,6 +25,7 @@ from kfboot.sandbox.realnode.node import (
     start,
 )
 from kfboot.sandbox.realnode.teardown import stop
+from kfboot.sandbox.spec import RealNodeInfo
 
 __all__ = [
     "LABEL",
@@ -49,17 +48,6 @@ def check(state_dir: Path) -> None:
 
     prereq.check(kubelet_binary(), image_binary("pause"))
     check_paths(state_dir)
-
-
-@dataclass
-class RealNodeInfo:
-    name: str
-    node_ip: str
-    host_link: str
-    processes: dict[str, str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def status(state_dir: Path) -> list[RealNodeInfo]:

@@ -12,16 +12,18 @@ import time
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import DaemonSet
 from lightkube.resources.core_v1 import Event, Node, Pod, Secret
 from lightkube.types import CascadeType
+from pydantic import Field
 
 from kfboot import state
 from kfboot.config import NodeConfig
+from kfboot.documents import Document, absent
 from kfboot.errors import BadInputError, CheckFailedError, RuntimeFailure
 from kfboot.reporting import Reporter, Task
 from kfboot.steps.images import sshpull
@@ -73,22 +75,74 @@ class PullResult:
     def ok(self) -> bool:
         return not self.failures and not self.pending
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "images": self.images,
-            "helper": self.helper,
-            "nodes": [
-                {"node": name, "via": n.via, "pulled": len(n.pulled & set(self.wanted(name))),
-                 "total": len(self.wanted(name)), **({"cri": self.endpoints[name]} if name in self.endpoints else {})}
+    def doc(self) -> PullDoc:
+        return PullDoc(
+            ok=self.ok,
+            images=self.images,
+            helper=self.helper,
+            nodes=[
+                NodeCount(
+                    node=name,
+                    via=n.via,
+                    pulled=len(n.pulled & set(self.wanted(name))),
+                    total=len(self.wanted(name)),
+                    cri=self.endpoints.get(name),
+                )
                 for name, n in sorted(self.nodes.items())
             ],
-            "skipped": [{"node": k, "reason": v} for k, v in sorted(self.skipped.items())],
-            "fallback": [{"node": k, "reason": v} for k, v in sorted(self.fallback.items())],
-            "failures": [f.to_dict() for f in self.failures],
-            "pending": [{"node": k, "images": v} for k, v in sorted(self.pending.items())],
-            "seconds": self.seconds,
-        }  # fmt: skip
+            skipped=[SkippedNode(node=k, reason=v) for k, v in sorted(self.skipped.items())],
+            fallback=[SkippedNode(node=k, reason=v) for k, v in sorted(self.fallback.items())],
+            failures=[
+                PullFailure(image=f.image, node=f.node, cause=f.cause, message=f.message, fix=f.fix)
+                for f in self.failures
+            ],
+            pending=[PendingNode(node=k, images=v) for k, v in sorted(self.pending.items())],
+            seconds=self.seconds,
+        )
+
+
+class NodeCount(Document):
+    node: str
+    via: Literal["daemonset", "ssh"] = Field(description="pulled by the DaemonSet, or with crictl over SSH")
+    pulled: int = Field(description="images present on the node (the helper counted where it is needed)")
+    total: int
+    cri: dict[str, str | None] | None = Field(
+        default=None, exclude_if=absent, description="over SSH: the CRI endpoint used and where it was found"
+    )
+
+
+class SkippedNode(Document):
+    node: str
+    reason: str
+
+
+class PullFailure(Document):
+    """An image a node could not pull: the cause (rate limit, auth, not found, …) and its fix."""
+
+    image: str
+    node: str
+    cause: str
+    message: str = Field(description="kubelet's (or crictl's) message")
+    fix: str
+
+
+class PendingNode(Document):
+    node: str
+    images: list[str] = Field(description="images not yet on the node when the time ran out")
+
+
+class PullDoc(Document):
+    """`kfboot images pull -o json`: per node how many images are present and how, and each failure."""
+
+    ok: bool
+    images: list[str]
+    helper: str = Field(description="the puller's helper image")
+    nodes: list[NodeCount]
+    skipped: list[SkippedNode]
+    fallback: list[SkippedNode] = Field(description="configured nodes pulled by the DaemonSet, not over SSH, and why")
+    failures: list[PullFailure]
+    pending: list[PendingNode]
+    seconds: float
 
 
 async def _targets(client: AsyncClient) -> tuple[list[str], dict[str, str], dict[str, str | None]]:

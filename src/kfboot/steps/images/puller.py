@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kfboot.kube.ownership import owned
 from kfboot.steps.images.pullerrors import classify
@@ -166,9 +166,6 @@ class Failure:
         sig = classify(self.message)
         return sig.fix if sig else "see the message; `kfboot doctor` matches the known causes"
 
-    def to_dict(self) -> dict[str, str]:
-        return {"image": self.image, "node": self.node, "cause": self.cause, "message": self.message, "fix": self.fix}
-
 
 @dataclass
 class NodePulls:
@@ -178,7 +175,7 @@ class NodePulls:
     pulled: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     #: how the node pulls: "daemonset" (kubelet, for the puller's pod) or "ssh" (crictl over SSH)
-    via: str = "daemonset"
+    via: Literal["daemonset", "ssh"] = "daemonset"
 
 
 def _message(waiting: dict[str, Any]) -> str:
