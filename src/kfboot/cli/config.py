@@ -53,7 +53,14 @@ def init(
     with handled(st):
         if path.exists() and not force:
             raise BadInputError(f"{path} already exists", "pass --force to overwrite it, or another path")
-        path.write_text(TEMPLATE)
+        if not path.parent.is_dir():
+            raise BadInputError(
+                f"folder {path.parent} (of {path}) does not exist", f"create it first (mkdir -p {path.parent})"
+            )
+        try:
+            path.write_text(TEMPLATE)
+        except OSError as exc:
+            raise BadInputError(f"cannot write {path}: {exc.strerror}", "choose a path you can write to") from exc
         load_config(path)  # what we write must load
     if st.json:
         emit_json(Written(written=str(path)))
