@@ -31,7 +31,7 @@ from kfboot.steps import access, auth, host_prepare, images, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import kubeflow_release as releases
 from kfboot.steps import preflight as pf
-from kfboot.steps.status import kubeflow as kubeflow_status
+from kfboot.steps.day2.status import kubeflow as kubeflow_status
 
 STEPS = ("preflight", "host", "storage", "tools", "kubeflow", "access")
 

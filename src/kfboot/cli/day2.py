@@ -18,10 +18,10 @@ from kfboot.cli._common import (
 )
 from kfboot.cli.storage import print_cleanup
 from kfboot.errors import ExitCode
-from kfboot.steps import doctor as doc
 from kfboot.steps import preflight as pf
-from kfboot.steps import status as day2
-from kfboot.steps import teardown
+from kfboot.steps.day2 import doctor as doc
+from kfboot.steps.day2 import status as day2
+from kfboot.steps.day2 import teardown
 
 
 def status(ctx: typer.Context) -> None:

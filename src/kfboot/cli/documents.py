@@ -13,24 +13,10 @@ from typing import Any
 from kfboot import config, documents, up
 from kfboot.errors import ErrorDoc
 from kfboot.sandbox import spec as sandbox
-from kfboot.steps import (
-    access,
-    auth,
-    doctor,
-    expose,
-    host,
-    host_prepare,
-    host_wipe,
-    images,
-    plan,
-    preflight,
-    status,
-    teardown,
-    tools,
-    upgrade,
-)
+from kfboot.steps import access, auth, host, host_prepare, images, plan, preflight, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import storage as storage_step
+from kfboot.steps.day2 import doctor, expose, host_wipe, status, teardown, upgrade
 
 #: the JSON Schema dialect `kfboot config schema` prints (its document is a schema itself)
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"

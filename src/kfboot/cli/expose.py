@@ -9,7 +9,7 @@ import typer
 
 from kfboot.cli._common import emit_json, handled, run_with_client, state
 from kfboot.errors import BadInputError
-from kfboot.steps import expose as ex
+from kfboot.steps.day2 import expose as ex
 
 
 def expose(

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from kfboot.cli._common import emit_json, run, state
-from kfboot.steps import host, host_prepare, host_wipe
+from kfboot.steps import host, host_prepare
+from kfboot.steps.day2 import host_wipe
 
 app = typer.Typer(help="The nodes' hosts: disk discovery, preparation, disk wipe.", no_args_is_help=True)
 

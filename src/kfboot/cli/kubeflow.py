@@ -14,8 +14,8 @@ from kfboot.config import KubeflowConfig
 from kfboot.errors import BadInputError, ExitCode
 from kfboot.reporting import Reporter
 from kfboot.steps import kubeflow as kf
-from kfboot.steps import status as day2
-from kfboot.steps import upgrade as upgrade_step
+from kfboot.steps.day2 import status as day2
+from kfboot.steps.day2 import upgrade as upgrade_step
 
 T = TypeVar("T")
 
