@@ -154,7 +154,7 @@ def _kwokctl_config(
         )
     # one instance each: no leader election (kwokctl v0.8.0 sets none of these flags). Under load (2 cores)
     # the API server answered a lease renewal too late and kube-controller-manager exited ("leaderelection
-    # lost"): no Job, ReplicaSet, Deployment or garbage collector ran after that, in a shuffled CI run
+    # lost"): no Job, ReplicaSet, Deployment or garbage collector ran after that (a shuffled test run here)
     patches: list[dict[str, Any]] = [
         {"name": c, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
         for c in ("kube-controller-manager", "kube-scheduler")
