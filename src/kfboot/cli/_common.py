@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx2 as httpx
 import typer
@@ -32,6 +32,10 @@ T = TypeVar("T")
 
 #: typed confirmation of --destroy-data (`kfboot storage uninstall`, `kfboot down`)
 DESTROY_PHRASE = "yes-really-destroy-data"
+#: the --confirm option of the commands with --destroy-data
+ConfirmDestroy = Annotated[
+    str | None, typer.Option("--confirm", help=f"non-interactive confirmation for --destroy-data: {DESTROY_PHRASE}")
+]
 
 
 class Output(StrEnum):
@@ -213,3 +217,9 @@ def confirm_typed(st: State, phrase: str, given: str | None, danger: str) -> Non
     if given != phrase:
         with handled(st):
             raise BadInputError(f"confirmation {given!r} is not {phrase!r}; nothing was changed", f"type {phrase}")
+
+
+def confirm_destroy(st: State, destroy_data: bool, given: str | None, danger: str) -> None:
+    """With --destroy-data, :func:`confirm_typed` of :data:`DESTROY_PHRASE` (``danger`` says what is lost)."""
+    if destroy_data:
+        confirm_typed(st, DESTROY_PHRASE, given, danger)

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from kfboot.cli._common import (
-    DESTROY_PHRASE,
+    ConfirmDestroy,
     client_of,
-    confirm_typed,
+    confirm_destroy,
     duration,
     emit_json,
     run,
@@ -101,22 +101,19 @@ def down(
     destroy_data: Annotated[
         bool, typer.Option("--destroy-data", help="also remove Rook-Ceph and wipe its data (typed confirmation)")
     ] = False,
-    confirm: Annotated[
-        str | None, typer.Option("--confirm", help=f"non-interactive confirmation for --destroy-data: {DESTROY_PHRASE}")
-    ] = None,
+    confirm: ConfirmDestroy = None,
     timeout: Annotated[str, typer.Option("--timeout", help="deadline for the teardown")] = "15m",
 ) -> None:
     """Remove what kfboot installed (by its labels): Kubeflow — profiles, webhooks, then the rest in reverse
     dependency order — and, only with --destroy-data, the storage. Everything else stays."""
     st = state(ctx)
-    if destroy_data:
-        confirm_typed(
-            st,
-            DESTROY_PHRASE,
-            confirm,
-            "--destroy-data also removes Rook-Ceph and lets it wipe every OSD disk: all data on rook-ceph-block "
-            "is lost for good",
-        )
+    confirm_destroy(
+        st,
+        destroy_data,
+        confirm,
+        "--destroy-data also removes Rook-Ceph and lets it wipe every OSD disk: all data on rook-ceph-block "
+        "is lost for good",
+    )
 
     seconds = duration(st, timeout, "--timeout")
     result = run_with_client(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from kfboot.cli._common import DESTROY_PHRASE, State, confirm_typed, duration, emit_json, run_with_client, state
+from kfboot.cli._common import ConfirmDestroy, State, confirm_destroy, duration, emit_json, run_with_client, state
 from kfboot.cli.terminal import Part, Terminal
 from kfboot.errors import ExitCode
 from kfboot.steps import storage
@@ -117,23 +117,19 @@ def uninstall(
     destroy_data: Annotated[
         bool, typer.Option("--destroy-data", help="let Rook wipe the OSD disks and /var/lib/rook (typed confirmation)")
     ] = False,
-    confirm: Annotated[
-        str | None,
-        typer.Option("--confirm", help=f"non-interactive confirmation for --destroy-data: {DESTROY_PHRASE}"),
-    ] = None,
+    confirm: ConfirmDestroy = None,
     timeout: Annotated[str, typer.Option("--timeout", help="deadline for the teardown")] = "10m",
 ) -> None:
     """Remove Rook in its order: StorageClass, pools, CephCluster, operators, CRDs. The data on the disks
     stays unless --destroy-data is confirmed; the classes kfboot demoted become default again."""
     st = state(ctx)
-    if destroy_data:
-        confirm_typed(
-            st,
-            DESTROY_PHRASE,
-            confirm,
-            "--destroy-data makes Rook wipe every OSD disk and /var/lib/rook on every node: all data on "
-            "rook-ceph-block is lost for good",
-        )
+    confirm_destroy(
+        st,
+        destroy_data,
+        confirm,
+        "--destroy-data makes Rook wipe every OSD disk and /var/lib/rook on every node: all data on "
+        "rook-ceph-block is lost for good",
+    )
 
     seconds = duration(st, timeout, "--timeout")
     result = run_with_client(
