@@ -122,6 +122,7 @@ def _login(base: str) -> httpx.Client:
 
 
 def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain) -> None:
+    ensure_password(kf, DEFAULT)  # it logs in with it, and connect warns about it (below)
     sb = kf.sb
     with running_connect(sb) as (port, stderr):
         base = f"http://127.0.0.1:{port}"
