@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -78,36 +77,38 @@ class Page:
 
 @contextmanager
 def chromium_page(chromium: str, profile: Path) -> Iterator[Page]:
-    proc = subprocess.Popen(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
-            "--window-size=1280,900",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its zygote and renderers too are ended with the group below
-    )
+    profile.mkdir(parents=True, exist_ok=True)
+    log = profile.parent / f"{profile.name}-chromium.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                "--window-size=1280,900",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # its zygote and renderers too are ended with the group below
+        )
     try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 30
+        # Chromium writes the port it chose to <user-data-dir>/DevToolsActivePort once it listens
+        # (a file, unlike its stderr line, that a wait can poll without blocking on a read)
+        active = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 90
         port = None
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                raise AssertionError(f"{chromium} exited {proc.returncode}")
-            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            if m:
-                port = int(m.group(1))
-        assert port is not None, "Chromium did not open its DevTools port"
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            first = active.read_text().split("\n", 1)[0].strip() if active.is_file() else ""
+            port = int(first) if first.isdigit() else None
+            time.sleep(0.1)
+        tail = log.read_text()[-2000:]
+        assert port is not None, f"Chromium did not open its DevTools port (exit {proc.poll()}): {tail}"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
             pages = [t for t in json.load(resp) if t["type"] == "page"]
         with connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as ws:
