@@ -9,13 +9,11 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
   through a throw-away wrapper module that replaces every k8s.io/* staging module with its matching
   release, with version ldflags (so /version and ``kubectl version`` tell the truth);
 - ``etcd``: etcd from go.etcd.io/etcd/server/v3 (wrapper module: its go.mod has replace directives);
-- ``kwok``: kwok and kwokctl (go install);
-- ``kustomize``: kustomize v5 (go install); ``kustomize4``: v4, only used to prove kfboot rejects it;
-- ``dex``: Dex, the Kubeflow bundle's release (wrapper module: its go.mod has a replace directive);
-- ``oauth2-proxy``: oauth2-proxy v7 (go install);
+- ``kwok`` (kwok, kwokctl), ``kustomize`` (v5; ``kustomize4``: v4, only to prove kfboot rejects it) and
+  ``oauth2-proxy`` (v7): go install; ``dex``: the Kubeflow bundle's (wrapper module: a replace directive);
 - ``kubelet``: kubelet for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
-- ``images``: the static binaries of the real nodes' images, pause and kfboot-httpd, from kfboot's own
-  single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only).
+- ``images``: the real nodes' image binaries, pause and kfboot-httpd (``realnode/gosrc/``, stdlib only);
+- ``ceph``, ``rook``: their Ceph root file system (:mod:`.build_ceph`), Rook and its files (:mod:`.build_rook`).
 
 Output: ``<cache>/bin/<component>/<version>/<binary>``. A component whose folder is complete is skipped.
 Each folder is built in a temporary sibling and renamed into place, so an interrupted build leaves nothing
@@ -45,6 +43,7 @@ from typing import TYPE_CHECKING
 from kfboot import paths
 from kfboot.errors import RuntimeFailure
 from kfboot.sandbox import versions as V
+from kfboot.sandbox.build_ceph import build_ceph
 
 if TYPE_CHECKING:
     from kfboot.reporting import Reporter, Task
@@ -326,6 +325,12 @@ def build_images(out: Path, work: Path, tick: Tick) -> None:
         run(["go", "build", "-ldflags", "-s -w", "-o", str(out / binary), str(src)], cwd=work, env=env, tick=tick)
 
 
+def build_rook(out: Path, work: Path, tick: Tick) -> None:
+    from kfboot.sandbox.build_rook import build_rook as build_binary  # it imports this module
+
+    build_binary(out, work, tick)
+
+
 @dataclass(frozen=True)
 class Component:
     folder: str
@@ -346,6 +351,8 @@ COMPONENTS: dict[str, Component] = {
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
     "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
     "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
+    "ceph": Component("ceph", V.CEPH_VERSION, ("rootfs.tar",), build_ceph, 160),
+    "rook": Component("rook", V.ROOK_VERSION, ("rook",), build_rook, 480),
 }
 
 
@@ -367,7 +374,12 @@ def folder_of(name: str, cache: Path | None = None) -> Path:
 
 
 def is_complete(folder: Path, binaries: tuple[str, ...]) -> bool:
-    return (folder / MARKER).is_file() and all(os.access(folder / b, os.X_OK) for b in binaries)
+    return (folder / MARKER).is_file() and all(usable(folder / b) for b in binaries)
+
+
+def usable(path: Path) -> bool:
+    """An executable binary, or a readable data file (a name with a suffix: the Ceph root file system)."""
+    return os.access(path, os.R_OK if path.suffix else os.X_OK)
 
 
 def estimate(names: Iterable[str]) -> int:
@@ -408,7 +420,7 @@ def build_one(name: str, reporter: Reporter, cache: Path | None = None, force: b
 
         out = Path(tmp_out)
         comp.builder(out, Path(work), tick)
-        missing = [b for b in comp.binaries if not os.access(out / b, os.X_OK)]
+        missing = [b for b in comp.binaries if not usable(out / b)]
         if missing:
             raise BuildError(f"{name} {comp.version}: the build produced no {', '.join(missing)}")
         took = time.monotonic() - start

@@ -37,3 +37,14 @@ PAUSE_VERSION: Final = "3.10.2"
 IMAGES_VERSION: Final = "1"
 #: kfboot's tiny HTTP test server (sandbox/realnode/gosrc/httpd.go), imported into real nodes under this name.
 HTTPD_IMAGE: Final = "kfboot.local/httpd:1"
+
+#: Ceph as Rook v1.20.6 pins it (rook/rook v1.20.6 deploy/examples/cluster.yaml `quay.io/ceph/ceph:v20.2.4`);
+#: real nodes run it built from Debian sid's packages of exactly this upstream version (sandbox/build_ceph.py).
+CEPH_VERSION: Final = "20.2.4"
+CEPH_IMAGE: Final = "quay.io/ceph/ceph:v20.2.4"
+#: Rook: the release kfboot installs (steps/storage/releases.py) and its operator image
+#: (rook/rook v1.20.6 deploy/examples/operator.yaml), built from the Go module proxy (sandbox/build_rook.py).
+ROOK_VERSION: Final = "v1.20.6"
+ROOK_IMAGE: Final = "docker.io/rook/ceph:v1.20.6"
+#: The commit of tag v1.20.6, as the Go module proxy's github.com/rook/rook/@v/v1.20.6.info names it.
+ROOK_COMMIT: Final = "4e1b7a626891a215949ab42a6957a0ef1e1a25e6"

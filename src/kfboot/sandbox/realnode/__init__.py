@@ -4,6 +4,7 @@
 - :mod:`.node` planning (addresses), configuration and start-up;
 - :mod:`.relay` the API server, reachable from inside a node's namespace;
 - :mod:`.images` OCI images from static binaries (pause, a test HTTP server);
+- :mod:`.ceph`, :mod:`.disk` the Ceph and Rook images and a raw loop disk (``--real-ceph``);
 - :mod:`.teardown` removal of exactly what was created.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kfboot.errors import RuntimeFailure
 from kfboot.sandbox.realnode import prereq
 from kfboot.sandbox.realnode.node import (
     LABEL,
@@ -43,12 +45,18 @@ __all__ = [
 ]
 
 
-def check(state_dir: Path) -> None:
+def check(state_dir: Path, real_ceph: bool = False) -> None:
     """Every prerequisite of a real node, before anything is created."""
+    from kfboot.sandbox.realnode import ceph
     from kfboot.sandbox.realnode.node import check_paths
 
     prereq.check(kubelet_binary(), image_binary("pause"))
     check_paths(state_dir)
+    if real_ceph and ceph.missing():
+        raise RuntimeFailure(
+            f"--real-ceph needs the Ceph and Rook images, which need the build components {', '.join(ceph.missing())}",
+            ceph.REMEDY,
+        )
 
 
 @dataclass
@@ -57,6 +65,8 @@ class RealNodeInfo:
     node_ip: str
     host_link: str
     processes: dict[str, str]
+    #: the raw disk of a node started with --real-ceph (a loop device)
+    disk: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +84,7 @@ def status(state_dir: Path) -> list[RealNodeInfo]:
                 node_ip=ns.plan.node_ip,
                 host_link=ns.plan.host_if,
                 processes={k: f"running (pid {p.pid})" if p.alive() else "not running" for k, p in procs.items()},
+                disk=ns.disk.device if ns.disk else None,
             )
         )
     return out

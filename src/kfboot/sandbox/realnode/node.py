@@ -45,7 +45,7 @@ from kfboot.errors import RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
-from kfboot.sandbox.realnode import host, images
+from kfboot.sandbox.realnode import ceph, disk, host, images
 from kfboot.sandbox.realnode.addressing import (
     LABEL,
     SERVICE_CIDR,
@@ -151,8 +151,30 @@ def _images() -> list[images.ImageSpec]:
     return out
 
 
+def _import(holder: int, tar: Path) -> None:
+    ctr = ("ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io")
+    host.in_ns(holder, *ctr, "images", "import", str(tar), timeout=600)  # the Ceph image: ~600 MB
+
+
+def _real_ceph(st: RealNodesState, ns: NodeState, state_dir: Path) -> None:
+    """The Ceph and Rook images, and a raw disk (loop device) for an OSD."""
+    assert ns.holder is not None
+    for tar in ceph.tarballs():
+        _import(ns.holder.pid, tar)
+    ns.disk = disk.create(Path(ns.dir) / "disk")
+    st.save(state_dir)
+    disk.attach(ns.disk)
+    st.save(state_dir)
+
+
 async def _start_one(
-    st: RealNodesState, ns: NodeState, state_dir: Path, pki: Path, port: int, reporter: Reporter, timeout: float
+    st: RealNodesState,
+    ns: NodeState,
+    state_dir: Path,
+    pki: Path,
+    port: int,
+    timeout: float,
+    real_ceph: bool = False,
 ) -> None:
     p = ns.plan
     d = Path(ns.dir)
@@ -249,10 +271,9 @@ async def _start_one(
         d / "containerd.log", "containerd successfully booted", ns.procs["containerd"], f"{p.name}: containerd", timeout
     )
     for spec in _images():
-        tar = images.cached(spec)
-        host.in_ns(
-            holder, "ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io", "images", "import", str(tar)
-        )
+        _import(holder, images.cached(spec))
+    if real_ceph:
+        _real_ceph(st, ns, state_dir)
     # 6. kubelet
     (d / "etc" / "resolv.conf").write_text("# no name servers: the real node reaches nothing outside\n")
     (d / "etc" / "kubelet.yaml").write_text(
@@ -335,9 +356,11 @@ async def start(
     port: int,
     reporter: Reporter,
     timeout: float,
+    real_ceph: bool = False,
 ) -> list[NodeState]:
     """Start every planned node and wait until each is Ready. State is saved as things are created, so
-    :func:`kfboot.sandbox.realnode.teardown.stop` can remove a half-started node too."""
+    :func:`kfboot.sandbox.realnode.teardown.stop` can remove a half-started node too. ``real_ceph``: each node
+    also gets the Ceph and Rook images and a raw loop disk (:mod:`.ceph`, :mod:`.disk`)."""
     st = RealNodesState.load(state_dir) or RealNodesState()
     st.ip_forward = st.ip_forward or host.read_ip_forward()
     await _check_service_ip(kubeconfig)
@@ -345,7 +368,7 @@ async def start(
         ns = NodeState(plan=p, dir=str(state_dir / "realnodes" / p.name))
         st.nodes.append(ns)
         with reporter.progress(f"starting real node {p.name} (containerd + kubelet)") as task:
-            await _start_one(st, ns, state_dir, pki, port, reporter, timeout)
+            await _start_one(st, ns, state_dir, pki, port, timeout, real_ceph)
             task.update(f"real node {p.name}: containerd and kubelet started")
     with reporter.progress(f"waiting for {len(plans)} real node(s) to be Ready") as task:
         await wait_ready(kubeconfig, st.nodes, timeout)

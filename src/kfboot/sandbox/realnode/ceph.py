@@ -1,0 +1,106 @@
+"""The real nodes' Ceph and Rook images, tagged as Rook v1.20.6's manifests reference them.
+
+- ``quay.io/ceph/ceph:v20.2.4`` (rook/rook v1.20.6 deploy/examples/cluster.yaml ``cephVersion.image``): one
+  uncompressed layer, the Debian sid root file system that :mod:`kfboot.sandbox.build_ceph` builds; root
+  user, no entrypoint (Rook sets every command), ``/bin/bash`` as the command;
+- ``docker.io/rook/ceph:v1.20.6`` (deploy/examples/operator.yaml, the operator Deployment's image): that
+  layer + one with what rook/rook v1.20.6 images/ceph/Dockerfile adds (see :mod:`kfboot.sandbox.build_rook`):
+  ``/usr/local/bin/{rook,toolbox.sh,set-ceph-debug-level}``, ``/etc/ceph-monitoring``, ``/etc/rook-external``,
+  user ``rook`` (uid 2016, the Dockerfile's ``useradd rook -u 2016``), ``USER 2016``,
+  ``ENTRYPOINT ["/usr/local/bin/rook"]``, ``CMD [""]``.
+
+Not in them (upstream has it): s5cmd (a GitHub download in Rook's Dockerfile), and from ceph/ceph's
+container/Containerfile the packages for CephFS, RGW, NFS, iSCSI, rbd-mirror and the mgr modules Debian
+splits out — a block-storage cluster under Rook starts none of them.
+
+The images share the root file system layer, so a node stores it once. The tarballs are built into kfboot's
+cache (``<cache>/images``) from the ``ceph`` and ``rook`` build components, once.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+from kfboot import paths
+from kfboot.errors import RuntimeFailure
+from kfboot.sandbox import versions
+from kfboot.sandbox.build_ceph import ROOTFS
+from kfboot.sandbox.realnode import images
+from kfboot.sandbox.realnode.files import find_binary
+
+CEPH_IMAGE = versions.CEPH_IMAGE
+ROOK_IMAGE = versions.ROOK_IMAGE
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ROOK_UID = 2016
+REMEDY = "scripts/build-sandbox-binaries --only ceph --only rook (root, mmdebstrap, Go; see docs/sandbox.md)"
+
+
+def rootfs() -> Path | None:
+    """The Ceph root file system tar (build component ``ceph``)."""
+    path = paths.binary_cache_dir() / "ceph" / versions.CEPH_VERSION / ROOTFS
+    return path if path.is_file() else None
+
+
+def rook_folder() -> Path | None:
+    binary = find_binary("rook", versions.ROOK_VERSION, "rook")
+    return binary.parent if binary is not None else None
+
+
+def missing() -> list[str]:
+    """The build components the Ceph and Rook images still need."""
+    return [name for name, found in (("ceph", rootfs()), ("rook", rook_folder())) if found is None]
+
+
+def ceph_spec() -> images.ImageSpec:
+    return images.ImageSpec(
+        CEPH_IMAGE,
+        {},
+        [],
+        cmd=["/bin/bash"],
+        env=[PATH, f"CEPH_VERSION={versions.CEPH_VERSION}"],
+        user="",
+        labels={"org.opencontainers.image.version": versions.CEPH_VERSION, "io.kfboot.built-from": "debian-sid"},
+    )
+
+
+def _passwd_files(base: Path, work: Path) -> dict[str, Path]:
+    """/etc/passwd and /etc/group of the base with user and group ``rook`` (uid/gid 2016) added."""
+    out = {}
+    with tarfile.open(base) as tar:
+        users = {"passwd": f"rook:x:{ROOK_UID}:{ROOK_UID}::/home/rook:/bin/sh", "group": f"rook:x:{ROOK_UID}:"}
+        for name, line in users.items():
+            member = next(m for m in tar if m.name.lstrip("./") == f"etc/{name}")
+            fh = tar.extractfile(member)
+            assert fh is not None
+            text = fh.read().decode().rstrip("\n") + "\n" + line + "\n"
+            if not (work / name).is_file() or (work / name).read_text() != text:  # its mtime keys the image
+                (work / name).write_text(text)
+            out[f"etc/{name}"] = work / name
+    return out
+
+
+def rook_spec(rook: Path, base: Path, work: Path) -> images.ImageSpec:
+    files = {f"usr/local/bin/{b}": rook / b for b in ("rook", "toolbox.sh", "set-ceph-debug-level")}
+    for folder, dest in (("ceph-monitoring", "etc/ceph-monitoring"), ("rook-external", "etc/rook-external")):
+        files.update({f"{dest}/{p.relative_to(rook / folder)}": p for p in (rook / folder).rglob("*") if p.is_file()})
+    files.update(_passwd_files(base, work))
+    return images.ImageSpec(
+        ROOK_IMAGE,
+        files,
+        ["/usr/local/bin/rook"],
+        cmd=[""],
+        env=[PATH],
+        user=str(ROOK_UID),
+        labels={"org.opencontainers.image.version": versions.ROOK_VERSION},
+    )
+
+
+def tarballs() -> list[Path]:
+    """The Ceph and the Rook image as OCI tarballs, built into the cache when absent."""
+    base, rook = rootfs(), rook_folder()
+    if base is None or rook is None:
+        raise RuntimeFailure(f"the real Ceph images need the build components {', '.join(missing())}", REMEDY)
+    work = paths.cache_dir() / "images" / "rook-etc"
+    work.mkdir(parents=True, exist_ok=True)
+    return [images.cached(ceph_spec(), (base,)), images.cached(rook_spec(rook, base, work), (base,))]
