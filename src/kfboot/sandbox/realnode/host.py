@@ -25,9 +25,9 @@ def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.Complet
     return proc
 
 
-def in_ns(holder: int, *cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def in_ns(holder: int, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in the network and mount namespaces of the node's holder process."""
-    return sh("nsenter", f"--target={holder}", "--net", "--mount", "--", *cmd, check=check, timeout=timeout)
+    return sh("nsenter", f"--target={holder}", "--net", "--mount", "--", *cmd, check=check)
 
 
 def ns_inode(pid: int, kind: str) -> int | None:

@@ -16,6 +16,7 @@ import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from kfboot import paths
 
@@ -89,6 +90,12 @@ def gzip_layer(files: dict[str, Path]) -> Layer:
     return Layer(digest, diff_id, len(blob), MEDIA_LAYER, data=blob)
 
 
+def plain_layer(files: dict[str, Path]) -> Layer:
+    """An uncompressed layer of ``files``, in memory."""
+    digest, blob = _blob(_tar_layer(files))
+    return Layer(digest, digest, len(blob), MEDIA_LAYER_TAR, data=blob)
+
+
 def tar_layer(path: Path) -> Layer:
     """An uncompressed layer from a tar file (its digest is its diff_id)."""
     h = hashlib.sha256()
@@ -124,7 +131,17 @@ def image_config(spec: ImageSpec, layers: list[Layer]) -> dict[str, object]:
 def build(spec: ImageSpec, dest: Path, layers: list[Layer] | None = None) -> str:
     """Write ``spec`` as an OCI image-layout tarball at ``dest``; returns the manifest digest. Its layers:
     ``layers`` if given, else one of ``spec.files``."""
-    layers = layers if layers is not None else [gzip_layer(spec.files)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    with tmp.open("wb") as fh:
+        digest = write(spec, fh, layers if layers is not None else [gzip_layer(spec.files)])
+    tmp.replace(dest)
+    return digest
+
+
+def write(spec: ImageSpec, out: IO[bytes], layers: list[Layer]) -> str:
+    """Write ``spec`` over ``layers`` as an OCI image-layout tar stream to ``out`` (a file, or a pipe into
+    ``ctr images import -``); returns the manifest digest."""
     config_digest, config = _blob(json.dumps(image_config(spec, layers), sort_keys=True).encode())
     manifest_obj = {
         "schemaVersion": 2,
@@ -154,16 +171,13 @@ def build(spec: ImageSpec, dest: Path, layers: list[Layer] | None = None) -> str
         (f"blobs/sha256/{config_digest.split(':', 1)[1]}", config),
         (f"blobs/sha256/{manifest_digest.split(':', 1)[1]}", manifest),
     ]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for d in ("blobs", "blobs/sha256"):
             info = tarfile.TarInfo(d)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
             tar.addfile(info)
         for name, member in members:
             _add_member(tar, name, member)
-    tmp.replace(dest)
     return manifest_digest
 
 
@@ -180,25 +194,16 @@ def _add_member(tar: tarfile.TarFile, name: str, member: Layer | bytes) -> None:
         tar.addfile(info, fh)
 
 
-def _stamp(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return str(path), st.st_size, st.st_mtime_ns
-
-
-def cached(spec: ImageSpec, base_layers: tuple[Path, ...] = ()) -> Path:
-    """The image's tarball in kfboot's cache (``<cache>/images/``), built when absent or stale: the
-    uncompressed tar files ``base_layers`` (e.g. a root file system) and then ``spec.files``, if any, as
-    one more layer."""
+def cached(spec: ImageSpec) -> Path:
+    """The image's tarball in kfboot's cache (``<cache>/images/``), built when absent or stale."""
     key = hashlib.sha256(
         json.dumps(
             [spec.ref, spec.entrypoint, spec.cmd, spec.env, spec.user, spec.exposed_ports]
-            + ([spec.workdir, spec.labels, [_stamp(b) for b in base_layers]] if base_layers or spec.labels else [])
-            + [(k, *_stamp(v)) for k, v in sorted(spec.files.items())]
+            + [(k, str(v), v.stat().st_size, v.stat().st_mtime_ns) for k, v in sorted(spec.files.items())]
         ).encode()
     ).hexdigest()[:16]
     safe = spec.ref.replace("/", "_").replace(":", "_")
     dest = paths.cache_dir() / "images" / f"{safe}-{key}.tar"
     if not dest.is_file():
-        layers = [tar_layer(b) for b in base_layers]
-        build(spec, dest, [*layers, gzip_layer(spec.files)] if spec.files else layers)
+        build(spec, dest)
     return dest

@@ -153,14 +153,31 @@ def _images() -> list[images.ImageSpec]:
 
 def _import(holder: int, tar: Path) -> None:
     ctr = ("ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io")
-    host.in_ns(holder, *ctr, "images", "import", str(tar), timeout=600)  # the Ceph image: ~600 MB
+    host.in_ns(holder, *ctr, "images", "import", str(tar))
+
+
+def _stream_import(holder: int, spec: images.ImageSpec, layers: list[images.Layer], log: Path) -> None:
+    ctr = ["nsenter", f"--target={holder}", "--net", "--mount", "--", "ctr"]
+    ctr += ["--address", "/run/containerd/containerd.sock", "-n", "k8s.io", "images", "import", "-"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(ctr, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+        assert proc.stdin is not None
+        try:
+            images.write(spec, proc.stdin, layers)
+        except BrokenPipeError:
+            pass  # ctr stopped reading: its exit code and log say why
+        finally:
+            proc.stdin.close()
+        code = proc.wait(timeout=600)
+    if code != 0:
+        raise RuntimeFailure(f"importing {spec.ref} into the real node failed (ctr exit {code})", f"see {log}")
 
 
 def _real_ceph(st: RealNodesState, ns: NodeState, state_dir: Path) -> None:
     """The Ceph and Rook images, and a raw disk (loop device) for an OSD."""
     assert ns.holder is not None
-    for tar in ceph.tarballs():
-        _import(ns.holder.pid, tar)
+    for spec, layers in ceph.specs():
+        _stream_import(ns.holder.pid, spec, layers, Path(ns.dir) / "images.log")
     ns.disk = disk.create(Path(ns.dir) / "disk")
     st.save(state_dir)
     disk.attach(ns.disk)
