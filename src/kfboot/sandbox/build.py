@@ -440,7 +440,8 @@ def build(names: Iterable[str], reporter: Reporter, cache: Path | None = None, f
     gover = go_version()
     if todo:
         reporter.info(
-            f"building {', '.join(todo)} with {gover} from the Go module proxy ({go_env()['GOPROXY']}) into "
+            f"building {', '.join(todo)} with {gover} from the Go module proxy ({go_env()['GOPROXY']})"
+            f"{' (ceph: mmdebstrap of Debian sid)' if 'ceph' in todo else ''} into "
             f"{cache or default_cache_dir()}: up to about {minutes(estimate(todo))} with cold Go caches on this "
             f"machine's {os.cpu_count()} cores, minutes when Go's build cache is warm; once, then cached"
         )

@@ -50,6 +50,7 @@ PACKAGES = (
     "e2fsprogs",
     "lvm2",
     "iproute2",
+    "mount",  # not Essential in sid; ceph-volume mounts a tmpfs as the OSD's folder (util-linux in upstream's image)
 )
 #: ceph/ceph container/Containerfile: "Disable sync with udev since the container can not contact udev".
 #: Debian's lvm.conf has these commented out at their defaults (1).
