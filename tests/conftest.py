@@ -4,7 +4,7 @@ attached to failing tests. The harness behind them is tests/helpers/harness.py."
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,9 @@ def fresh_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed and hasattr(item, "funcargs"):
         for value in item.funcargs.values():

@@ -139,6 +139,12 @@ class ImagesConfig(_Model):
         description="name of a kubernetes.io/dockerconfigjson Secret added as imagePullSecrets to every pod "
         "template kfboot applies with images.registry (create it in each namespace that pulls)",
     )
+    prePull: bool = Field(
+        False,
+        description="`up` pulls every image of the install on every schedulable node (a short-lived DaemonSet "
+        "in kfboot-system) while storage comes up, and stops before Kubeflow if one fails (`kfboot images pull` "
+        "does it on demand)",
+    )
 
     @field_validator("registry")
     @classmethod
@@ -260,6 +266,7 @@ auth:
 images:
   registry: null                # a mirror filled by `kfboot images mirror`: every image reference points there
   pullSecret: null              # a dockerconfigjson Secret name added to the pod templates (private mirror)
+  prePull: false                # `up` pulls every image on every node while storage comes up
 """
 
 

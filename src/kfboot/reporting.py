@@ -5,6 +5,9 @@ the rendering (``kfboot.cli.terminal``: live progress on a terminal, plain times
 lines). Messages are plain text — often with text from the cluster in them — never markup: a renderer
 must show them as they are.
 
+``phase`` (on ``info`` and ``progress``): a stable name for where the work is (``step:kubeflow``, ``apply``,
+``rook-operator``), for machines reading the JSON events; the words of a message may change, a phase does not.
+
 A progress block always ends: when its body raises, the renderer reports it as failed (✗ / a ``failed``
 event) and the exception goes on.
 """
@@ -34,7 +37,7 @@ class Task(Protocol):
 
 
 class Reporter(Protocol):
-    def info(self, message: str) -> None: ...
+    def info(self, message: str, *, phase: str | None = None) -> None: ...
 
     def warn(self, message: str) -> None: ...
 
@@ -42,7 +45,9 @@ class Reporter(Protocol):
         """Detail for ``-v``: shown only when the user asked for it."""
         ...
 
-    def progress(self, description: str, total: float | None = None) -> AbstractContextManager[Task]: ...
+    def progress(
+        self, description: str, total: float | None = None, *, phase: str | None = None
+    ) -> AbstractContextManager[Task]: ...
 
 
 class NullTask:
@@ -71,7 +76,7 @@ class NullReporter:
     def __init__(self) -> None:
         self.messages: list[tuple[str, str]] = []
 
-    def info(self, message: str) -> None:
+    def info(self, message: str, *, phase: str | None = None) -> None:
         self.messages.append(("info", message))
 
     def warn(self, message: str) -> None:
@@ -81,7 +86,7 @@ class NullReporter:
         self.messages.append(("debug", message))
 
     @contextmanager
-    def progress(self, description: str, total: float | None = None) -> Iterator[NullTask]:
+    def progress(self, description: str, total: float | None = None, *, phase: str | None = None) -> Iterator[NullTask]:
         self.messages.append(("progress", description))
         task = NullTask(description)
         try:

@@ -5,6 +5,8 @@ and runs the same install against it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +25,7 @@ from kfboot.kube.ownership import owned
 from kfboot.reporting import Reporter
 from kfboot.sandbox import cluster as sandbox
 from kfboot.sandbox import login
-from kfboot.steps import access, auth, host_prepare, storage, tools
+from kfboot.steps import access, auth, host_prepare, images, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import kubeflow_release as releases
 from kfboot.steps import preflight as pf
@@ -123,6 +125,8 @@ class Pipeline:
         self.context: str | None = None
         self.rendered: kf.Rendered | None = None
         self.storage_prepared: storage.Prepared | storage.StorageResult | None = None
+        #: images.prePull: the pulls on the nodes, started with storage, awaited before Kubeflow
+        self.pulling: asyncio.Task[images.PullResult] | None = None
 
     # each step: returns (detail, data); raises KfbootError when it cannot reach its goal
     async def preflight(self) -> tuple[str, dict[str, Any]]:
@@ -186,7 +190,41 @@ class Pipeline:
         if "storage" in steps:
             self.storage_prepared = await storage.prepare(self.client, self.cfg, self.reporter)
 
+    def start_pre_pull(self) -> None:
+        """images.prePull: pull every image of the install on every node, while storage comes up."""
+        if self.cfg.images.prePull and self.pulling is None and self.rendered is not None:
+            self.pulling = asyncio.create_task(self._pre_pull(self.rendered))
+
+    async def _pre_pull(self, rendered: kf.Rendered) -> images.PullResult:
+        rook = isinstance(self.storage_prepared, storage.Prepared)  # Rook is installed by this run
+        found = await images.install_images(self.cfg, self.reporter, rook=rook, manifests=rendered.manifests)
+        refs, _ = images.pull_refs(found, self.cfg.images)
+        pull_secret, helper = self.cfg.images.pullSecret, images.helper_ref(self.cfg.images)
+        return await images.pull(self.client, refs, self.reporter, pull_secret=pull_secret, helper=helper)
+
+    async def pre_pulled(self) -> str:
+        """The pre-pull's outcome: every image on every node, or the step fails naming image, node and cause."""
+        if self.pulling is None:
+            return ""
+        result = await self.pulling
+        try:
+            images.check_pull(result)
+        except KfbootError as exc:
+            raise StepFailed(f"pre-pulling the images: {exc.reason}", exc.remedy) from exc
+        done = f"{len(result.images) + 1} images pre-pulled on {len(result.nodes)} node(s) ({result.seconds:.0f} s)"
+        self.reporter.info(done)
+        return f"; {done}"
+
+    async def stop_pre_pull(self) -> None:
+        """Cancel a pre-pull still running (a step failed before Kubeflow): its DaemonSet is deleted."""
+        if self.pulling is not None and not self.pulling.done():
+            self.pulling.cancel()
+        if self.pulling is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self.pulling
+
     async def storage(self) -> tuple[str, dict[str, Any]]:
+        self.start_pre_pull()
         result = await storage.install(self.client, self.cfg, self.reporter, self.storage_prepared)
         if not result.ok:
             problems = [p for r in result.apply for p in r.problems]
@@ -208,6 +246,8 @@ class Pipeline:
         return f"kustomize {res.version} {'installed at' if res.installed else 'found at'} {res.path}", res.to_dict()
 
     async def kubeflow(self) -> tuple[str, dict[str, Any]]:
+        self.start_pre_pull()
+        pulled = await self.pre_pulled()
         rendered = self.rendered or await kf.render(self.cfg.kubeflow, self.reporter)
         result = await kf.install(self.client, self.cfg.kubeflow, rendered, self.reporter, mirror=self.cfg.images)
         if not result.ok:
@@ -225,7 +265,7 @@ class Pipeline:
                 "see `kfboot doctor`; then run `kfboot up` again (it resumes here)",
             )
         secs = result.readiness.seconds if result.readiness else 0
-        return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s)", {}
+        return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s){pulled}", {}
 
     async def access(self) -> tuple[str, dict[str, Any]]:
         users = [(u.email, u.passwordHash.get_secret_value()) for u in self.cfg.auth.users]
@@ -294,7 +334,7 @@ class Pipeline:
                 continue
             if rec is not None and rec.outcome == "running":
                 self.reporter.info(f"{step}: interrupted earlier — resuming")
-            self.reporter.info(f"── step {STEPS.index(step) + 1}/{len(STEPS)}: {step}")
+            self.reporter.info(f"── step {STEPS.index(step) + 1}/{len(STEPS)}: {step}", phase=f"step:{step}")
             start = time.monotonic()
             recorded = step not in ("preflight", "access")  # read-only steps leave no record
             if recorded:
@@ -353,6 +393,7 @@ async def up(
         except KfbootError as exc:  # the outcomes so far, the failed step among them, stay in the result
             result.error = exc
         finally:
+            await pipe.stop_pre_pull()
             result.seconds = round(time.monotonic() - start, 1)
         access = next((s for s in result.steps if s.step == "access"), None)
         result.access = access.data if access else {}

@@ -139,7 +139,7 @@ class Chain:
     def dex_config(self, listen_port: int) -> tuple[Path, dict[str, str]]:
         """Dex's config file and environment from the cluster's current ConfigMap and Secrets (what a
         starting Dex container gets), listening on ``listen_port``; the issuer is always the front port."""
-        config = yaml.safe_load(self.sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"])  # type: ignore[index]
+        config = yaml.safe_load(self.sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"])
         assert config["storage"] == {"type": "kubernetes", "config": {"inCluster": True}}, config["storage"]
         # as the pod does: Dex's objects in its own namespace (the kubeconfig context's namespace)
         kubeconfig = self.workdir / "dex-kubeconfig.yaml"

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,7 +148,7 @@ class Sandbox:
     name: str
     env: Env
     kubeconfig: Path
-    info: dict[str, object]
+    info: dict[str, Any]
 
     @property
     def logs_dir(self) -> Path:
@@ -162,7 +163,7 @@ class Sandbox:
             [str(kubectl), "--kubeconfig", str(self.kubeconfig), *args], input=input, timeout=timeout, check=check
         )
 
-    def kubectl_json(self, *args: str) -> dict[str, object]:
+    def kubectl_json(self, *args: str) -> dict[str, Any]:
         return dict(json.loads(self.kubectl(*args, "-o", "json").stdout))
 
     def inventory(self, exclude: tuple[str, ...] = VOLATILE_KINDS) -> set[str]:
@@ -175,7 +176,7 @@ class Sandbox:
         ]
         items = self.kubectl_json("get", ",".join(kinds), "-A", "--ignore-not-found")["items"]
         out = set()
-        for item in items:  # type: ignore[attr-defined]
+        for item in items:
             group = item["apiVersion"].rsplit("/", 1)[0] if "/" in item["apiVersion"] else ""
             ns = item["metadata"].get("namespace")
             out.add(f"{item['kind']}.{group} {ns + '/' if ns else ''}{item['metadata']['name']}")
@@ -189,7 +190,7 @@ class Sandbox:
         while True:
             selector = f"kubernetes.io/service-name={service}"
             slices = self.kubectl_json("-n", namespace, "get", "endpointslices", "-l", selector)
-            for es in slices["items"]:  # type: ignore[attr-defined]
+            for es in slices["items"]:
                 for ep in es.get("endpoints") or []:
                     ref = ep.get("targetRef") or {}
                     if (ep.get("conditions") or {}).get("ready") is not False and ref.get("kind") == "Pod":
@@ -221,7 +222,7 @@ class Sandbox:
         ]
         items = self.kubectl_json("get", ",".join(kinds), "-A", "-l", selector)["items"]
         out = {}
-        for item in items:  # type: ignore[attr-defined]
+        for item in items:
             meta = item["metadata"]
             if meta.get("ownerReferences"):
                 continue  # made by a controller from one of ours

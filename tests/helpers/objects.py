@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,7 +31,7 @@ spec:
 """
 
 
-def widget(name: str, size: object, ns: str = "faults") -> dict[str, object]:
+def widget(name: str, size: object, ns: str = "faults") -> dict[str, Any]:
     return {
         "apiVersion": "example.kfboot.io/v1",
         "kind": "Widget",
@@ -38,10 +40,47 @@ def widget(name: str, size: object, ns: str = "faults") -> dict[str, object]:
     }
 
 
-def write_bundle(path: Path, docs: list[dict[str, object]]) -> Path:
+def write_bundle(path: Path, docs: list[dict[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump_all(docs))
     return path
 
 
-def namespace(name: str) -> dict[str, object]:
+def namespace(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def configmap_webhook(name: str, ns: str, *, ca: bytes | None = None, timeout: int | None = None) -> dict[str, Any]:
+    """A ValidatingWebhookConfiguration (failurePolicy Fail) calling Service ``ns``/hook at /validate on every
+    ConfigMap created or updated in namespace ``ns``."""
+    client: dict[str, Any] = {"service": {"name": "hook", "namespace": ns, "path": "/validate"}}
+    if ca is not None:
+        client["caBundle"] = base64.b64encode(ca).decode()
+    hook: dict[str, Any] = {
+        "name": f"{name}.example.kfboot.io",
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "failurePolicy": "Fail",
+        "clientConfig": client,
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "rules": [
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]}
+        ],
+    }
+    if timeout is not None:
+        hook["timeoutSeconds"] = timeout
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [hook],
+    }
+
+
+def hook_service(ns: str, target_port: int) -> dict[str, Any]:
+    """Service ``ns``/hook (443 → ``target_port``) selecting app=hook."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hook", "namespace": ns},
+        "spec": {"selector": {"app": "hook"}, "ports": [{"port": 443, "targetPort": target_port}]},
+    }

@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def self_signed(tmp: Path) -> tuple[Path, Path, bytes]:
+def self_signed(tmp: Path, dns: tuple[str, ...] = ()) -> tuple[Path, Path, bytes]:
+    """A self-signed CA certificate for 127.0.0.1 and the ``dns`` names (e.g. ``svc.ns.svc``, the name the
+    API server checks when it calls a webhook Service, whichever endpoint it dials)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kfboot-test-webhook")])
     now = dt.datetime.now(dt.UTC)
@@ -23,7 +25,8 @@ def self_signed(tmp: Path) -> tuple[Path, Path, bytes]:
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), *(x509.DNSName(d) for d in dns)]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )  # fmt: skip

@@ -25,6 +25,16 @@ from tests.helpers.harness import REPO, make_env, require_sandbox_binaries
 pytestmark = pytest.mark.sandbox
 
 
+def running(pid: int, names: tuple[str, ...] = ("dex", "oauth2-proxy")) -> bool:
+    """A live (not zombie) process of that pid that is still Dex or oauth2-proxy (not a recycled pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and Path(cmd).name in names
+
+
 def go_env(name: str) -> str:
     return subprocess.run(["go", "env", name], capture_output=True, text=True, check=True).stdout.strip()
 
@@ -86,8 +96,8 @@ def test_quick_start_from_an_empty_binary_cache(tmp_path: Path) -> None:
 
         status = json.loads((env.data / "sandbox" / "kfboot" / "kfboot" / "login" / "status.json").read_text())
         pids = [int(status["dex"]["pid"]), int(status["oauth2-proxy"]["pid"])]
-        assert all(pids) and all(Path(f"/proc/{p}").exists() for p in pids)
+        assert all(pids) and all(running(p) for p in pids)
     finally:
         down = env.kfboot("sandbox", "down", timeout=180)
     assert down.returncode == 0, down.stderr
-    assert not any(Path(f"/proc/{p}").exists() for p in pids), "Dex or oauth2-proxy outlived the sandbox"
+    assert not any(running(p) for p in pids), "Dex or oauth2-proxy outlived the sandbox"

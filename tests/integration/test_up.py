@@ -74,11 +74,10 @@ def test_up_sandbox_installs_everything_then_a_second_up_changes_nothing(
         pods = sb.kubectl_json("get", "pods", "-n", ns)["items"]
         assert pods, ns
         assert all(
-            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
-            for p in pods  # type: ignore[attr-defined]
+            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])) for p in pods
         ), ns
     state = sb.kubectl_json("get", "cm", "kfboot-state", "-n", "kfboot-system")["data"]
-    assert {k: json.loads(v)["outcome"] for k, v in state.items()} == dict.fromkeys(  # type: ignore[attr-defined]
+    assert {k: json.loads(v)["outcome"] for k, v in state.items()} == dict.fromkeys(
         ("host", "storage", "tools", "kubeflow"), "done"
     )
     status = env.kfboot("status", "-o", "json", extra_env={"KUBECONFIG": str(sb.kubeconfig)})
@@ -106,7 +105,7 @@ def test_up_sandbox_installs_everything_then_a_second_up_changes_nothing(
 def resource_versions(sb: Sandbox) -> dict[str, str]:
     out = {}
     for kinds in ("deployments,statefulsets,services,configmaps,crd,cephclusters,storageclass", "profiles"):
-        for item in sb.kubectl_json("get", kinds, "-A")["items"]:  # type: ignore[attr-defined]
+        for item in sb.kubectl_json("get", kinds, "-A")["items"]:
             meta = item["metadata"]
             # Rook's status checker rewrites a CephCluster's status every interval (rook v1.20.6
             # cephstatus.go; the sandbox plays it): what kfboot could change there is the spec (generation)
@@ -129,7 +128,7 @@ def test_down_keeps_storage_and_down_destroy_data_leaves_what_was_there_before(
     assert sb.kubectl("get", "ns", "kubeflow", check=False).returncode != 0
     assert sb.kubectl("get", "ns", "kubeflow-user-example-com", check=False).returncode != 0
     assert "rook-ceph-block (default)" in sb.kubectl("get", "sc").stdout  # storage stays without --destroy-data
-    assert sb.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")["status"]["phase"] == "Ready"  # type: ignore[index]
+    assert sb.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")["status"]["phase"] == "Ready"
     # the typed confirmation is required for the data
     refused = env.kfboot("--yes", "down", "--destroy-data", input="no\n", extra_env=kube)
     assert refused.returncode == 2 and "nothing was changed" in refused.stderr
@@ -138,7 +137,7 @@ def test_down_keeps_storage_and_down_destroy_data_leaves_what_was_there_before(
         {
             p["spec"]["nodeName"]
             for p in sb.kubectl_json("get", "pods", "-n", "rook-ceph", "-l", "app=rook-ceph-osd")["items"]
-        }  # type: ignore[attr-defined]
+        }
     )
     assert hosts, "the simulated Rook runs OSD pods on the storage nodes"
     gone = env.kfboot("down", "--destroy-data", "--confirm", "yes-really-destroy-data", extra_env=kube, timeout=600)

@@ -1,4 +1,5 @@
-"""`kfboot images list | mirror`: the images an install needs, and copying them into a mirror (issue 16)."""
+"""`kfboot images list | mirror | pull`: the images an install needs, copying them into a mirror, and
+pre-pulling them on the nodes (issue 16)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,37 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from lightkube import AsyncClient
 
-from kfboot.cli._common import State, emit_json, handled, run, state
+from kfboot.cli._common import State, duration, emit_json, handled, run, run_with_client, state
 from kfboot.errors import BadInputError, ExitCode
 from kfboot.steps import images
 
-app = typer.Typer(help="Images: list what an install pulls, mirror it into a registry.", no_args_is_help=True)
+app = typer.Typer(
+    help="Images: list what an install pulls, mirror it into a registry, pre-pull it on the nodes.",
+    no_args_is_help=True,
+)
 
 ScopeOpt = Annotated[
     str, typer.Option("--only", help="all | kubeflow | rook: which part of the install to list", show_default=True)
 ]
+ImagesFileOpt = Annotated[
+    Path | None,
+    typer.Option("--images", help="a file of image references, one a line (default: `images list`)"),
+]
+
+
+def _read_images_file(path: Path) -> list[images.ImageRef]:
+    refs = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        ref = images.parse(text)
+        if ref is None:
+            raise BadInputError(f"{path}:{n}: {text!r} is not an image reference", "fix the line")
+        refs.append(ref)
+    return refs
 
 
 def _scope(only: str) -> tuple[bool, bool]:
@@ -49,10 +71,7 @@ def list_(ctx: typer.Context, only: ScopeOpt = "all") -> None:
 def mirror(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="the mirror: host[:port][/prefix]")],
-    images_file: Annotated[
-        Path | None,
-        typer.Option("--images", help="a file of image references, one a line (default: `images list`)"),
-    ] = None,
+    images_file: ImagesFileOpt = None,
     only: ScopeOpt = "all",
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=32, help="images copied at once")] = 4,
     insecure: Annotated[
@@ -69,15 +88,7 @@ def mirror(
 
     async def go() -> images.MirrorResult:
         if images_file is not None:
-            refs = []
-            for n, line in enumerate(images_file.read_text().splitlines(), 1):
-                text = line.split("#", 1)[0].strip()
-                if not text:
-                    continue
-                ref = images.parse(text)
-                if ref is None:
-                    raise BadInputError(f"{images_file}:{n}: {text!r} is not an image reference", "fix the line")
-                refs.append(ref)
+            refs = _read_images_file(images_file)
         else:
             kubeflow, rook = _scope(only)
             refs = [
@@ -109,3 +120,56 @@ def _render(st: State, result: images.MirrorResult) -> None:
             f"{result.count('copied')} copied, {result.count('present')} already in {result.registry}; "
             f"set images.registry: {result.registry} in kfboot.yaml"
         )
+
+
+@app.command("pull")
+def pull(
+    ctx: typer.Context,
+    images_file: ImagesFileOpt = None,
+    only: ScopeOpt = "all",
+    timeout: Annotated[str, typer.Option("--timeout", help="how long the nodes may take (e.g. 30m, 1h)")] = "30m",
+) -> None:
+    """Pull every image of the install on every schedulable node at once, with a short-lived DaemonSet in
+    kfboot-system (no SSH): one container per image, imagePullPolicy IfNotPresent, running only a copied
+    static busybox (nothing of the image). References are pointed at images.registry as `up` points them,
+    with images.pullSecret. Progress per node; each failure names the image, the node, the cause (rate
+    limit, auth, not found) and the fix. The DaemonSet is deleted when done."""
+    st = state(ctx)
+    seconds = duration(st, timeout, "--timeout")
+
+    async def go(client: AsyncClient) -> images.PullResult:
+        cfg = st.config()
+        if images_file is not None:
+            listed = _read_images_file(images_file)
+            found = [images.Image(r, [images.Use("file", str(images_file), "", "file", str(r))]) for r in listed]
+        else:
+            kubeflow, rook = _scope(only)
+            found = await images.install_images(cfg, st.reporter(), kubeflow=kubeflow, rook=rook)
+        refs, untagged = images.pull_refs(found, cfg.images)
+        if untagged:
+            st.reporter().info(f"{len(untagged)} image(s) named without a tag are left out: {', '.join(untagged)}")
+        return await images.pull(
+            client,
+            refs,
+            st.reporter(),
+            pull_secret=cfg.images.pullSecret,
+            helper=images.helper_ref(cfg.images),
+            timeout=seconds,
+        )
+
+    result = run_with_client(st, go)
+    if st.json:
+        emit_json(result.to_dict())
+        if not result.ok:
+            raise typer.Exit(int(ExitCode.RUNTIME))
+        return
+    for n in result.to_dict()["nodes"]:
+        st.out.line(f"  {n['node']}: {n['pulled']}/{n['total']} images present")
+    for f in result.failures:
+        st.out.problem(f.cause, f"{f.image} on {f.node}: {f.message}\n    fix: {f.fix}")
+    if result.ok:
+        st.out.success(
+            f"{len(result.images) + 1} images present on {len(result.nodes)} node(s) ({result.seconds:.0f} s)"
+        )
+    with handled(st):
+        images.check_pull(result)

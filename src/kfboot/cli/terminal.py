@@ -134,7 +134,7 @@ class PlainReporter:
         stream.write(f"{stamp()} {text}\n")
         stream.flush()
 
-    def info(self, message: str) -> None:
+    def info(self, message: str, *, phase: str | None = None) -> None:
         self.line(message)
 
     def warn(self, message: str) -> None:
@@ -145,7 +145,7 @@ class PlainReporter:
             self.line(f"debug: {message}")
 
     @contextmanager
-    def progress(self, description: str, total: float | None = None) -> Iterator[Task]:
+    def progress(self, description: str, total: float | None = None, *, phase: str | None = None) -> Iterator[Task]:
         task = _PlainTask(self, description, total)
         task.emit()
         start = time.monotonic()
@@ -190,7 +190,7 @@ class RichReporter:
         self.term = term
         self.verbose = verbose
 
-    def info(self, message: str) -> None:
+    def info(self, message: str, *, phase: str | None = None) -> None:
         self.term.line(message)
 
     def warn(self, message: str) -> None:
@@ -201,7 +201,7 @@ class RichReporter:
             self.term.debug(message)
 
     @contextmanager
-    def progress(self, description: str, total: float | None = None) -> Iterator[Task]:
+    def progress(self, description: str, total: float | None = None, *, phase: str | None = None) -> Iterator[Task]:
         columns = [SpinnerColumn(), TextColumn("{task.description}", markup=False)]
         if total:
             columns.append(BarColumn())
@@ -239,8 +239,8 @@ class JsonReporter:
         stream.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
         stream.flush()
 
-    def info(self, message: str) -> None:
-        self.event("info", message=message)
+    def info(self, message: str, *, phase: str | None = None) -> None:
+        self.event("info", message=message, **({"phase": phase} if phase else {}))
 
     def warn(self, message: str) -> None:
         self.event("warning", message=message)
@@ -250,8 +250,9 @@ class JsonReporter:
             self.event("debug", message=message)
 
     @contextmanager
-    def progress(self, description: str, total: float | None = None) -> Iterator[Task]:
-        self.event("start", description=description)
+    def progress(self, description: str, total: float | None = None, *, phase: str | None = None) -> Iterator[Task]:
+        tag = {"phase": phase} if phase else {}
+        self.event("start", description=description, **tag)
         start = time.monotonic()
         task = NullTask(description)
         try:
@@ -263,5 +264,6 @@ class JsonReporter:
             self.event(
                 "failed" if task.failed else "done",
                 description=description,
+                **tag,
                 seconds=round(time.monotonic() - start, 2),
             )

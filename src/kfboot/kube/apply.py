@@ -25,7 +25,7 @@ from lightkube.types import OnErrorAction, OnErrorResult
 from kfboot.kube import objects as o
 from kfboot.kube.apply_body import digest, owned_fields, prepare_body, serialize
 from kfboot.kube.apply_report import ApplyOptions, ApplyReport, ObjectResult
-from kfboot.kube.client import count_requests, list_metadata, server_side_apply, watch_retry
+from kfboot.kube.client import count_requests, list_metadata, server_side_apply, watch, watch_retry
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
 from kfboot.kube.gates import BundleGates, ServiceRef, crd_kind
@@ -95,7 +95,7 @@ class Applier:
         """Every Established CRD: its own spec (group, versions, plural, scope) is all it takes to address
         its custom resources, so its kinds go into the catalog at once (no discovery round-trip), and
         the objects waiting for it go."""
-        async for _, crd in self.client.watch(CustomResourceDefinition, on_error=watch_retry):
+        async for _, crd in watch(self.client, CustomResourceDefinition, on_error=watch_retry):
             conds = (crd.status.conditions if crd.status else None) or []
             if not o.condition_true(conds, "Established"):
                 continue
@@ -118,7 +118,7 @@ class Applier:
         """An aggregated API that becomes Available serves kinds discovery has not seen: the catalog is
         then stale, and refreshed at once if an object waits for a kind (else by the next that does)."""
         available: set[str] = set()
-        async for _, svc in self.client.watch(APIService, on_error=watch_retry):
+        async for _, svc in watch(self.client, APIService, on_error=watch_retry):
             conds = (svc.status.conditions if svc.status else None) or []
             if svc.spec is None or svc.spec.service is None or not o.condition_true(conds, "Available"):
                 continue  # local APIs (no service) are served by the API server itself: known already
@@ -151,8 +151,8 @@ class Applier:
         endpoint."""
         labels: dict[str, Any] = {"kubernetes.io/service-name": operators.exists()}
         try:
-            async for _, es in self.client.watch(
-                EndpointSlice, namespace="*", labels=labels, on_error=self._endpoints_error
+            async for _, es in watch(
+                self.client, EndpointSlice, namespace="*", labels=labels, on_error=self._endpoints_error
             ):
                 if not any(ep.conditions is None or ep.conditions.ready is not False for ep in es.endpoints or []):
                     continue
@@ -400,7 +400,9 @@ class Applier:
         self._tasks.append(asyncio.create_task(self._watch_crds()))
         self._tasks.append(asyncio.create_task(self._watch_api_services()))
         try:
-            with self.reporter.progress(f"applying {len(self.manifests)} objects", total=len(self.manifests)) as task:
+            with self.reporter.progress(
+                f"applying {len(self.manifests)} objects", total=len(self.manifests), phase="apply"
+            ) as task:
                 order = sorted(range(len(self.manifests)), key=lambda i: self.gates.priority(self.manifests[i]))
                 started = {i: asyncio.ensure_future(self._run_one(self.manifests[i], deadline, task)) for i in order}
                 results = await asyncio.gather(*(started[i] for i in range(len(self.manifests))))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,33 @@ def async_client(
 def watch_retry(exc: Exception, count: int) -> OnErrorResult:
     """lightkube watch error handler: reconnect with a growing pause (for API server restarts)."""
     return OnErrorResult(OnErrorAction.RETRY, sleep=min(0.5 * 2 ** min(count, 4), 5.0))
+
+
+async def watch(
+    client: AsyncClient, res: Any, *, on_error: Callable[[Exception, int], OnErrorResult] = watch_retry, **kwargs: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """``client.watch`` that outlives an API server restart.
+
+    lightkube 1.0.1 (``core/generic_client.py``, ``GenericAsyncClient.watch``) sends each (re-)watch request
+    before its ``try``: when the API server is still down as the watch reconnects, the connection error
+    ends the watch with an exception and ``on_error`` is never asked. Here that error goes to ``on_error``
+    too (retry with its pause, stop, or raise), and the watch starts again — from a fresh list, so every
+    current object is delivered again as ADDED: handlers must be idempotent."""
+    count = 0
+    while True:
+        try:
+            async for event in client.watch(res, on_error=on_error, **kwargs):
+                count = 0
+                yield event
+            return  # on_error said STOP
+        except (httpx.TransportError, OSError) as exc:
+            count += 1
+            what = on_error(exc, count)
+            if what.action is OnErrorAction.RAISE:
+                raise
+            if what.action is OnErrorAction.STOP:
+                return
+            await asyncio.sleep(what.sleep)
 
 
 def http_client(client: AsyncClient) -> httpx.AsyncClient:

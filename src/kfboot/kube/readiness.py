@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
+from lightkube.models.core_v1 import ContainerStatus
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, ReplicaSet, StatefulSet
 from lightkube.resources.core_v1 import Event, Namespace, PersistentVolumeClaim, Pod
 from lightkube.resources.storage_v1 import StorageClass
 
 from kfboot.kube import objects as o
+from kfboot.kube.client import http_client
 from kfboot.kube.rollout import (
     REVISION_ANNOTATION,
     Rollout,
@@ -188,7 +190,8 @@ async def wait_ready(
     states: dict[str, NamespaceState] = {}
     not_ready: list[str] = []
     stuck: list[Pod] = []
-    with reporter.progress(f"waiting for {len(workloads)} workloads and pods in {len(namespaces)} namespaces") as task:
+    what = f"waiting for {len(workloads)} workloads and pods in {len(namespaces)} namespaces"
+    with reporter.progress(what, phase="readiness") as task:
         while True:
             states, not_ready, stuck = await _snapshot(client, workloads, namespaces)
             pending = [s for s in states.values() if not s.ready]
@@ -235,14 +238,68 @@ async def default_classes(client: AsyncClient) -> list[str]:
     return out
 
 
-async def _pod_logs_tail(client: AsyncClient, pod: Pod, container: str, lines: int = 5) -> str:
+async def _pod_logs_tail(
+    client: AsyncClient, pod: Pod, container: str, lines: int = 5, *, previous: bool = False
+) -> str:
+    """The last log lines of a container (``previous``: of its last terminated instance, as ``kubectl logs
+    --previous``; lightkube's ``log`` has no such parameter, so the log subresource is read directly)."""
+    params = {"container": container, "tailLines": str(lines), "previous": "true" if previous else "false"}
     try:
-        text = ""
-        async for line in client.log(o.name(pod), namespace=o.namespace(pod), container=container, tail_lines=lines):
-            text += line
-        return " | ".join(ln.strip() for ln in text.splitlines()[-lines:] if ln.strip())
-    except (ApiError, Exception):  # logs are a bonus; never fail a diagnosis for them
+        resp = await http_client(client).get(
+            f"/api/v1/namespaces/{o.namespace(pod)}/pods/{o.name(pod)}/log", params=params
+        )
+        if resp.status_code != 200:
+            return ""
+        return " | ".join(ln.strip() for ln in resp.text.splitlines()[-lines:] if ln.strip())
+    except Exception:  # logs are a bonus; never fail a diagnosis for them
         return ""
+
+
+async def _crash_loop(client: AsyncClient, pod: Pod, ref: str, cs: ContainerStatus) -> Diagnosis:
+    running = cs.state is not None and cs.state.running is not None
+    last = cs.lastState.terminated if cs.lastState else None
+    exit_ = f"; last exit code {last.exitCode}{' ' + last.reason if last.reason else ''}" if last else ""
+    # a running instance is a fresh restart: the crash is in its predecessor's log
+    tail = await _pod_logs_tail(client, pod, cs.name, previous=running)
+    hint = "exec format error: an amd64-only image on an arm64 node" if "exec format error" in tail else ""
+    problem = f"container {cs.name} crash-looping ({cs.restartCount} restarts{exit_})"
+    return Diagnosis(ref, problem + (f"; last log lines: {tail}" if tail else ""), hint)
+
+
+#: a container running this long has left its crash loop: the kubelet forgets a back-off after twice its
+#: 5 min maximum (kubernetes v1.36 client-go util/flowcontrol/backoff.go hasExpired, maxDuration * 2)
+_BACKOFF_FORGOTTEN = 600.0
+
+
+def _restarting(cs: ContainerStatus, now: datetime.datetime | None = None) -> bool:
+    """Crash-looping although not waiting at this instant: a crash-looping container is Running for a moment
+    after each back-off, then Terminated until the kubelet's next sync puts it back in CrashLoopBackOff;
+    ``restartCount`` and the last termination tell it in every one of those states."""
+    last = cs.lastState.terminated if cs.lastState else None
+    if cs.restartCount < 2 or last is None or last.exitCode == 0:
+        return False
+    running = cs.state.running if cs.state else None
+    if running is not None and running.startedAt is not None:
+        now = now or datetime.datetime.now(datetime.UTC)
+        return (now - running.startedAt).total_seconds() < _BACKOFF_FORGOTTEN
+    return True
+
+
+async def _container_diagnosis(client: AsyncClient, pod: Pod, ref: str, cs: ContainerStatus) -> Diagnosis | None:
+    waiting = cs.state.waiting if cs.state else None
+    if waiting is None:
+        return await _crash_loop(client, pod, ref, cs) if _restarting(cs) else None
+    reason, msg = waiting.reason or "", waiting.message or ""
+    if reason in ("ErrImagePull", "ImagePullBackOff"):
+        hint = (
+            "Docker Hub rate limit (429): authenticate or use a mirror"
+            if "toomanyrequests" in msg or "429" in msg
+            else "check the image name and registry access"
+        )
+        return Diagnosis(ref, f"container {cs.name}: {reason}: {msg}", hint)
+    if reason == "CrashLoopBackOff":
+        return await _crash_loop(client, pod, ref, cs)
+    return Diagnosis(ref, f"container {cs.name}: {reason} {msg}".strip())
 
 
 async def diagnose(
@@ -285,31 +342,10 @@ async def diagnose(
             continue
         found = False
         for cs in ((status.containerStatuses or []) + (status.initContainerStatuses or [])) if status else []:
-            waiting = cs.state.waiting if cs.state else None
-            if waiting is None:
-                continue
-            found = True
-            reason, msg = waiting.reason or "", waiting.message or ""
-            if reason in ("ErrImagePull", "ImagePullBackOff"):
-                hint = (
-                    "Docker Hub rate limit (429): authenticate or use a mirror"
-                    if "toomanyrequests" in msg or "429" in msg
-                    else "check the image name and registry access"
-                )
-                out.append(Diagnosis(ref, f"container {cs.name}: {reason}: {msg}", hint))
-            elif reason == "CrashLoopBackOff":
-                tail = await _pod_logs_tail(client, pod, cs.name)
-                hint = "exec format error: an amd64-only image on an arm64 node" if "exec format error" in tail else ""
-                out.append(
-                    Diagnosis(
-                        ref,
-                        f"container {cs.name} crash-looping ({cs.restartCount} restarts)"
-                        + (f"; last log lines: {tail}" if tail else ""),
-                        hint,
-                    )
-                )
-            else:
-                out.append(Diagnosis(ref, f"container {cs.name}: {reason} {msg}".strip()))
+            d = await _container_diagnosis(client, pod, ref, cs)
+            if d is not None:
+                found = True
+                out.append(d)
         if not found:
             ready = conds.get("Ready")
             out.append(

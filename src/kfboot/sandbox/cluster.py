@@ -51,7 +51,7 @@ from kfboot.sandbox.layout import (
     workdir,
 )
 from kfboot.sandbox.ports import free_port, port_in_use
-from kfboot.sandbox.processes import _wait_gone, component_pids
+from kfboot.sandbox.processes import _wait_gone, component_pids, stop_own_components
 from kfboot.sandbox.simulation import Stage, _node, load_bundled_stages
 from kfboot.sandbox.spec import (
     ADMISSION_DEFAULT,
@@ -320,6 +320,7 @@ async def _teardown(
     except KfbootError as exc:
         real_left = exc
     pids = component_pids(name)
+    await stop_own_components(pids)
     if kwokctl is not None and kwokctl.exists() and (workdir(name) / "kwok.yaml").is_file():
         # kwokctl delete insists on a kubeconfig to remove its context from: ours unless merged
         kubeconfig = user_kubeconfig() if merged else own_dir(name) / "no-merged-kubeconfig.yaml"

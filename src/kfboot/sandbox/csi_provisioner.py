@@ -22,7 +22,7 @@ from lightkube.types import PatchType
 from lightkube.utils.quantity import parse_quantity
 
 from kfboot.kube import objects as o
-from kfboot.kube.client import watch_retry
+from kfboot.kube.client import watch, watch_retry
 
 log = logging.getLogger("kfboot.sandbox.operator")
 
@@ -152,7 +152,7 @@ async def resize(client: AsyncClient, pvc: PersistentVolumeClaim) -> bool:
 
 
 async def watch_pvcs(client: AsyncClient) -> None:
-    async for event, pvc in client.watch(PersistentVolumeClaim, namespace="*", on_error=watch_retry):
+    async for event, pvc in watch(client, PersistentVolumeClaim, namespace="*", on_error=watch_retry):
         if event == "DELETED":
             continue
         try:
@@ -247,7 +247,7 @@ async def _reclaim_logged(client: AsyncClient, pv: PersistentVolume) -> None:
 
 async def watch_pvs(client: AsyncClient) -> None:
     pending: dict[str, asyncio.Task[None]] = {}
-    async for event, pv in client.watch(PersistentVolume, on_error=watch_retry):
+    async for event, pv in watch(client, PersistentVolume, on_error=watch_retry):
         uid = o.meta(pv).uid or ""
         if event != "DELETED" and _reclaimable(pv) and (uid not in pending or pending[uid].done()):
             pending[uid] = asyncio.create_task(_reclaim_logged(client, pv))

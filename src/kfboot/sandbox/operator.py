@@ -35,7 +35,7 @@ from lightkube import AsyncClient
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
 from kfboot.kube import objects as o
-from kfboot.kube.client import async_client, watch_retry
+from kfboot.kube.client import async_client, watch, watch_retry
 from kfboot.sandbox import rook_operator
 from kfboot.sandbox.component import run_component
 from kfboot.sandbox.csi_provisioner import (
@@ -121,7 +121,7 @@ async def watch_crds(client: AsyncClient) -> None:
     pending: dict[str, asyncio.Task[None]] = {}
     profiles: asyncio.Task[None] | None = None
     rook_watches: dict[str, asyncio.Task[None]] = {}
-    async for _, crd in client.watch(CustomResourceDefinition, on_error=watch_retry):
+    async for _, crd in watch(client, CustomResourceDefinition, on_error=watch_retry):
         uid = o.meta(crd).uid or ""
         if _established(crd) and uid not in pending:
             pending[uid] = asyncio.create_task(_on_established(client, crd))

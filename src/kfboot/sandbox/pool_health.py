@@ -13,7 +13,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
 
 from kfboot.kube import objects as o
-from kfboot.kube.client import watch_retry
+from kfboot.kube.client import watch, watch_retry
 
 log = logging.getLogger("kfboot.sandbox.operator")
 
@@ -43,7 +43,7 @@ async def sync_pool_health(client: AsyncClient, namespace: str) -> int:
 
 
 async def watch_pool_health(client: AsyncClient, res: Any) -> None:
-    async for _, obj in client.watch(res, namespace="*", on_error=watch_retry):
+    async for _, obj in watch(client, res, namespace="*", on_error=watch_retry):
         try:
             await sync_pool_health(client, o.namespace(obj))
         except ApiError as exc:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
 import time
 from pathlib import Path
 
@@ -65,3 +66,16 @@ async def _wait_gone(pids: dict[str, int], timeout: float) -> dict[str, int]:
         if left:
             await asyncio.sleep(0.1)
     return left
+
+
+async def stop_own_components(pids: dict[str, int], timeout: float = 25) -> None:
+    """SIGTERM kfboot's own components (the operator, the login) and wait for them, before kwokctl removes
+    the cluster: kwokctl stops every component with SIGKILL (kwok v0.8.0 pkg/utils/exec/cmd.go
+    KillProcess), which would leave the login's Dex and oauth2-proxy to die of PR_SET_PDEATHSIG unreaped,
+    and the login's status file saying "serving". Stopped this way, the login stops and reaps its children
+    and writes "stopped"."""
+    own = {k: p for k, p in pids.items() if k in (OPERATOR, LOGIN)}
+    for pid in own.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    await _wait_gone(own, timeout)

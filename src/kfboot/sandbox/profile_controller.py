@@ -14,7 +14,7 @@ from lightkube.generic_resource import create_global_resource
 from lightkube.types import PatchType
 
 from kfboot.kube import objects as o
-from kfboot.kube.client import watch_retry
+from kfboot.kube.client import watch, watch_retry
 
 log = logging.getLogger("kfboot.sandbox.operator")
 
@@ -85,7 +85,7 @@ async def reconcile_profile(client: AsyncClient, profile: Any) -> None:
 
 
 async def watch_profiles(client: AsyncClient) -> None:
-    async for event, profile in client.watch(Profile, on_error=watch_retry):
+    async for event, profile in watch(client, Profile, on_error=watch_retry):
         if event != "DELETED" and not o.meta(profile).deletionTimestamp:
             try:
                 await reconcile_profile(client, profile)

@@ -34,9 +34,9 @@ OAUTH2_PROXY_VERSION: Final = "v7.15.6"
 #: registry.k8s.io/pause:<this>.
 PAUSE_VERSION: Final = "3.10.2"
 #: Cache folder version of the image binaries scripts/build-sandbox-binaries builds (pause, kfboot-httpd).
-IMAGES_VERSION: Final = "1"
+IMAGES_VERSION: Final = "2"
 #: kfboot's tiny HTTP test server (sandbox/realnode/gosrc/httpd.go), imported into real nodes under this name.
-HTTPD_IMAGE: Final = "kfboot.local/httpd:1"
+HTTPD_IMAGE: Final = "kfboot.local/httpd:2"
 
 #: Ceph as Rook v1.20.6 pins it (rook/rook v1.20.6 deploy/examples/cluster.yaml `quay.io/ceph/ceph:v20.2.4`);
 #: real nodes run it built from Debian sid's packages of exactly this upstream version (sandbox/build_ceph.py).

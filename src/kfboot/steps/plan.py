@@ -14,9 +14,9 @@ from kfboot.kube.dryrun import BundlePlan, dry_run
 from kfboot.kube.ownership import owned
 from kfboot.kube.readiness import default_classes
 from kfboot.reporting import Reporter
+from kfboot.steps import images, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
-from kfboot.steps import storage, tools
 
 INPUT = "input"
 CLUSTER = "cluster"
@@ -51,6 +51,8 @@ def preflight_cause(fails: list[pf.Check]) -> str:
 class Plan:
     steps: list[StepPlan] = field(default_factory=list)
     kubeflow: BundlePlan | None = None
+    #: the images the Kubeflow objects name, as they would be applied (pointed at images.registry)
+    images: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -71,6 +73,7 @@ class Plan:
                 "counts": self.kubeflow.counts(),
                 "namespaces": self.kubeflow.by_namespace(),
                 "objects": [asdict(p) for p in self.kubeflow.objects],
+                "images": self.images,
             }
         return out
 
@@ -142,21 +145,7 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         except KfbootError as exc:
             plan.steps.append(blocked("kubeflow", exc))
         else:
-            with reporter.progress(f"server-side dry run of {len(rendered.manifests)} objects") as task:
-                labels = owned({kf.RELEASE_LABEL: cfg.kubeflow.release})
-                plan.kubeflow = await dry_run(client, rendered.manifests, labels)
-                counts = plan.kubeflow.counts()
-                task.update("dry run: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
-            plan.steps.append(
-                StepPlan(
-                    "kubeflow",
-                    "run",
-                    [
-                        f"Kubeflow {cfg.kubeflow.release} from {rendered.source}: {len(rendered.manifests)} objects, "
-                        + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items()))
-                    ],
-                )
-            )
+            plan.steps.append(await _kubeflow_plan(client, cfg, rendered, plan, reporter))
     finally:
         await client.close()
     plan.steps.append(
@@ -167,6 +156,34 @@ async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | Non
         )
     )
     return plan
+
+
+async def _kubeflow_plan(
+    client: AsyncClient, cfg: Environment, rendered: kf.Rendered, plan: Plan, reporter: Reporter
+) -> StepPlan:
+    """The dry run of the objects as ``up`` would apply them: pointed at images.registry when it is set."""
+    manifests = images.apply_mirror(rendered.manifests, cfg.images, reporter)
+    with reporter.progress(f"server-side dry run of {len(manifests)} objects") as task:
+        labels = owned({kf.RELEASE_LABEL: cfg.kubeflow.release})
+        plan.kubeflow = await dry_run(client, manifests, labels)
+        counts = plan.kubeflow.counts()
+        task.update("dry run: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    plan.images = [str(i.ref) for i in images.collect(images.uses_of(manifests))]
+    details = [
+        f"Kubeflow {cfg.kubeflow.release} from {rendered.source}: {len(manifests)} objects, "
+        + ", ".join(f"{n} to {a}" for a, n in sorted(counts.items()))
+    ]
+    if cfg.images.registry:
+        outside = [i for i in plan.images if not i.startswith(cfg.images.registry + "/")]
+        details.append(
+            f"{len(plan.images)} images, from the mirror {cfg.images.registry}"
+            + (f" except {len(outside)}: {', '.join(outside[:3])}" if outside else "")
+        )
+    else:
+        details.append(f"{len(plan.images)} images, from their own registries (images.registry is not set)")
+    if cfg.images.prePull:
+        details.append("would pre-pull them on every schedulable node while storage comes up (images.prePull)")
+    return StepPlan("kubeflow", "run", details)
 
 
 async def _storage_plan(client: AsyncClient, cfg: Environment, defaults: list[str], reporter: Reporter) -> StepPlan:

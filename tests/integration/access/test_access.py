@@ -412,7 +412,7 @@ ANN_PASSWORD2 = "ann-Other-pw-51c7aa"
 
 
 def dex_users(sb: Sandbox) -> list[dict[str, str]]:
-    config = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"]  # type: ignore[index]
+    config = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"]
     users = yaml.safe_load(config)["staticPasswords"]
     assert isinstance(users, list)
     return users
@@ -446,11 +446,11 @@ def test_up_keeps_the_users_of_kfboot_yaml(kf: Chain, tmp_path: Path) -> None:
     assert check(kf, "ann@example.com", ANN_PASSWORD).returncode == 0
 
     # the same kfboot.yaml again: nothing is written, Dex is not restarted
-    restarted_at = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["metadata"]  # type: ignore[index]
-    version = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["metadata"]["resourceVersion"]  # type: ignore[index]
+    restarted_at = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["metadata"]
+    version = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["metadata"]["resourceVersion"]
     assert up_with(first) == []
-    assert sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["metadata"]["resourceVersion"] == version  # type: ignore[index]
-    assert sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["metadata"] == restarted_at  # type: ignore[index]
+    assert sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["metadata"]["resourceVersion"] == version
+    assert sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["metadata"] == restarted_at
 
     # another hash in kfboot.yaml is another password: the old one stops working
     second = bcrypt.hashpw(ANN_PASSWORD2.encode(), bcrypt.gensalt(12)).decode()
@@ -475,7 +475,7 @@ def test_set_password_returns_once_only_the_new_dex_pod_serves(kf: Chain) -> Non
     new pod is Ready and the old one is gone, so the old password is refused the moment it returns."""
     sb = kf.sb
     email = "roll@example.com"
-    [container] = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    [container] = sb.kubectl_json("-n", "auth", "get", "deployment", "dex")["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["initialDelaySeconds"] == 10
     add = sb.env.kfboot("auth", "add-user", email, "--password-stdin", input=ROLL_PASSWORD + "\n", timeout=240)
     assert add.returncode == 0, add.stderr

@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ WANTED = {
 }
 
 
-def as_list(items: list[dict[str, object]]) -> str:
+def as_list(items: list[dict[str, Any]]) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
 
@@ -54,7 +55,7 @@ def test_plain_http_is_refused_with_the_reason(gateway: Sandbox) -> None:
     assert "Secure cookies" in proc.stderr and "--https" in proc.stderr
     assert (
         gateway.kubectl_json("get", "svc", "-n", "istio-system", "istio-ingressgateway")["spec"]["type"] == "ClusterIP"
-    )  # type: ignore[index]
+    )
 
 
 def test_nodeport_with_a_self_signed_certificate_then_a_provided_one_behind_an_ingress(
@@ -65,18 +66,18 @@ def test_nodeport_with_a_self_signed_certificate_then_a_provided_one_behind_an_i
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     svc = gateway.kubectl_json("get", "svc", "-n", "istio-system", "istio-ingressgateway")
-    assert svc["spec"]["type"] == "NodePort"  # type: ignore[index]
-    https = next(p for p in svc["spec"]["ports"] if p["name"] == "https")  # type: ignore[index]
+    assert svc["spec"]["type"] == "NodePort"
+    https = next(p for p in svc["spec"]["ports"] if p["name"] == "https")
     assert result["urls"] == [f"https://127.0.0.1:{https['nodePort']}/"]
     cert = gateway.kubectl_json("get", "certificate", "-n", "istio-system", "kfboot-gateway-tls")["spec"]
-    assert cert["ipAddresses"] == ["127.0.0.1"] and cert["secretName"] == "kfboot-gateway-tls"  # type: ignore[index]
-    assert cert["issuerRef"] == {"name": "kfboot-selfsigned", "kind": "Issuer"}  # type: ignore[index]
+    assert cert["ipAddresses"] == ["127.0.0.1"] and cert["secretName"] == "kfboot-gateway-tls"
+    assert cert["issuerRef"] == {"name": "kfboot-selfsigned", "kind": "Issuer"}
     issuer = gateway.kubectl_json("get", "issuer", "-n", "istio-system", "kfboot-selfsigned")
     assert issuer["spec"] == {"selfSigned": {}}
     servers = gateway.kubectl_json("get", "gateway.networking.istio.io", "-n", "kubeflow", "kubeflow-gateway")["spec"][
         "servers"
-    ]  # type: ignore[index]
-    by_port = {s["port"]["number"]: s for s in servers}  # type: ignore[attr-defined]
+    ]
+    by_port = {s["port"]["number"]: s for s in servers}
     assert by_port[443]["tls"] == {"mode": "SIMPLE", "credentialName": "kfboot-gateway-tls"}
     assert by_port[80]["tls"] == {"httpsRedirect": True}
 
@@ -100,5 +101,5 @@ def test_nodeport_with_a_self_signed_certificate_then_a_provided_one_behind_an_i
     secret = gateway.kubectl_json("get", "secret", "-n", "istio-system", "kfboot-gateway-tls")
     assert secret["type"] == "kubernetes.io/tls"
     ingress = gateway.kubectl_json("get", "ingress", "-n", "istio-system", "kfboot-dashboard")["spec"]
-    assert ingress["tls"] == [{"hosts": ["kf.example.com"], "secretName": "kfboot-gateway-tls"}]  # type: ignore[index]
+    assert ingress["tls"] == [{"hosts": ["kf.example.com"], "secretName": "kfboot-gateway-tls"}]
     assert "PRIVATE KEY" not in proc.stdout + proc.stderr  # the key is never echoed

@@ -33,7 +33,7 @@ def status_file(sb: Sandbox) -> Path:
 
 
 def template_of(sb: Sandbox, namespace: str, name: str) -> dict[str, Any]:
-    return dict(sb.kubectl_json("-n", namespace, "get", "deployment", name)["spec"]["template"])  # type: ignore[index]
+    return dict(sb.kubectl_json("-n", namespace, "get", "deployment", name)["spec"]["template"])
 
 
 def wait_serving(sb: Sandbox, *, dex_starts_above: int = 0, timeout: float = 180) -> dict[str, Any]:
@@ -95,8 +95,7 @@ def test_the_sandbox_login_is_the_real_chain_on_loopback(kf: Sandbox) -> None:
         assert f"127.0.0.1:{st[name]['port']}" in addrs
     # kwok forwards the gateway's and Dex's pod ports to them
     forwards = {
-        f["metadata"]["name"]: f["spec"]
-        for f in kf.kubectl_json("get", "clusterportforwards.kwok.x-k8s.io")["items"]  # type: ignore[attr-defined]
+        f["metadata"]["name"]: f["spec"] for f in kf.kubectl_json("get", "clusterportforwards.kwok.x-k8s.io")["items"]
     }
     assert forwards["kfboot-sandbox-gateway"]["selector"] == {"matchNamespaces": ["istio-system"]}
     assert forwards["kfboot-sandbox-gateway"]["forwards"] == [

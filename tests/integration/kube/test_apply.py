@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from kfboot.kube.manifest import manifests_of
 from kfboot.reporting import NullReporter
 from tests.helpers import harness
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.helpers.objects import CRD, namespace, widget
+from tests.helpers.objects import CRD, configmap_webhook, hook_service, namespace, widget
 
 pytestmark = pytest.mark.sandbox
 
@@ -62,10 +63,10 @@ def bundle(size: int = 3) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def sb(tmp_path: Path) -> Sandbox:
+def sb(tmp_path: Path) -> Iterator[Sandbox]:
     box = start_sandbox(make_env(tmp_path), "rerun", "--nodes", "1")
     box.env.env["KUBECONFIG"] = str(box.kubeconfig)
-    yield box  # type: ignore[misc]
+    yield box
     stop_sandbox(box)
 
 
@@ -82,7 +83,7 @@ def versions(sb: Sandbox) -> dict[str, str]:
     items: list[Any] = [
         sb.kubectl_json("get", "namespace", NS),
         sb.kubectl_json("get", "crd", "widgets.example.kfboot.io"),
-        *sb.kubectl_json("get", "widgets,configmaps,deployments", "-n", NS)["items"],  # type: ignore[misc]
+        *sb.kubectl_json("get", "widgets,configmaps,deployments", "-n", NS)["items"],
     ]
     return {
         f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"]
@@ -97,7 +98,7 @@ def test_rerun_sends_only_what_changed_or_drifted(sb: Sandbox, tmp_path: Path) -
     assert first["unchanged"] == 0
     recorded = json.loads(
         sb.kubectl_json("get", "cm", "kfboot-applied-kubeflow", "-n", "kfboot-system")["data"]["objects"]
-    )  # type: ignore[index]
+    )
     assert len(recorded) == 5
 
     # nothing changed: nothing is sent, nothing moves
@@ -115,8 +116,8 @@ def test_rerun_sends_only_what_changed_or_drifted(sb: Sandbox, tmp_path: Path) -
     assert drifted["unchanged"] == 3 and drifted["attempts"] == 2, drifted
     cm = sb.kubectl_json("get", "configmap/settings", "-n", NS)
     assert cm["data"] == {"mode": "fast", "level": "3"}
-    assert cm["metadata"]["labels"]["team"] == "ml"  # type: ignore[index]
-    assert sb.kubectl_json("get", "deployment/web", "-n", NS)["spec"]["replicas"] == 2  # type: ignore[index]
+    assert cm["metadata"]["labels"]["team"] == "ml"
+    assert sb.kubectl_json("get", "deployment/web", "-n", NS)["spec"]["replicas"] == 2
 
     # a changed manifest is sent; a deleted object is created again; the rest stays untouched
     sb.kubectl("delete", "deployment/web", "-n", NS, "--wait=true")
@@ -220,12 +221,7 @@ def webhook_bundle() -> list[dict[str, Any]]:
     labels = {"app": "hook"}
     return [
         namespace(NS),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "hook", "namespace": NS},
-            "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 9443}]},
-        },
+        hook_service(NS, 9443),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -236,29 +232,7 @@ def webhook_bundle() -> list[dict[str, Any]]:
                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "h", "image": "h"}]}},
             },
         },
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "kfboot-test-hook"},
-            "webhooks": [
-                {
-                    "name": "hook.example.kfboot.io",
-                    "admissionReviewVersions": ["v1"],
-                    "sideEffects": "None",
-                    "failurePolicy": "Fail",
-                    "clientConfig": {"service": {"name": "hook", "namespace": NS, "path": "/validate"}},
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
-                    "rules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["configmaps"],
-                        }
-                    ],
-                }
-            ],
-        },
+        configmap_webhook("kfboot-test-hook", NS),
         settings(),
     ]
 

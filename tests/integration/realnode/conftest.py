@@ -15,7 +15,9 @@ from tests.helpers.realnode import require_real_node_prereqs
 def real_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     require_real_node_prereqs()
     env = make_env(tmp_path_factory.mktemp("realnode"))
-    sb = start_sandbox(env, f"r{uuid.uuid4().hex[:6]}", "--nodes", "1", "--real-nodes", "1", "--timeout", "180")
+    sb = start_sandbox(
+        env, f"r{uuid.uuid4().hex[:6]}", "--nodes", "1", "--real-nodes", "1", "--strict-admission", "--timeout", "180"
+    )
     try:
         yield sb
     finally:

@@ -76,7 +76,7 @@ def gateway(real_sandbox: Sandbox) -> Iterator[str]:
 
 def gateway_pods(sb: Sandbox) -> set[str]:
     items = sb.kubectl_json("-n", "istio-system", "get", "pods", "-l", "app=istio-ingressgateway")["items"]
-    return {p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")}  # type: ignore[attr-defined]
+    return {p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")}
 
 
 def get(url: str) -> str:

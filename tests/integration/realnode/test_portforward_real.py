@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -24,7 +25,7 @@ from tests.helpers.realnode import real_node_logs
 pytestmark = pytest.mark.sandbox
 
 
-def container(name: str, port: int, tag: str) -> dict[str, object]:
+def container(name: str, port: int, tag: str) -> dict[str, Any]:
     return {
         "name": name,
         "image": versions.HTTPD_IMAGE,
@@ -78,7 +79,7 @@ def web(real_sandbox: Sandbox) -> Iterator[str]:
 
 def pod_names(sb: Sandbox, ns: str) -> set[str]:
     items = sb.kubectl_json("-n", ns, "get", "pods", "-l", "app=web")["items"]
-    return {p["metadata"]["name"] for p in items}  # type: ignore[attr-defined]
+    return {p["metadata"]["name"] for p in items}
 
 
 async def test_many_connections_through_the_real_kubelet(real_sandbox: Sandbox, web: str) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def sh(*cmd: str) -> str:
     return subprocess.run(list(cmd), capture_output=True, text=True, check=True).stdout
 
 
-def host_state() -> dict[str, object]:
+def host_state() -> dict[str, Any]:
     """What a real node could leave on the host: namespaces, links, addresses, routes, iptables rules
     (v4 and v6, counters dropped), mounts, cgroup folders, ip_forward."""
 
@@ -102,20 +103,20 @@ def pod_manifest(name: str, ready_after: int = 2) -> str:
     )
 
 
-def run_pod(sb: Sandbox, name: str) -> dict[str, object]:
+def run_pod(sb: Sandbox, name: str) -> dict[str, Any]:
     sb.kubectl("apply", "-f", "-", input=pod_manifest(name))
     ready = sb.kubectl("wait", f"pod/{name}", "--for=condition=Ready", "--timeout=180s", timeout=200, check=False)
     assert ready.returncode == 0, ready.stderr + real_node_logs(sb)
     return sb.kubectl_json("get", "pod", name)
 
 
-def real_state(sb: Sandbox) -> dict[str, object]:
+def real_state(sb: Sandbox) -> dict[str, Any]:
     path = sb.env.data / "sandbox" / "kfboot" / sb.name / rn.STATE_FILE
     return dict(json.loads(path.read_text()))
 
 
 def test_real_node_ready_beside_kwok_nodes(real_sandbox: Sandbox) -> None:
-    nodes = {n["metadata"]["name"]: n for n in real_sandbox.kubectl_json("get", "nodes")["items"]}  # type: ignore[attr-defined]
+    nodes = {n["metadata"]["name"]: n for n in real_sandbox.kubectl_json("get", "nodes")["items"]}
     real, fake = f"{real_sandbox.name}-real-0", f"{real_sandbox.name}-node-0"
     assert set(nodes) == {real, fake}
     for n in nodes.values():
@@ -145,8 +146,8 @@ def test_status_shows_the_real_node(real_sandbox: Sandbox) -> None:
 
 def test_pod_with_readiness_probe_becomes_ready_and_answers(real_sandbox: Sandbox) -> None:
     pod = run_pod(real_sandbox, "probe")
-    assert pod["spec"]["nodeName"] == f"{real_sandbox.name}-real-0"  # type: ignore[index]
-    assert pod["status"]["podIP"].startswith("10.233.")  # type: ignore[index]
+    assert pod["spec"]["nodeName"] == f"{real_sandbox.name}-real-0"
+    assert pod["status"]["podIP"].startswith("10.233.")
     # the API server reaches the pod (service proxy → pod IP over the veth) and the kubelet (logs)
     body = real_sandbox.kubectl("get", "--raw", "/api/v1/namespaces/default/pods/probe:8080/proxy/").stdout
     assert body == "ok probe\n"
@@ -158,7 +159,7 @@ def test_pods_do_not_schedule_on_the_real_node_without_toleration(real_sandbox: 
     real_sandbox.kubectl("create", "deployment", "plain", "--image=busybox", "--replicas=2")
     real_sandbox.kubectl("rollout", "status", "deployment/plain", "--timeout=120s", timeout=150)
     pods = real_sandbox.kubectl_json("get", "pods", "-l", "app=plain")["items"]
-    assert {p["spec"]["nodeName"] for p in pods} == {f"{real_sandbox.name}-node-0"}  # type: ignore[attr-defined]
+    assert {p["spec"]["nodeName"] for p in pods} == {f"{real_sandbox.name}-node-0"}
 
 
 def test_nothing_leaves_the_namespace(real_sandbox: Sandbox) -> None:
@@ -174,7 +175,7 @@ def test_nothing_leaves_the_namespace(real_sandbox: Sandbox) -> None:
     ).stdout
     assert answer == "connected\n", answer
     # the node's namespace: no default route, no NAT of any kind
-    holder = real_state(real_sandbox)["nodes"][0]["holder"]["pid"]  # type: ignore[index]
+    holder = real_state(real_sandbox)["nodes"][0]["holder"]["pid"]
     ns = ("nsenter", f"--target={holder}", "--net", "--")
     routes = sh(*ns, "ip", "-4", "route", "show", "table", "all") + sh(*ns, "ip", "-6", "route", "show", "table", "all")
     assert "default" not in routes, routes
@@ -205,7 +206,7 @@ def test_down_leaves_the_host_as_before(tmp_path: Path) -> None:
         run_pod(sb, "web")  # containers, cgroups, pod network namespace, kubelet's iptables chains
         during = host_state()
         assert during["links"] != before["links"]  # the veth exists while the node runs
-        assert any(c.endswith(f"kfboot-{sb.name}-real-0") for c in during["cgroups"])  # type: ignore[attr-defined]
+        assert any(c.endswith(f"kfboot-{sb.name}-real-0") for c in during["cgroups"])
     finally:
         stop_sandbox(sb)
     deadline = time.monotonic() + 15

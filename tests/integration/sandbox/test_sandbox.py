@@ -102,8 +102,8 @@ def test_statefulset_on_rook_ceph_block_gets_bound_pvcs(sandbox: Sandbox, testda
         assert pvc["status"]["phase"] == "Bound"
         assert pvc["status"]["capacity"]["storage"] == "5Gi"
         pv = sandbox.kubectl_json("get", "pv", pvc["spec"]["volumeName"])
-        assert pv["spec"]["csi"]["driver"] == "rook-ceph.rbd.csi.ceph.com"  # type: ignore[index]
-        assert pv["spec"]["claimRef"]["name"] == pvc["metadata"]["name"]  # type: ignore[index]
+        assert pv["spec"]["csi"]["driver"] == "rook-ceph.rbd.csi.ceph.com"
+        assert pv["spec"]["claimRef"]["name"] == pvc["metadata"]["name"]
     pods = sandbox.kubectl_json("-n", "sts-test", "get", "pods")["items"]
     assert isinstance(pods, list)
     assert all(any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"]) for p in pods)
@@ -115,8 +115,8 @@ def test_statefulset_on_rook_ceph_block_gets_bound_pvcs(sandbox: Sandbox, testda
         "--timeout=60s",
     )  # fmt: skip
     pool = sandbox.kubectl_json("-n", "rook-ceph", "get", "cephblockpool", "replicapool")
-    assert pool["metadata"]["finalizers"] == ["cephblockpool.ceph.rook.io"]  # type: ignore[index]
-    assert pool["status"]["info"] == {"type": "Replicated", "failureDomain": "host"}  # type: ignore[index]
+    assert pool["metadata"]["finalizers"] == ["cephblockpool.ceph.rook.io"]
+    assert pool["status"]["info"] == {"type": "Replicated", "failureDomain": "host"}
 
     # deleting the claims releases the volumes and the provisioner deletes them (reclaimPolicy Delete)
     volumes = {p["spec"]["volumeName"] for p in pvcs}

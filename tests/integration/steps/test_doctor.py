@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,9 +35,7 @@ CRD_B = json.loads(
 )  # the same short name "gd" as CRD_A: its names are not accepted
 
 
-def crashing_pod(
-    name: str, container: str, waiting: str | None, message: str
-) -> tuple[dict[str, object], dict[str, object]]:
+def crashing_pod(name: str, container: str, waiting: str | None, message: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """An unschedulable pod (no kwok node takes it, so nothing rewrites its status) and the status a
     kubelet would report for a crashing container (``waiting`` None: one that crashed once, restarted and
     is running and Ready now)."""
@@ -72,7 +71,7 @@ def broken(fresh_sandbox: Sandbox) -> Iterator[Sandbox]:
     sb = fresh_sandbox  # its own: no default StorageClass, nothing else's webhooks
     sb.kubectl("create", "namespace", "doctor")
     sb.kubectl("apply", "-f", "-", input=json.dumps(CRD_A))
-    CRD_B["spec"]["names"]["shortNames"] = ["gd"]  # type: ignore[index]  # the conflict
+    CRD_B["spec"]["names"]["shortNames"] = ["gd"]  # the conflict
     sb.kubectl("apply", "-f", "-", input=json.dumps(CRD_B))
     sb.kubectl(
         "apply",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.helpers.hosts import GIB, free_port, loops
 __all__ = ["loops"]  # the fixture
 
 
-def devices(env: Env, config: str | None = None) -> dict[str, dict[str, object]]:
+def devices(env: Env, config: str | None = None) -> dict[str, dict[str, Any]]:
     args = ["host", "devices", "-o", "json"]
     if config:
         args[0:0] = ["--config", config]
@@ -73,11 +74,9 @@ def test_preflight_and_storage_use_this_machines_disks_for_a_node_named_in_the_c
     proc = run(True, "storage", "install")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     spec = fresh_sandbox.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")["spec"]
-    assert spec["storage"]["nodes"] == [  # type: ignore[index]
-        {"name": node, "devices": [{"name": loops["empty"].removeprefix("/dev/")}]}
-    ]
+    assert spec["storage"]["nodes"] == [{"name": node, "devices": [{"name": loops["empty"].removeprefix("/dev/")}]}]
     operator_config = fresh_sandbox.kubectl_json("get", "cm", "-n", "rook-ceph", "rook-ceph-operator-config")
-    assert operator_config["data"]["ROOK_CEPH_ALLOW_LOOP_DEVICES"] == "true"  # type: ignore[index]
+    assert operator_config["data"]["ROOK_CEPH_ALLOW_LOOP_DEVICES"] == "true"
 
 
 def test_unknown_and_unreachable_nodes(cli_env: Env, tmp_path: Path) -> None:

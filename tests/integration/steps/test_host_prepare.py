@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ class Host:
     had_lvm: bool
     rbd_loaded: bool
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "files": {str(p): p.read_text() if p.exists() else None for p in FILES},
             "live": live(),
@@ -71,7 +72,7 @@ def host_state() -> Iterator[Host]:
         set_live(limits)
 
 
-def prepare(env: Env, *args: str) -> tuple[int, dict[str, dict[str, object]]]:
+def prepare(env: Env, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
     proc = env.kfboot("host", "prepare", "-o", "json", *args, timeout=600)
     assert "Traceback" not in proc.stderr, proc.stderr
     doc = json.loads(proc.stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.harness import Env
 from tests.helpers.hosts import GIB, Sshd, keygen, loops, running_sshd, sshd, unprivileged_user
@@ -11,7 +12,7 @@ from tests.helpers.hosts import GIB, Sshd, keygen, loops, running_sshd, sshd, un
 __all__ = ["loops", "sshd", "unprivileged_user"]  # the fixtures
 
 
-def _devices(env: Env, cfg: Path, *node: str) -> dict[str, dict[str, object]]:
+def _devices(env: Env, cfg: Path, *node: str) -> dict[str, dict[str, Any]]:
     proc = env.kfboot("--config", str(cfg), "host", "devices", *node, "-o", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
@@ -37,7 +38,7 @@ def test_remote_discovery_over_ssh_equals_local(
     assert text.returncode == 0 and loops["empty"] in text.stdout
 
 
-def _error(env: Env, cfg: Path) -> tuple[int, str, dict[str, object]]:
+def _error(env: Env, cfg: Path) -> tuple[int, str, dict[str, Any]]:
     proc = env.kfboot("--config", str(cfg), "host", "devices", "--node", "n1")
     as_json = env.kfboot("--config", str(cfg), "host", "devices", "--node", "n1", "-o", "json")
     assert "Traceback" not in proc.stderr + as_json.stderr

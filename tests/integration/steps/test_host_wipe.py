@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def blkid_type(dev: str) -> str | None:
     return tags.get("TYPE") or tags.get("PTTYPE")
 
 
-def verdict(env: Env, cfg: Path, dev: str) -> dict[str, object]:
+def verdict(env: Env, cfg: Path, dev: str) -> dict[str, Any]:
     proc = env.kfboot("--config", str(cfg), "host", "devices", "-o", "json")
     assert proc.returncode == 0, proc.stderr
     return next(d for d in json.loads(proc.stdout)["devices"] if d["path"] == dev)

@@ -243,9 +243,9 @@ def test_kubeflow_install_with_images_registry_points_everything_at_the_mirror(
         assert [i for i in live if not i.startswith(f"{mirror_at}/")] == []
         assert f"{mirror_at}/docker.io/library/mysql:8.0@{pinned}" in live
         cm = sb.kubectl_json("get", "configmap", "-n", "knative-serving", "config-deployment")
-        assert str(cm["data"]["queue-sidecar-image"]).startswith(f"{mirror_at}/gcr.io/knative-releases/")  # type: ignore[index]
+        assert str(cm["data"]["queue-sidecar-image"]).startswith(f"{mirror_at}/gcr.io/knative-releases/")
         inj = sb.kubectl_json("get", "configmap", "-n", "istio-system", "istio-sidecar-injector")
-        values = json.loads(inj["data"]["values"])  # type: ignore[index]
+        values = json.loads(inj["data"]["values"])
         assert values["global"]["hub"] == f"{mirror_at}/gcr.io/istio-release"
         api = next(i for i in items if i["metadata"]["name"] == "ml-pipeline" and i["kind"] == "Deployment")
         env = {e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -278,7 +278,9 @@ def test_list_respects_exclusions(tmp_path: Path, testdata_dir: Path) -> None:
 @pytest.mark.sandbox
 def test_up_with_images_registry_points_storage_and_kubeflow_at_the_mirror(tmp_path: Path, testdata_dir: Path) -> None:
     """`up --sandbox` with images.registry: every pod template kfboot applied (Rook's and Kubeflow's), Rook's
-    CSI image set and the CephCluster name images in the mirror only."""
+    CSI image set and the CephCluster name images in the mirror only. With images.prePull the pulls run on
+    the (kwok) nodes while storage comes up and their DaemonSet is gone afterwards (the real pulls are
+    proved on a real node: tests/integration/realnode/test_images_pull_real.py)."""
     mirror_at = "127.0.0.1:5998/air"
     env = make_env(tmp_path)
     cfg = tmp_path / "kfboot.yaml"
@@ -286,7 +288,7 @@ def test_up_with_images_registry_points_storage_and_kubeflow_at_the_mirror(tmp_p
         "apiVersion: kfboot/v1alpha1\nkind: Environment\n"
         f"storage: {{timeout: 5m, rook: {{manifests: {testdata_dir / 'rook' / 'v1.20.6'}}}}}\n"
         f"kubeflow: {{source: {testdata_dir / 'kubeflow' / 'kubeflow-26.03-example.yaml.gz'}, timeout: 10m}}\n"
-        f"images: {{registry: '{mirror_at}'}}\n"
+        f"images: {{registry: '{mirror_at}', prePull: true}}\n"
     )
     name = "upimg"
     try:
@@ -295,6 +297,9 @@ def test_up_with_images_registry_points_storage_and_kubeflow_at_the_mirror(tmp_p
         sb = Sandbox(
             name=name, env=env, kubeconfig=env.data / "sandbox" / "clusters" / name / "kubeconfig.yaml", info={}
         )
+        kubeflow_step = next(s for s in json.loads(proc.stdout)["steps"] if s["step"] == "kubeflow")
+        assert "images pre-pulled on 3 node(s)" in kubeflow_step["detail"], kubeflow_step
+        assert "kfboot-image-puller" not in sb.kubectl("get", "daemonsets", "-A", "-o", "name").stdout
         kinds = "deployments,statefulsets,daemonsets,jobs,cronjobs,clusterservingruntimes,clustertrainingruntimes"
         items = json.loads(
             sb.kubectl("get", kinds, "-A", "-l", "kfboot.io/managed-by=kfboot", "-o", "json", timeout=300).stdout
@@ -305,8 +310,8 @@ def test_up_with_images_registry_points_storage_and_kubeflow_at_the_mirror(tmp_p
         assert f"{mirror_at}/quay.io/cephcsi/ceph-csi-operator:v1.0.4" in live
         assert f"{mirror_at}/ghcr.io/kubeflow/kfp-api-server:2.16.0" in live
         image_set = sb.kubectl_json("get", "cm", "-n", "rook-ceph", "rook-csi-operator-image-set-configmap")
-        assert all(str(v).startswith(f"{mirror_at}/") for v in image_set["data"].values())  # type: ignore[attr-defined]
+        assert all(str(v).startswith(f"{mirror_at}/") for v in image_set["data"].values())
         ceph = sb.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")
-        assert ceph["spec"]["cephVersion"]["image"] == f"{mirror_at}/quay.io/ceph/ceph:v20.2.4"  # type: ignore[index]
+        assert ceph["spec"]["cephVersion"]["image"] == f"{mirror_at}/quay.io/ceph/ceph:v20.2.4"
     finally:
         env.kfboot("sandbox", "down", "--name", name, timeout=120)

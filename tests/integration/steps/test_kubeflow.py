@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -53,7 +55,7 @@ def writers(sb: Sandbox, key: tuple[str, str, str]) -> list[tuple[str, str, str]
     """Who wrote an object, and when (its managedFields), for failure messages."""
     kind, ns, name = key
     obj = sb.kubectl_json("get", kind, name, *(["-n", ns] if ns else []), "--show-managed-fields")
-    fields = obj["metadata"]["managedFields"]  # type: ignore[index]
+    fields = obj["metadata"]["managedFields"]
     return [(f["manager"], f.get("subresource", ""), f["time"]) for f in fields]
 
 
@@ -74,12 +76,12 @@ def settled(sb: Sandbox, kinds: set[str], timeout: float = 90) -> dict[tuple[str
     raise AssertionError(f"the sandbox did not settle within {timeout:.0f} s")
 
 
-def bundle(testdata: Path, name: str) -> list[dict[str, object]]:
+def bundle(testdata: Path, name: str) -> list[dict[str, Any]]:
     with gzip.open(testdata / "kubeflow" / name, "rt") as fh:
         return [d for d in yaml.load_all(fh, Loader=yaml.CSafeLoader) if d]
 
 
-def resource_names(sb: Sandbox, docs: list[dict[str, object]]) -> tuple[set[str], set[str]]:
+def resource_names(sb: Sandbox, docs: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
     """kubectl resource names (plural.group) of the bundle's kinds, and which kinds are cluster-scoped."""
     rows = sb.kubectl("api-resources", "--no-headers", "-o", "wide").stdout.splitlines()
     by_kind: dict[tuple[str, str], str] = {}
@@ -105,12 +107,12 @@ def resource_names(sb: Sandbox, docs: list[dict[str, object]]) -> tuple[set[str]
 
 
 @pytest.fixture
-def kf_sandbox(tmp_path: Path, testdata_dir: Path) -> Sandbox:
+def kf_sandbox(tmp_path: Path, testdata_dir: Path) -> Iterator[Sandbox]:
     sb = start_sandbox(make_env(tmp_path), "kf")
     rook_default_class(sb, testdata_dir)
     sb.env.env["PATH"] = kustomize_path()
     sb.env.env["KUBECONFIG"] = str(sb.kubeconfig)
-    yield sb  # type: ignore[misc]
+    yield sb
     stop_sandbox(sb)
 
 
@@ -156,7 +158,7 @@ def test_install_26_03_from_source_tree_then_noop(kf_sandbox: Sandbox, testdata_
         if live[key] != {**upstream, **ours, **extra}:
             changed.append((key, upstream, live[key]))
     assert changed == [], changed[:5]
-    assert sum("app.kubernetes.io/managed-by" in (d["metadata"].get("labels") or {}) for d in docs) == 93  # type: ignore[union-attr]
+    assert sum("app.kubernetes.io/managed-by" in (d["metadata"].get("labels") or {}) for d in docs) == 93
     # the profile namespace exists (the sandbox plays Kubeflow's profile controller)
     kf_sandbox.kubectl("get", "namespace", "kubeflow-user-example-com")
 

@@ -93,10 +93,18 @@ def test_plan_exit_codes_say_what_blocks(tmp_path: Path, testdata_dir: Path) -> 
             input="apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: standard\n  annotations:\n"
             "    storageclass.kubernetes.io/is-default-class: 'true'\nprovisioner: example.com/standard\n",
         )
-        cfg.write_text(f"kubeflow:\n  source: {bundle}\n")
+        mirror = "127.0.0.1:5997/kf"  # never contacted: plan only rewrites the references
+        cfg.write_text(f"kubeflow:\n  source: {bundle}\nimages: {{registry: '{mirror}', prePull: true}}\n")
         ok = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)
         assert ok.returncode == 0, [s for s in json.loads(ok.stdout)["steps"] if s["action"] == "blocked"]
         assert json.loads(ok.stdout)["exitCode"] == 0
+        # the objects dry-run and shown are the ones `up` applies: every image in the mirror
+        shown = json.loads(ok.stdout)["kubeflow"]["images"]
+        assert len(shown) > 60 and [i for i in shown if not i.startswith(f"{mirror}/")] == []
+        assert f"{mirror}/ghcr.io/kubeflow/kfp-launcher:2.16.0" in shown  # named in an env value
+        details = next(s for s in json.loads(ok.stdout)["steps"] if s["step"] == "kubeflow")["details"]
+        assert f"{len(shown)} images, from the mirror {mirror}" in details
+        assert any("pre-pull" in d for d in details)
         src = testdata_dir / "kubeflow" / "kubeflow-26.03-src.tar.gz"
         cfg.write_text(f"kubeflow:\n  source: {src}\n  components: {{exclude: [kserv]}}\n")
         bad = sb.env.kfboot("plan", "--config", str(cfg), "-o", "json", timeout=300)

@@ -6,6 +6,7 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     stop_sandbox(sb)
 
 
-def default_class(name: str) -> dict[str, object]:
+def default_class(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",

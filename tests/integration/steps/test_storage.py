@@ -63,7 +63,7 @@ def default_class(name: str) -> str:
 
 def classes(sb: Sandbox) -> dict[str, bool]:
     out = {}
-    for sc in sb.kubectl_json("get", "sc")["items"]:  # type: ignore[attr-defined]
+    for sc in sb.kubectl_json("get", "sc")["items"]:
         ann = sc["metadata"].get("annotations") or {}
         out[sc["metadata"]["name"]] = ann.get("storageclass.kubernetes.io/is-default-class") == "true"
     return out
@@ -102,20 +102,20 @@ def test_one_node_install_demotes_default_binds_claims_and_uninstalls_cleanly(on
     assert classes(one) == {"rook-ceph-block": True, "nfs": False}
     sc = one.kubectl_json("get", "sc", "rook-ceph-block")
     assert sc["provisioner"] == "rook-ceph.rbd.csi.ceph.com" and sc["allowVolumeExpansion"] is True
-    assert sc["parameters"]["csi.storage.k8s.io/fstype"] == "ext4"  # type: ignore[index]
+    assert sc["parameters"]["csi.storage.k8s.io/fstype"] == "ext4"
     # the 1-node shape: one mon and mgr allowed on the same node, size 1 without the safety check,
     # the no-redundancy warning muted, and the explicit disk discovery found (never useAllDevices)
     spec = cephcluster(one)["spec"]
-    assert spec["mon"] == {"count": 1, "allowMultiplePerNode": True}  # type: ignore[index]
-    assert spec["mgr"]["count"] == 1 and spec["mgr"]["allowMultiplePerNode"] is True  # type: ignore[index]
-    assert spec["storage"] == {  # type: ignore[index]
+    assert spec["mon"] == {"count": 1, "allowMultiplePerNode": True}
+    assert spec["mgr"]["count"] == 1 and spec["mgr"]["allowMultiplePerNode"] is True
+    assert spec["storage"] == {
         "useAllNodes": False,
         "useAllDevices": False,
         "nodes": [{"name": "stor1-node-0", "devices": [{"name": "sdb"}]}],
     }
-    assert spec["cephConfig"]["global"]["mon_warn_on_pool_no_redundancy"] == "false"  # type: ignore[index]
-    assert pool(one)["spec"]["replicated"] == {"size": 1, "requireSafeReplicaSize": False}  # type: ignore[index]
-    assert pool(one, "builtin-mgr")["spec"]["name"] == ".mgr"  # type: ignore[index]
+    assert spec["cephConfig"]["global"]["mon_warn_on_pool_no_redundancy"] == "false"
+    assert pool(one)["spec"]["replicated"] == {"size": 1, "requireSafeReplicaSize": False}
+    assert pool(one, "builtin-mgr")["spec"]["name"] == ".mgr"
     # a claim without storageClassName binds through the default class
     one.kubectl(
         "apply",
@@ -131,7 +131,7 @@ def test_one_node_install_demotes_default_binds_claims_and_uninstalls_cleanly(on
         ),
     )
     one.kubectl("wait", "pvc/data", "-n", "default", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s")
-    assert one.kubectl_json("get", "pvc", "data", "-n", "default")["spec"]["storageClassName"] == "rook-ceph-block"  # type: ignore[index]
+    assert one.kubectl_json("get", "pvc", "data", "-n", "default")["spec"]["storageClassName"] == "rook-ceph-block"
     # status: healthy
     st = one.env.kfboot("storage", "status", "-o", "json")
     assert st.returncode == 0, st.stdout
@@ -162,12 +162,12 @@ def test_three_nodes_get_three_mons_and_three_replicas_across_hosts(three: Sandb
     proc = three.env.kfboot("--config", str(rook_config(tmp_path)), "storage", "install", "-o", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     spec = cephcluster(three)["spec"]
-    assert spec["mon"] == {"count": 3, "allowMultiplePerNode": False}  # type: ignore[index]
-    assert spec["mgr"]["count"] == 2  # type: ignore[index]
-    assert [n["name"] for n in spec["storage"]["nodes"]] == [f"stor3-node-{i}" for i in range(3)]  # type: ignore[index]
+    assert spec["mon"] == {"count": 3, "allowMultiplePerNode": False}
+    assert spec["mgr"]["count"] == 2
+    assert [n["name"] for n in spec["storage"]["nodes"]] == [f"stor3-node-{i}" for i in range(3)]
     assert "cephConfig" not in spec  # no muted warnings with real redundancy
     p = pool(three)["spec"]
-    assert p["failureDomain"] == "host" and p["replicated"] == {"size": 3, "requireSafeReplicaSize": True}  # type: ignore[index]
+    assert p["failureDomain"] == "host" and p["replicated"] == {"size": 3, "requireSafeReplicaSize": True}
     # Ceph's default .mgr pool (3 replicas) fits three hosts: no 1-replica override
     assert three.kubectl("get", "cephblockpool", "-n", "rook-ceph", "builtin-mgr", check=False).returncode != 0
     status = json.loads(three.env.kfboot("storage", "status", "-o", "json").stdout)
@@ -222,7 +222,7 @@ def test_destroy_data_needs_the_typed_phrase(three: Sandbox) -> None:
         proc = three.env.kfboot("--yes", "storage", "uninstall", "--destroy-data", input=answer)
         assert proc.returncode == 2, proc.stderr
         assert "nothing was changed" in proc.stderr or "no confirmation given" in proc.stderr
-    assert cephcluster(three)["spec"]["cleanupPolicy"]["confirmation"] == ""  # type: ignore[index]
+    assert cephcluster(three)["spec"]["cleanupPolicy"]["confirmation"] == ""
     assert "rook-ceph-block" in classes(three)
 
 
@@ -235,7 +235,7 @@ def install(sb: Sandbox, tmp_path: Path) -> None:
 
 
 def nodes_of(sb: Sandbox) -> list[str]:
-    return sorted(n["metadata"]["name"] for n in sb.kubectl_json("get", "nodes")["items"])  # type: ignore[attr-defined]
+    return sorted(n["metadata"]["name"] for n in sb.kubectl_json("get", "nodes")["items"])
 
 
 class Watcher:
@@ -341,7 +341,7 @@ def test_destroy_data_waits_for_released_volumes_and_refuses_retained_ones(three
     def bound_volume() -> str:
         three.kubectl("apply", "-f", "-", input=json.dumps(claim))
         three.kubectl("wait", "pvc/data", "-n", "default", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s")
-        return str(three.kubectl_json("get", "pvc", "data", "-n", "default")["spec"]["volumeName"])  # type: ignore[index]
+        return str(three.kubectl_json("get", "pvc", "data", "-n", "default")["spec"]["volumeName"])
 
     # a Retain volume outlives its claim: uninstall refuses and names it
     pv = bound_volume()
@@ -350,7 +350,7 @@ def test_destroy_data_waits_for_released_volumes_and_refuses_retained_ones(three
     three.kubectl("wait", f"pv/{pv}", "--for=jsonpath={.status.phase}=Released", "--timeout=60s")
     refused = three.env.kfboot(*DESTROY)
     assert refused.returncode == 1 and f"{pv} (Released, Retain" in json.loads(refused.stdout)["reason"], refused.stdout
-    assert cephcluster(three)["spec"]["cleanupPolicy"]["confirmation"] == ""  # type: ignore[index]
+    assert cephcluster(three)["spec"]["cleanupPolicy"]["confirmation"] == ""
     three.kubectl("patch", "pv", pv, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     three.kubectl("delete", "pv", pv, "--wait=true")
     # a Released volume with policy Delete is being deleted by ceph-csi: uninstall waits for it. The test
@@ -371,7 +371,7 @@ def test_destroy_data_waits_for_released_volumes_and_refuses_retained_ones(three
         [sys.executable, "-m", "kfboot", *DESTROY], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as run:
         assert run.stderr is not None
-        seen = []
+        seen: list[str] = []
         # uninstall says it waits for ceph-csi (today's code refused at once: exit 1, no such line)
         while not any("waiting for ceph-csi to delete released volumes" in line for line in seen):
             line = run.stderr.readline()
@@ -394,7 +394,7 @@ def test_destroy_data_on_an_unhealthy_cluster_does_not_hang_on_the_pools(three: 
     # while the test holds the cluster at HEALTH_ERR, put back afterwards for the module's other tests
     check = three.kubectl_json("get", "stage", "rook-cephcluster-status-check")
     for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "annotations"):
-        check["metadata"].pop(key, None)  # type: ignore[attr-defined]
+        check["metadata"].pop(key, None)
     three.kubectl("delete", "stage", "rook-cephcluster-status-check")
     try:
         three.kubectl(
@@ -408,7 +408,7 @@ def test_destroy_data_on_an_unhealthy_cluster_does_not_hang_on_the_pools(three: 
             "-p",
             '{"status":{"ceph":{"health":"HEALTH_ERR"}}}',
         )
-        assert cephcluster(three)["status"]["ceph"]["health"] == "HEALTH_ERR"  # type: ignore[index]
+        assert cephcluster(three)["status"]["ceph"]["health"] == "HEALTH_ERR"
         proc = three.env.kfboot(*DESTROY, "--timeout", "3m", timeout=600)
     finally:
         three.kubectl("apply", "-f", "-", input=json.dumps(check))
@@ -441,7 +441,7 @@ def test_uninstall_clears_finalizers_when_the_operator_is_gone(three: Sandbox, t
         "--timeout=60s",
         check=False,
     )
-    assert "cephcluster.ceph.rook.io" in cephcluster(three)["metadata"]["finalizers"]  # type: ignore[operator]
+    assert "cephcluster.ceph.rook.io" in cephcluster(three)["metadata"]["finalizers"]
     proc = three.env.kfboot(*DESTROY, timeout=600)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
@@ -498,7 +498,7 @@ def test_the_gate_waits_for_osds_rook_counts_up_and_says_why(lagging: Sandbox, t
     assert "0 OSD(s) up (1 deployed), the pool needs 1" in detail, detail
     assert "Rook counts up OSDs at each status check" in detail
     status = cephcluster(sb)["status"]
-    assert status["phase"] == "Ready" and "osd" not in status["ceph"]["versions"]  # type: ignore[index,operator]
+    assert status["phase"] == "Ready" and "osd" not in status["ceph"]["versions"]
     st = json.loads(sb.env.kfboot("storage", "status", "-o", "json").stdout)["rook"]
     assert (st["osdsUp"], st["osdsDeployed"], st["healthy"]) == (0, 1, False)
     # the next status check counts the OSD: the same install passes
@@ -521,15 +521,15 @@ def test_a_rerun_after_a_spec_change_waits_for_the_new_generation(lagging: Sandb
         before = cephcluster(sb)
         interval(sb, "3s")  # a spec change kfboot does not own, so its re-run keeps it
         after = cephcluster(sb)
-        assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1  # type: ignore[operator]
-        assert after["status"]["phase"] == "Ready"  # type: ignore[index]
+        assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
+        assert after["status"]["phase"] == "Ready"
         st = json.loads(sb.env.kfboot("storage", "status", "-o", "json").stdout)["rook"]
         assert st["healthy"] is False and "not reconciled yet" in st["detail"], st
         cfg = rook_config(tmp_path).read_text().replace("timeout: 3m", "timeout: 20s")
         (tmp_path / "gen.yaml").write_text(cfg)
         proc = sb.env.kfboot("--config", str(tmp_path / "gen.yaml"), "storage", "install", "-o", "json")
         assert proc.returncode == 3, proc.stdout + proc.stderr
-        generation = after["metadata"]["generation"]  # type: ignore[index]
+        generation = after["metadata"]["generation"]
         assert (
             f"CephCluster spec generation {generation} not reconciled yet"
             in json.loads(proc.stdout)["health"]["cluster"]
@@ -543,7 +543,7 @@ def test_a_rerun_after_a_spec_change_waits_for_the_new_generation(lagging: Sandb
     again = sb.env.kfboot("--config", str(tmp_path / "gen.yaml"), "storage", "install", "-o", "json")
     assert again.returncode == 0, again.stdout + again.stderr
     done = cephcluster(sb)
-    assert done["status"]["observedGeneration"] == done["metadata"]["generation"]  # type: ignore[index]
+    assert done["status"]["observedGeneration"] == done["metadata"]["generation"]
 
 
 @pytest.fixture(scope="module")
@@ -561,9 +561,9 @@ def test_a_control_plane_tainted_node_is_not_a_storage_node(tainted: Sandbox, tm
     assert plan.returncode == 0, plan.stdout + plan.stderr
     result = json.loads(plan.stdout)
     spec = cephcluster(sb)["spec"]
-    assert [n["name"] for n in spec["storage"]["nodes"]] == ["stortaint-node-1", "stortaint-node-2"]  # type: ignore[index]
+    assert [n["name"] for n in spec["storage"]["nodes"]] == ["stortaint-node-1", "stortaint-node-2"]
     assert "placement" not in spec
-    assert pool(sb)["spec"]["replicated"]["size"] == 2  # type: ignore[index]
+    assert pool(sb)["spec"]["replicated"]["size"] == 2
     said = "node stortaint-node-0 is not a storage node: tainted node-role.kubernetes.io/control-plane:NoSchedule"
     assert any(w.startswith(said) for w in result["plan"]["warnings"]), result["plan"]["warnings"]
     assert said in plan.stderr  # the reporter's warning

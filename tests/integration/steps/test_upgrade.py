@@ -29,7 +29,7 @@ def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 def releases_of(sb: Sandbox, kinds: str = "deployments") -> set[str]:
     items = sb.kubectl_json("get", kinds, "-A", "-l", RELEASE)["items"]
-    return {i["metadata"]["labels"][RELEASE] for i in items}  # type: ignore[attr-defined]
+    return {i["metadata"]["labels"][RELEASE] for i in items}
 
 
 def test_upgrade_from_v1_11_0_ends_with_exactly_the_26_03_objects(sb: Sandbox, tmp_path: Path) -> None:

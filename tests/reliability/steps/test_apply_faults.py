@@ -7,7 +7,9 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,7 +21,7 @@ from tests.helpers.webhook import Webhook, self_signed
 pytestmark = pytest.mark.sandbox
 
 
-def install(sb: Sandbox, bundle: Path, *extra: str, timeout: float = 300) -> tuple[int, dict[str, object], str]:
+def install(sb: Sandbox, bundle: Path, *extra: str, timeout: float = 300) -> tuple[int, dict[str, Any], str]:
     sb.env.env["KUBECONFIG"] = str(sb.kubeconfig)
     proc = sb.env.kfboot(
         "kubeflow", "install", "--source", str(bundle), "--no-wait", "-o", "json", *extra, timeout=timeout
@@ -28,9 +30,9 @@ def install(sb: Sandbox, bundle: Path, *extra: str, timeout: float = 300) -> tup
 
 
 @pytest.fixture
-def sb(tmp_path: Path) -> Sandbox:
+def sb(tmp_path: Path) -> Iterator[Sandbox]:
     box = start_sandbox(make_env(tmp_path), "faults", "--nodes", "1")
-    yield box  # type: ignore[misc]
+    yield box
     stop_sandbox(box)
 
 
@@ -108,7 +110,7 @@ def test_bad_bundle_is_rejected_before_anything_is_sent(cli_env: Env, tmp_path: 
     assert words in proc.stderr
 
 
-def webhook_bundle(url: str, pem: bytes) -> list[dict[str, object]]:
+def webhook_bundle(url: str, pem: bytes) -> list[dict[str, Any]]:
     labels = {"kfboot-test": "webhook"}
     config = {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
@@ -134,9 +136,9 @@ def webhook_bundle(url: str, pem: bytes) -> list[dict[str, object]]:
 
 
 @pytest.fixture
-def strict(tmp_path: Path) -> Sandbox:
+def strict(tmp_path: Path) -> Iterator[Sandbox]:
     box = start_sandbox(make_env(tmp_path), "strict", "--nodes", "1", "--strict-admission")
-    yield box  # type: ignore[misc]
+    yield box
     stop_sandbox(box)
 
 

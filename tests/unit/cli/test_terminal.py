@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,13 @@ def test_rich_reporter_shows_untrusted_text_and_progress_exactly() -> None:
 @pytest.mark.parametrize("kind", ["plain", "rich", "json", "null"])
 def test_a_progress_block_that_raises_ends_failed(kind: str) -> None:
     buf = io.StringIO()
-    rep: Reporter = {
+    factories: dict[str, Callable[[], Reporter]] = {
         "plain": lambda: PlainReporter(buf),
         "rich": lambda: RichReporter(terminal(buf, tty=True)),
         "json": lambda: JsonReporter(buf),
         "null": NullReporter,
-    }[kind]()
+    }
+    rep = factories[kind]()
     with pytest.raises(ZeroDivisionError), rep.progress("dividing"):
         _ = 1 / 0
     if kind == "json":
@@ -168,3 +170,23 @@ def test_up_keeps_the_failed_step_in_its_result(tmp_path: Path) -> None:
     text = kfboot("--kubeconfig", str(kubeconfig), "up", "--only", "preflight", cwd=tmp_path)
     assert text.returncode == 3
     assert text.stdout.startswith("✗ preflight") and "error: preflight failed" in text.stderr
+
+
+def test_json_events_carry_the_phase_and_other_renderers_ignore_it() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(buf)
+    rep.info("── step 5/6: kubeflow", phase="step:kubeflow")
+    with rep.progress("applying 3 objects", total=3, phase="apply"):
+        pass
+    rep.info("no phase here")
+    events = [json.loads(ln) for ln in buf.getvalue().splitlines()]
+    assert [(e["event"], e.get("phase")) for e in events] == [
+        ("info", "step:kubeflow"),
+        ("start", "apply"),
+        ("done", "apply"),
+        ("info", None),
+    ]
+    plain = io.StringIO()
+    with PlainReporter(plain).progress("applying 3 objects", phase="apply"):
+        pass
+    assert "apply" in plain.getvalue() and "phase" not in plain.getvalue()

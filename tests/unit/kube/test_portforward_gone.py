@@ -11,26 +11,23 @@ import pytest
 from kfboot.kube import portforward as pf
 
 
-class _Forwarder:
-    """Just the state _close_pod/_close_when_quiet use (no API client, no listener)."""
-
-    def __init__(self) -> None:
-        self.stats = pf.ForwardStats()
-        self._conns_by_pod: dict[str, set[pf._Conn]] = {}
-        self._closers: set[asyncio.Task[None]] = set()
-
-    _close_pod = pf.PortForwarder._close_pod
-    _close_when_quiet = pf.PortForwarder._close_when_quiet
+def _forwarder() -> pf.PortForwarder:
+    """A PortForwarder with just the state _close_pod/_close_when_quiet use (no API client, no listener)."""
+    fw = object.__new__(pf.PortForwarder)
+    fw.stats = pf.ForwardStats()
+    fw._conns_by_pod = {}
+    fw._closers = set()
+    return fw
 
 
 async def test_a_silent_connection_is_closed_and_a_busy_one_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pf, "GONE_QUIET", 0.3)
-    fw = _Forwarder()
+    fw = _forwarder()
     silent_task = asyncio.create_task(asyncio.sleep(30))
     busy_task = asyncio.create_task(asyncio.sleep(30))
     silent, busy = pf._Conn(silent_task), pf._Conn(busy_task)
     fw._conns_by_pod["gone"] = {silent, busy}
-    fw._close_pod("gone")  # type: ignore[arg-type]
+    fw._close_pod("gone")
     end = time.monotonic() + 1.5
     while time.monotonic() < end:  # bytes keep moving on one of them
         busy.last = time.monotonic()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from lightkube.models.apps_v1 import (
     DaemonSetSpec,
     DaemonSetStatus,
@@ -149,3 +151,35 @@ def test_namespace_table() -> None:
     assert lines[2].startswith("… b") and "1/3" in lines[2]
     assert "c" in lines[3] and "absent" in lines[3]
     assert lines[4].strip() == "Deployment b/x: 0/1 replicas available"
+
+
+def test_a_crash_loop_is_seen_in_every_state_it_passes_through() -> None:
+    from lightkube.models.core_v1 import (
+        ContainerState,
+        ContainerStateRunning,
+        ContainerStateTerminated,
+        ContainerStateWaiting,
+        ContainerStatus,
+    )
+
+    from kfboot.kube.readiness import _restarting
+
+    crashed = ContainerState(terminated=ContainerStateTerminated(exitCode=1, reason="Error"))
+
+    def cs(state: ContainerState, restarts: int, last: ContainerState | None = crashed) -> ContainerStatus:
+        return ContainerStatus(
+            name="c", image="i", imageID="", ready=False, restartCount=restarts, state=state, lastState=last
+        )
+
+    now = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
+    up = ContainerState(running=ContainerStateRunning(startedAt=now - dt.timedelta(seconds=2)))
+    # Running for a moment after a back-off, Terminated until the next sync: a crash loop all the same
+    assert _restarting(cs(up, 3), now)
+    # running for 10 min since: the kubelet has forgotten the back-off, and so does the diagnosis
+    long_up = ContainerState(running=ContainerStateRunning(startedAt=now - dt.timedelta(minutes=11)))
+    assert not _restarting(cs(long_up, 3), now)
+    assert _restarting(cs(crashed, 2))
+    # a single restart, or one that ended cleanly (exit 0), is not a loop; nor a first start
+    assert not _restarting(cs(up, 1), now)
+    assert not _restarting(cs(up, 4, ContainerState(terminated=ContainerStateTerminated(exitCode=0))), now)
+    assert not _restarting(cs(ContainerState(waiting=ContainerStateWaiting(reason="ContainerCreating")), 0, None))

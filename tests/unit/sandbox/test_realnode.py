@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from kfboot.errors import BadInputError
 from kfboot.sandbox import binaries as bins
-from kfboot.sandbox import cluster
+from kfboot.sandbox import kwokctl
 from kfboot.sandbox.realnode import images, node, prereq
+from kfboot.sandbox.spec import SandboxSpec
 from kfboot.yamlio import load_all
 
 
@@ -96,8 +98,8 @@ def test_pod_network_has_no_default_route_and_no_masquerade() -> None:
 def test_kwokctl_config_for_real_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KFBOOT_DATA_DIR", str(tmp_path))
     b = bins.SandboxBinaries({name: tmp_path / name for name in bins.BINARIES})
-    spec = cluster.SandboxSpec(name="x", real_nodes=1)
-    conf = next(load_all(cluster._kwokctl_config(spec, b, 6443, tmp_path / "op")))
+    spec = SandboxSpec(name="x", real_nodes=1)
+    conf = next(load_all(kwokctl._kwokctl_config(spec, b, 6443, tmp_path / "op")))
     assert conf["options"]["kubeApiserverCertSANs"] == [node.SERVICE_IP]
     patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}
     assert patches["kube-apiserver"]["kubelet-preferred-address-types"] == "InternalIP"
@@ -109,13 +111,13 @@ def test_kwokctl_config_for_real_nodes(tmp_path: Path, monkeypatch: pytest.Monke
     ports = [conf["options"][k] for k in ("kubeApiserverPort", "etcdPort", "etcdPeerPort", "kwokControllerPort")]
     ports += [conf["options"][k] for k in ("kubeControllerManagerPort", "kubeSchedulerPort")]
     assert len(set(ports)) == 6 and all(p > 0 for p in ports)  # chosen by kfboot, not kwokctl's countdown
-    plain = next(load_all(cluster._kwokctl_config(cluster.SandboxSpec(name="x"), b, 6443, tmp_path / "op")))
+    plain = next(load_all(kwokctl._kwokctl_config(SandboxSpec(name="x"), b, 6443, tmp_path / "op")))
     assert "componentsPatches" not in plain and "kubeApiserverCertSANs" not in plain["options"]
 
 
 def test_real_nodes_out_of_range_is_bad_input() -> None:
-    with pytest.raises(cluster.BadInputError, match="--real-nodes 9"):
-        cluster.SandboxSpec(real_nodes=9).validate()
+    with pytest.raises(BadInputError, match="--real-nodes 9"):
+        SandboxSpec(real_nodes=9).validate()
 
 
 def test_cgroup_mounts_of_this_machine() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from lightkube.resources.core_v1 import Pod
 
@@ -38,8 +40,8 @@ def test_unrelated_messages_match_nothing(text: str) -> None:
     assert doctor.match(text) is None
 
 
-def pod_with(state: dict[str, object], ready: bool, last: dict[str, object] | None = None) -> Pod:
-    return Pod.from_dict(
+def pod_with(state: dict[str, Any], ready: bool, last: dict[str, Any] | None = None) -> Pod:
+    pod = Pod.from_dict(
         {
             "metadata": {"name": "p", "namespace": "n"},
             "spec": {"containers": [{"name": "main", "image": "x"}]},
@@ -59,6 +61,8 @@ def pod_with(state: dict[str, object], ready: bool, last: dict[str, object] | No
             },
         }
     )
+    assert isinstance(pod, Pod)
+    return pod
 
 
 OLD_CRASH = {"terminated": {"exitCode": 1, "reason": "Error", "message": "too many open files"}}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ OLD = {"blockdevices": [
 ]}  # fmt: skip
 
 
-def verdicts(doc: dict[str, object]) -> dict[str, str]:
+def verdicts(doc: dict[str, Any]) -> dict[str, str]:
     devs = parse_lsblk(json.dumps(doc))
     return {d.name: classify(d, devs).reason for d in devs}
 

@@ -1,5 +1,6 @@
 """Images (issue 16): what an install needs (:mod:`.inventory`), copying them into a mirror
-(:mod:`.mirror`), pointing an install at it (:mod:`.rewrite`), and pull failures' causes (:mod:`.pullerrors`)."""
+(:mod:`.mirror`), pointing an install at it (:mod:`.rewrite`), pre-pulling them on the nodes (:mod:`.pull`,
+:mod:`.puller`), and pull failures' causes (:mod:`.pullerrors`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from kfboot.config import Environment, ImagesConfig
 from kfboot.errors import BadInputError
 from kfboot.kube.manifest import Manifest
 from kfboot.reporting import Reporter
-from kfboot.steps.images.inventory import Image, Use, collect, uses_of
+from kfboot.steps.images.inventory import POD_TEMPLATE, Image, Use, collect, uses_of
 from kfboot.steps.images.mirror import MirrorResult, check, mirror, read_record, record_path
+from kfboot.steps.images.pull import PullResult, pull
+from kfboot.steps.images.pull import check as check_pull
+from kfboot.steps.images.puller import HELPER_IMAGE
+from kfboot.steps.images.puller import NAME as PULLER_NAME
 from kfboot.steps.images.refs import ImageRef, parse
-from kfboot.steps.images.rewrite import point_at_mirror
+from kfboot.steps.images.rewrite import mirrored, point_at_mirror
 from kfboot.steps.storage.manifests import fetch_manifests
 from kfboot.steps.storage.names import CLUSTER, NAMESPACE
 from kfboot.steps.storage.releases import ROOK_RELEASES, RookRelease
@@ -19,14 +24,19 @@ __all__ = [
     "Image",
     "ImageRef",
     "MirrorResult",
+    "PullResult",
     "Use",
     "apply_mirror",
     "check",
+    "check_pull",
     "collect",
+    "helper_ref",
     "install_images",
     "mirror",
     "parse",
     "point_at_mirror",
+    "pull",
+    "pull_refs",
     "read_record",
     "record_path",
     "rook_manifests",
@@ -66,18 +76,54 @@ def rook_manifests(cfg: Environment, reporter: Reporter) -> list[Manifest]:
 
 
 async def install_images(
-    cfg: Environment, reporter: Reporter, *, kubeflow: bool = True, rook: bool = True
+    cfg: Environment,
+    reporter: Reporter,
+    *,
+    kubeflow: bool = True,
+    rook: bool = True,
+    manifests: list[Manifest] | None = None,
 ) -> list[Image]:
-    """Every image ``up`` would make the cluster pull, deduplicated, with their uses."""
+    """Every image ``up`` would make the cluster pull, deduplicated, with their uses (Kubeflow's from
+    ``manifests`` when the bundle is already rendered); with both parts, the image puller's helper too
+    (`images mirror` copies it for `images pull`)."""
     from kfboot.steps import kubeflow as kf  # kubeflow imports this package for its install
 
     uses: list[Use] = []
     if kubeflow:
-        rendered = await kf.render(cfg.kubeflow, reporter)
-        uses += uses_of(rendered.manifests)
+        uses += uses_of(manifests if manifests is not None else (await kf.render(cfg.kubeflow, reporter)).manifests)
     if rook and cfg.storage.provider in ("auto", "rook-ceph"):
         uses += uses_of(rook_manifests(cfg, reporter), lambda _m: "rook-ceph")
+    if kubeflow and rook:
+        obj = f"DaemonSet kfboot-system/{PULLER_NAME}"
+        uses.append(Use("kfboot", obj, "initContainers[copy].image", POD_TEMPLATE, HELPER_IMAGE))
     return collect(uses)
+
+
+def _untagged(image: Image) -> bool:
+    """Named only without tag or digest (a controller appends the tag: KServe's explainers)."""
+    return all(":" not in u.raw.rsplit("/", 1)[-1] and "@" not in u.raw for u in image.uses)
+
+
+def pull_refs(found: list[Image], images: ImagesConfig) -> tuple[list[str], list[str]]:
+    """The references the pods will pull (pointed at ``images.registry`` as ``up`` rewrites them), and the
+    images left out because no object names their tag."""
+    digests = read_record(images.registry) if images.registry else {}
+    refs: list[str] = []
+    untagged: list[str] = []
+    for image in found:
+        if _untagged(image):
+            untagged.append(str(image.ref))
+            continue
+        raw = str(image.ref)
+        refs.append(mirrored(raw, images.registry, digests) if images.registry else raw)
+    return list(dict.fromkeys(refs)), untagged
+
+
+def helper_ref(images: ImagesConfig) -> str:
+    """The puller's helper image, in the mirror when there is one."""
+    if not images.registry:
+        return HELPER_IMAGE
+    return mirrored(HELPER_IMAGE, images.registry, read_record(images.registry))
 
 
 def apply_mirror(manifests: list[Manifest], images: ImagesConfig | None, reporter: Reporter) -> list[Manifest]:

@@ -12,6 +12,8 @@ class PullSignature:
     name: str
     pattern: re.Pattern[str]
     fix: str
+    #: in a word or three, for `images pull`'s report
+    cause: str
 
 
 PULL_SIGNATURES = (
@@ -23,6 +25,7 @@ PULL_SIGNATURES = (
         "the registry's pull rate limit (Docker Hub's anonymous limit): copy the images into your own registry "
         "with `kfboot images mirror --to REGISTRY` and set images.registry in kfboot.yaml, or pre-pull them with "
         "`kfboot images pull`; then delete the failing pods",
+        "rate limit",
     ),
     PullSignature(
         # containerd: "failed to authorize: … 401 Unauthorized", "unauthorized: authentication required",
@@ -36,6 +39,7 @@ PULL_SIGNATURES = (
         "the registry refused the credentials (or asked for some): for a private mirror create a "
         "kubernetes.io/dockerconfigjson Secret and set images.pullSecret; `kfboot images mirror --authfile` "
         "uses the same credentials",
+        "auth",
     ),
     PullSignature(
         # containerd: 'failed to resolve reference "docker.io/x/y:t": docker.io/x/y:t: not found';
@@ -48,5 +52,11 @@ PULL_SIGNATURES = (
         ),
         "the image is not in the registry the pod names: if images.registry is set, run `kfboot images mirror "
         "--to REGISTRY` (it copies what is missing); otherwise check the reference with `kfboot images list`",
+        "not found",
     ),
 )
+
+
+def classify(message: str) -> PullSignature | None:
+    """The known cause of a failed pull, from kubelet's message (or its event's), if it is one of these."""
+    return next((s for s in PULL_SIGNATURES if s.pattern.search(message)), None)

@@ -39,8 +39,10 @@ async def _wait_for(
     deadline: float,
     reporter: Reporter,
     poll: float = 1.0,
+    *,
+    phase: str | None = None,
 ) -> tuple[bool, str]:
-    with reporter.progress(what) as task:
+    with reporter.progress(what, phase=phase) as task:
         while True:
             ok, detail = await check()
             task.update(f"{what}: {detail}")
@@ -184,7 +186,11 @@ async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) ->
 
     try:
         bound, detail = await _wait_for(
-            "probing rook-ceph-block with a PVC", check, min(deadline, time.monotonic() + 300), reporter
+            "probing rook-ceph-block with a PVC",
+            check,
+            min(deadline, time.monotonic() + 300),
+            reporter,
+            phase="storage-probe",
         )
         events = [] if bound else await _events_of(client, SYSTEM_NAMESPACE, PROBE_PVC)
     finally:

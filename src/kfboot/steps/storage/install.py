@@ -139,7 +139,7 @@ async def install(
     opts = ApplyOptions(labels=labels(release.version), timeout=timeout)
     for name in ROOK_FILES:
         part = manifests[name]
-        reporter.info(f"applying Rook {release.version} {name} ({len(part)} objects)")
+        reporter.info(f"applying Rook {release.version} {name} ({len(part)} objects)", phase=f"rook:{name}")
         report = await apply_manifests(client, part, opts, reporter)
         result.apply.append(report)
         if not report.ok:
@@ -172,7 +172,7 @@ async def _wait_operator(client: AsyncClient, deadline: float, reporter: Reporte
                 waiting.append(f"{name} {why}")
         return not waiting, "; ".join(waiting) or "rook-ceph-operator and the Ceph CSI operator are available"
 
-    ok, detail = await _wait_for("waiting for the Rook operator", check, deadline, reporter)
+    ok, detail = await _wait_for("waiting for the Rook operator", check, deadline, reporter, phase="rook-operator")
     if not ok:
         raise RuntimeFailure(
             f"the Rook operator did not become available: {detail}",
