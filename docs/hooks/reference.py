@@ -3,8 +3,9 @@
 A page that holds the marker ``<!-- kfboot:config-reference -->`` gets the reference of kfboot.yaml, made
 from its JSON schema (the same document ``kfboot config schema`` prints, from the pydantic model in
 ``kfboot.config``); ``<!-- kfboot:cli-reference -->`` gets every command of the CLI, made by walking the
-Click command tree Typer builds from ``kfboot.cli.app``. Nothing generated is committed: the pages hold
-only the markers. ``tests/unit/test_docs_reference.py`` runs both generators.
+Click command tree Typer builds from ``kfboot.cli.app``; ``<!-- kfboot:output-reference -->`` gets each
+command's ``-o json`` document, from the JSON schemas ``kfboot.cli.documents`` publishes. Nothing generated
+is committed: the pages hold only the markers. ``tests/unit/test_docs_reference.py`` runs the generators.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 CONFIG_MARKER = "<!-- kfboot:config-reference -->"
 CLI_MARKER = "<!-- kfboot:cli-reference -->"
+OUTPUT_MARKER = "<!-- kfboot:output-reference -->"
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -54,7 +56,9 @@ def _object_of(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any] |
 
 def _type_of(schema: dict[str, Any], node: dict[str, Any]) -> str:
     if "$ref" in node:
-        return "object"
+        resolved = _resolve(schema, node)
+        is_object = resolved is node or resolved.get("type") == "object" or "properties" in resolved
+        return "object" if is_object else _type_of(schema, resolved)
     if "const" in node:
         return f"`{json.dumps(node['const'])}`"
     if "enum" in node:
@@ -216,6 +220,82 @@ def cli_reference() -> str:
     return "\n".join(out)
 
 
+# ------------------------------------------------------------------------------------------ -o json
+
+
+def _doc_rows(schema: dict[str, Any], obj: dict[str, Any], prefix: str, out: list[str], seen: tuple[str, ...]) -> None:
+    """One row per key of a document's object (and of the objects below it, ``key.sub``, ``key[].sub``,
+    ``key{}.sub`` for a map's values); an object met again on the way down (a recursive one) is not
+    unfolded twice."""
+    required = set(obj.get("required", []))
+    for name, prop in obj["properties"].items():
+        path = f"{prefix}{name}"
+        node = _resolve(schema, prop)
+        described = prop.get("description") or node.get("description", "")
+        optional = "" if name in required else " (absent when unset)"
+        out.append(f"| `{path}` | {_cell(_type_of(schema, prop))}{optional} | {_cell(_text(described))} |")
+        for suffix, inner in _nested(schema, prop):
+            title = inner.get("title", "")
+            if title in seen:
+                continue
+            _doc_rows(schema, inner, f"{path}{suffix}.", out, (*seen, title))
+
+
+def _nested(schema: dict[str, Any], prop: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The objects below a property: itself, its items, its map values (each directly or as anyOf's
+    non-null branch)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    branches = [prop, *prop.get("anyOf", [])]
+    for branch in branches:
+        branch = _resolve(schema, branch)
+        obj = _object_of(schema, branch)
+        if obj is not None and not found:
+            found.append(("", obj))
+        for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
+            inner = branch.get(key)
+            inner_obj = _object_of(schema, inner) if isinstance(inner, dict) else None
+            if inner_obj is not None:
+                found.append((suffix, inner_obj))
+    return found
+
+
+def _document_section(title: str, schema: dict[str, Any], lines: list[str]) -> None:
+    """A document's table (each branch of a union its own), or what it is when it has no keys."""
+    roots = [_resolve(schema, b) for b in schema.get("anyOf", [schema])]
+    for root in roots:
+        obj = _object_of(schema, root)
+        if obj is None:
+            lines += ["a JSON schema (draft 2020-12)" if root.get("$ref", "").startswith("https://") else "—", ""]
+            continue
+        if len(roots) > 1:
+            lines += [f"*{_text(obj.get('description', obj.get('title', '')).splitlines()[0])}*", ""]
+        lines += ["| key | type | meaning |", "|---|---|---|"]
+        rows: list[str] = []
+        _doc_rows(schema, obj, "", rows, (obj.get("title", ""),))
+        lines += [*rows, ""]
+
+
+def output_reference() -> str:
+    """Markdown: for every command, the keys of the document it prints with ``-o json`` (from its JSON
+    schema, the one ``kfboot schema COMMAND`` prints), then the error document every command prints when
+    it could not run."""
+    from kfboot.cli.documents import COMMANDS, document_schema, error_schema
+
+    lines = [
+        "Generated from the JSON schema of each command's document (what `kfboot schema COMMAND` prints) when "
+        "these pages are built. Every key is always printed (`null` when it has no value) unless it says "
+        "*absent when unset*; no other key is. When a command cannot run it prints the "
+        "[error document](#the-error-document) instead.",
+        "",
+    ]
+    for command in COMMANDS:
+        lines += [f"### `kfboot {command}`", ""]
+        _document_section(command, document_schema(command), lines)
+    lines += ["### The error document", "", "What every command prints with `-o json` when it fails.", ""]
+    _document_section("error", error_schema(), lines)
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------- hook
 
 
@@ -224,4 +304,6 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         markdown = markdown.replace(CONFIG_MARKER, config_reference())
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_reference())
+    if OUTPUT_MARKER in markdown:
+        markdown = markdown.replace(OUTPUT_MARKER, output_reference())
     return markdown

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from kfboot.documents import Document
 from kfboot.errors import BadInputError
 from kfboot.yamlio import SafeLoader
 
@@ -268,6 +269,12 @@ images:
   pullSecret: null              # a dockerconfigjson Secret name added to the pod templates (private mirror)
   prePull: false                # `up` pulls every image on every node while storage comes up
 """
+
+
+class Written(Document):
+    """`kfboot init -o json`: where the file was written."""
+
+    written: str
 
 
 def json_schema() -> dict[str, Any]:

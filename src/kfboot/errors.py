@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from pydantic import Field
+
+from kfboot.documents import Document, absent
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -22,13 +26,22 @@ class KfbootError(Exception):
         self.reason = reason
         self.remedy = remedy
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "error": type(self).__name__,
-            "reason": self.reason,
-            "remedy": self.remedy,
-            "exitCode": int(self.exit_code),
-        }
+    def doc(self, causes: list[str] | None = None) -> ErrorDoc:
+        return ErrorDoc(
+            error=type(self).__name__, reason=self.reason, remedy=self.remedy, exit_code=self.exit_code, causes=causes
+        )
+
+
+class ErrorDoc(Document):
+    """What every command prints with ``-o json`` when it fails (and ``kfboot up``'s ``error``)."""
+
+    error: str = Field(description="the error's class: BadInputError, CheckFailedError, RuntimeFailure")
+    reason: str
+    remedy: str | None
+    exit_code: ExitCode = Field(alias="exitCode")
+    causes: list[str] | None = Field(
+        default=None, exclude_if=absent, description="with -v: the exceptions behind the error, outermost first"
+    )
 
 
 class BadInputError(KfbootError):

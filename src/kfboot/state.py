@@ -12,31 +12,36 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace
+from pydantic import TypeAdapter
 
 from kfboot.kube.errors import api_retry
 from kfboot.kube.ownership import owned
+from kfboot.kube.poll import get_or_none, missing_ok
 
 NAMESPACE = "kfboot-system"
 NAME = "kfboot-state"
 FIELD_MANAGER = "kfboot-state"
 
 
+#: a recorded step's outcome
+Outcome = Literal["running", "done", "failed", "skipped"]
+
+
 @dataclass
 class StepRecord:
     step: str
     inputs: str
-    outcome: str  # running | done | failed | skipped
+    outcome: Outcome
     time: float
     detail: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+_RECORD = TypeAdapter(StepRecord)
 
 
 def inputs_hash(*parts: Any) -> str:
@@ -47,16 +52,13 @@ def inputs_hash(*parts: Any) -> str:
 
 @api_retry()
 async def load(client: AsyncClient) -> dict[str, StepRecord]:
-    try:
-        cm = await client.get(ConfigMap, NAME, namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return {}
-        raise
+    cm = await get_or_none(client, ConfigMap, NAME, namespace=NAMESPACE)
+    if cm is None:
+        return {}
     out: dict[str, StepRecord] = {}
     for step, raw in (cm.data or {}).items():
         try:
-            out[step] = StepRecord(**json.loads(raw))
+            out[step] = _RECORD.validate_python(json.loads(raw))
         except (TypeError, ValueError):
             continue  # an entry kfboot cannot read is as good as absent: the step runs again
     return out
@@ -69,12 +71,12 @@ async def ensure_namespace(client: AsyncClient) -> None:
 
 
 @api_retry()
-async def record(client: AsyncClient, step: str, inputs: str, outcome: str, detail: str = "") -> StepRecord:
+async def record(client: AsyncClient, step: str, inputs: str, outcome: Outcome, detail: str = "") -> StepRecord:
     """Write one step's entry (server-side apply of that one key: concurrent steps do not clobber)."""
     rec = StepRecord(step, inputs, outcome, round(time.time(), 3), detail[:500])
     cm = ConfigMap(
         metadata=ObjectMeta(name=NAME, namespace=NAMESPACE, labels=owned()),
-        data={step: json.dumps(rec.to_dict(), sort_keys=True)},
+        data={step: json.dumps(asdict(rec), sort_keys=True)},
     )
     await client.apply(cm, field_manager=f"{FIELD_MANAGER}-{step}", force=True)
     return rec
@@ -87,12 +89,9 @@ def _applied_name(step: str) -> str:
 @api_retry()
 async def load_applied(client: AsyncClient, step: str) -> dict[str, str]:
     """The fingerprints of the objects a step applied last time (see ``kube.apply``); {} if none."""
-    try:
-        cm = await client.get(ConfigMap, _applied_name(step), namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return {}
-        raise
+    cm = await get_or_none(client, ConfigMap, _applied_name(step), namespace=NAMESPACE)
+    if cm is None:
+        return {}
     try:
         found = json.loads((cm.data or {}).get("objects", "{}"))
     except ValueError:
@@ -117,17 +116,11 @@ async def record_applied(client: AsyncClient, step: str, fingerprints: dict[str,
 async def forget(client: AsyncClient, *steps: str) -> None:
     """Drop steps' entries and applied-object fingerprints (after ``down``), keeping the others."""
     for step in steps:
-        try:
+        with missing_ok():
             await client.delete(ConfigMap, _applied_name(step), namespace=NAMESPACE)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-        try:
+        with missing_ok():
             await client.apply(
                 ConfigMap(metadata=ObjectMeta(name=NAME, namespace=NAMESPACE), data={}),
                 field_manager=f"{FIELD_MANAGER}-{step}",
                 force=True,
             )
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise

@@ -12,13 +12,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
+from pydantic import Field
 
 from kfboot import paths, state
 from kfboot.config import Environment
-from kfboot.errors import BadInputError, CheckFailedError, KfbootError, RuntimeFailure
+from kfboot.documents import Document, absent
+from kfboot.errors import BadInputError, CheckFailedError, ErrorDoc, KfbootError, RuntimeFailure
 from kfboot.kube import dryrun
 from kfboot.kube.client import async_client
 from kfboot.kube.ownership import owned
@@ -29,6 +31,7 @@ from kfboot.steps import access, auth, host_prepare, images, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import kubeflow_release as releases
 from kfboot.steps import preflight as pf
+from kfboot.steps.day2.status import kubeflow as kubeflow_status
 
 STEPS = ("preflight", "host", "storage", "tools", "kubeflow", "access")
 
@@ -36,21 +39,37 @@ STEPS = ("preflight", "host", "storage", "tools", "kubeflow", "access")
 @dataclass
 class StepOutcome:
     step: str
-    action: str  # ran | skipped | failed
+    action: Literal["ran", "skipped", "failed"]
     detail: str = ""
     seconds: float = 0.0
-    data: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "action": self.action, "detail": self.detail, "seconds": self.seconds}
+
+class SandboxUsed(Document):
+    """The sandbox `kfboot up --sandbox` ran against."""
+
+    name: str
+    kubeconfig: str | None
+    created: bool = Field(description="false: a running sandbox was reused")
+
+
+class AccessHints(Document):
+    """How to reach the dashboard once `kfboot up` is done (its access step)."""
+
+    connect: str = Field(description="the command that opens the dashboard")
+    url: str
+    default_password_users: list[str] = Field(alias="defaultPasswordUsers")
+    users: list[str] = Field(description="users of kfboot.yaml whose login was added or changed")
+    sandbox_login: str | None = Field(
+        default=None, alias="sandboxLogin", exclude_if=absent, description="with --sandbox: whether its login serves"
+    )
 
 
 @dataclass
 class UpResult:
     kubeconfig: str | None
-    sandbox: dict[str, Any] | None = None
+    sandbox: SandboxUsed | None = None
     steps: list[StepOutcome] = field(default_factory=list)
-    access: dict[str, Any] = field(default_factory=dict)
+    access: AccessHints | None = None
     seconds: float = 0.0
     #: what stopped the run (the failed step's error, or input refused before the first change)
     error: KfbootError | None = None
@@ -59,16 +78,28 @@ class UpResult:
     def ok(self) -> bool:
         return self.error is None and all(s.action != "failed" for s in self.steps)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "error": self.error.to_dict() if self.error is not None else None,
-            "kubeconfig": self.kubeconfig,
-            "sandbox": self.sandbox,
-            "steps": [s.to_dict() for s in self.steps],
-            "access": self.access,
-            "seconds": self.seconds,
-        }
+    def doc(self) -> UpDoc:
+        return UpDoc(
+            ok=self.ok,
+            error=self.error.doc() if self.error is not None else None,
+            kubeconfig=self.kubeconfig,
+            sandbox=self.sandbox,
+            steps=self.steps,
+            access=self.access,
+            seconds=self.seconds,
+        )
+
+
+class UpDoc(Document):
+    """`kfboot up -o json`: each step's outcome, what stopped the run, how to reach the dashboard."""
+
+    ok: bool
+    error: ErrorDoc | None
+    kubeconfig: str | None
+    sandbox: SandboxUsed | None
+    steps: list[StepOutcome]
+    access: AccessHints | None = Field(description="null when the access step did not run")
+    seconds: float
 
 
 class StepFailed(RuntimeFailure):
@@ -125,11 +156,12 @@ class Pipeline:
         self.context: str | None = None
         self.rendered: kf.Rendered | None = None
         self.storage_prepared: storage.Prepared | storage.StorageResult | None = None
+        self.hints: AccessHints | None = None  # the access step's
         #: images.prePull: the pulls on the nodes, started with storage, awaited before Kubeflow
         self.pulling: asyncio.Task[images.PullResult] | None = None
 
-    # each step: returns (detail, data); raises KfbootError when it cannot reach its goal
-    async def preflight(self) -> tuple[str, dict[str, Any]]:
+    # each step: returns its one-line detail; raises KfbootError when it cannot reach its goal
+    async def preflight(self) -> str:
         report = await pf.run(self.cfg, self.kubeconfig, self.context)
         failed = [c for c in report.checks if c.status == pf.FAIL]
         warned = [c for c in report.checks if c.status == pf.WARN]
@@ -144,20 +176,19 @@ class Pipeline:
             if first.name in ("api", "rights"):  # credentials rejected or too weak: the input is wrong
                 raise BadInputError(reason, remedy)
             raise CheckFailedError(reason, remedy)
-        return f"{len(report.checks)} checks passed ({len(warned)} warnings)", report.to_dict()
+        return f"{len(report.checks)} checks passed ({len(warned)} warnings)"
 
-    async def host(self) -> tuple[str, dict[str, Any]]:
+    async def host(self) -> str:
         if not self.cfg.nodes:
-            return "no nodes in kfboot.yaml: nothing to prepare (kfboot host prepare prepares this machine)", {}
+            return "no nodes in kfboot.yaml: nothing to prepare (kfboot host prepare prepares this machine)"
         report = await host_prepare.prepare(None, self.cfg.nodes, self.reporter)
-        data = report.to_dict()
         bad = [n for n in report.nodes if n.error or any(a.status == host_prepare.FAILED for a in n.actions)]
         if bad:
             raise StepFailed(
                 f"host preparation failed on {', '.join(n.where for n in bad)}",
                 "see `kfboot host prepare --dry-run` for the commands, fix the node, then run `kfboot up` again",
             )
-        return f"{len(report.nodes)} node(s) prepared", data
+        return f"{len(report.nodes)} node(s) prepared"
 
     async def validate(self, steps: list[str]) -> None:
         """Everything that can refuse the input, before the first change to the cluster: the cache is
@@ -200,7 +231,9 @@ class Pipeline:
         found = await images.install_images(self.cfg, self.reporter, rook=rook, manifests=rendered.manifests)
         refs, _ = images.pull_refs(found, self.cfg.images)
         pull_secret, helper = self.cfg.images.pullSecret, images.helper_ref(self.cfg.images)
-        return await images.pull(self.client, refs, self.reporter, pull_secret=pull_secret, helper=helper)
+        return await images.pull(
+            self.client, refs, self.reporter, pull_secret=pull_secret, helper=helper, nodes=self.cfg.nodes
+        )
 
     async def pre_pulled(self) -> str:
         """The pre-pull's outcome: every image on every node, or the step fails naming image, node and cause."""
@@ -223,7 +256,7 @@ class Pipeline:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self.pulling
 
-    async def storage(self) -> tuple[str, dict[str, Any]]:
+    async def storage(self) -> str:
         self.start_pre_pull()
         result = await storage.install(self.client, self.cfg, self.reporter, self.storage_prepared)
         if not result.ok:
@@ -231,21 +264,21 @@ class Pipeline:
             why = (
                 f"{len(problems)} Rook object(s) failed: {problems[0].object}: {problems[0].reason}"
                 if problems
-                else f"Ceph is not healthy: {result.health.get('cluster', '')}; "
-                + "; ".join(result.health.get("diagnosis", []))
+                else f"Ceph is not healthy: {result.health.cluster if result.health else ''}; "
+                + "; ".join((result.health.diagnosis if result.health else None) or [])
             )
             raise StepFailed(why, "see `kfboot storage status` and `kfboot doctor`; then run `kfboot up` again")
         if result.action == "skipped":
-            return result.reason, result.to_dict()
-        return f"Rook {result.release} healthy, default StorageClass {result.default_class}", result.to_dict()
+            return result.reason
+        return f"Rook {result.release} healthy, default StorageClass {result.default_class}"
 
-    async def tools(self) -> tuple[str, dict[str, Any]]:
+    async def tools(self) -> str:
         if not _needs_kustomize(self.cfg):
-            return "kubeflow.source is a rendered bundle: kustomize is not needed", {}
+            return "kubeflow.source is a rendered bundle: kustomize is not needed"
         res = tools.install(self.cfg.tools.kustomize.version, self.reporter, mirror=self.cfg.tools.kustomize.mirror)
-        return f"kustomize {res.version} {'installed at' if res.installed else 'found at'} {res.path}", res.to_dict()
+        return f"kustomize {res.version} {'installed at' if res.installed else 'found at'} {res.path}"
 
-    async def kubeflow(self) -> tuple[str, dict[str, Any]]:
+    async def kubeflow(self) -> str:
         self.start_pre_pull()
         pulled = await self.pre_pulled()
         rendered = self.rendered or await kf.render(self.cfg.kubeflow, self.reporter)
@@ -265,25 +298,25 @@ class Pipeline:
                 "see `kfboot doctor`; then run `kfboot up` again (it resumes here)",
             )
         secs = result.readiness.seconds if result.readiness else 0
-        return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s){pulled}", {}
+        return f"{result.apply.total} objects applied, platform ready ({secs:.0f} s){pulled}"
 
-    async def access(self) -> tuple[str, dict[str, Any]]:
+    async def access(self) -> str:
         users = [(u.email, u.passwordHash.get_secret_value()) for u in self.cfg.auth.users]
         changed = await auth.apply_users(self.client, users, self.reporter)
         defaults = await access.default_password_users(self.client)
         a = self.cfg.access
-        hints = {
-            "connect": "kfboot connect" + (f" --port {a.port}" if a.port != 8080 else ""),
-            "url": f"http://{a.address}:{a.port}",
-            "defaultPasswordUsers": defaults,
-            "users": changed,
-        }
+        hints = self.hints = AccessHints(
+            connect="kfboot connect" + (f" --port {a.port}" if a.port != 8080 else ""),
+            url=f"http://{a.address}:{a.port}",
+            default_password_users=defaults,
+            users=changed,
+        )
         if defaults:
             self.reporter.warn(
                 f"the default password is still set for {', '.join(defaults)}: anyone who reaches the dashboard "
                 "can log in. Change it: kfboot auth set-password"
             )
-        return f"run `{hints['connect']}`, then open {hints['url']}", hints
+        return f"run `{hints.connect}`, then open {hints.url}"
 
     # --------------------------------------------------------------------------------------- driving
 
@@ -293,7 +326,7 @@ class Pipeline:
             provider = self.cfg.storage.provider
             return provider == "none" or await storage.usable_default(self.client) is not None
         if step == "kubeflow":
-            return bool((await kf.status(self.client))["ready"])
+            return (await kubeflow_status(self.client)).ready
         if step == "tools":
             return not _needs_kustomize(self.cfg) or tools.status().kustomize is not None
         return True
@@ -312,7 +345,7 @@ class Pipeline:
         """Run ``steps``, appending each one's outcome to ``outcomes`` — a failed step's too, before its
         error is raised."""
         records: dict[str, state.StepRecord] = {}
-        runners: dict[str, Callable[[], Awaitable[tuple[str, dict[str, Any]]]]] = {
+        runners: dict[str, Callable[[], Awaitable[str]]] = {
             "preflight": self.preflight,
             "host": self.host,
             "storage": self.storage,
@@ -341,7 +374,7 @@ class Pipeline:
                 await state.ensure_namespace(self.client)
                 await state.record(self.client, step, inputs, "running")
             try:
-                detail, data = await runners[step]()
+                detail = await runners[step]()
             except KfbootError as exc:
                 if recorded:
                     await state.record(self.client, step, inputs, "failed", exc.reason)
@@ -349,10 +382,10 @@ class Pipeline:
                 raise
             if recorded:
                 records[step] = await state.record(self.client, step, inputs, "done", detail)
-            outcomes.append(StepOutcome(step, "ran", detail, round(time.monotonic() - start, 1), data))
+            outcomes.append(StepOutcome(step, "ran", detail, round(time.monotonic() - start, 1)))
 
 
-async def _sandbox(spec: sandbox.SandboxSpec, reporter: Reporter) -> dict[str, Any]:
+async def _sandbox(spec: sandbox.SandboxSpec, reporter: Reporter) -> SandboxUsed:
     """Create the sandbox, or reuse it when it already runs."""
     if sandbox.exists(spec.name):
         st = await sandbox.status(spec.name)
@@ -362,9 +395,9 @@ async def _sandbox(spec: sandbox.SandboxSpec, reporter: Reporter) -> dict[str, A
                 f"remove it with `kfboot sandbox down --name {spec.name}` and run `kfboot up --sandbox` again",
             )
         reporter.info(f"reusing the running sandbox {spec.name!r} ({st.kubeconfig})")
-        return {"name": spec.name, "kubeconfig": st.kubeconfig, "created": False}
+        return SandboxUsed(name=spec.name, kubeconfig=st.kubeconfig, created=False)
     res = await sandbox.up(spec, reporter)
-    return {"name": spec.name, "kubeconfig": res.kubeconfig, "created": True}
+    return SandboxUsed(name=spec.name, kubeconfig=res.kubeconfig, created=True)
 
 
 async def up(
@@ -382,7 +415,7 @@ async def up(
     result = UpResult(kubeconfig)
     if sandbox_spec is not None:
         result.sandbox = await _sandbox(sandbox_spec, reporter)
-        kubeconfig, context = result.sandbox["kubeconfig"], None
+        kubeconfig, context = result.sandbox.kubeconfig, None
         result.kubeconfig = kubeconfig
     client = async_client(kubeconfig, context)
     try:
@@ -395,13 +428,10 @@ async def up(
         finally:
             await pipe.stop_pre_pull()
             result.seconds = round(time.monotonic() - start, 1)
-        access = next((s for s in result.steps if s.step == "access"), None)
-        result.access = access.data if access else {}
-        if sandbox_spec is not None and access is not None:
+        result.access = pipe.hints
+        if sandbox_spec is not None and pipe.hints is not None:
             # the sandbox's Dex and oauth2-proxy are real processes: `kfboot connect` works once they serve
-            served = await login.wait_for_sandbox(client, sandbox_spec.name, reporter)
-            if served is not None:
-                result.access["sandboxLogin"] = served
+            pipe.hints.sandbox_login = await login.wait_for_sandbox(client, sandbox_spec.name, reporter)
     finally:
         await client.close()
     return result

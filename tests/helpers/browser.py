@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -91,6 +94,7 @@ def chromium_page(chromium: str, profile: Path) -> Iterator[Page]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its zygote and renderers too are ended with the group below
     )
     try:
         assert proc.stderr is not None
@@ -112,3 +116,5 @@ def chromium_page(chromium: str, profile: Path) -> Iterator[Page]:
             yield page
     finally:
         stop_process(proc)
+        with contextlib.suppress(ProcessLookupError):  # what the browser started and left (its own group)
+            os.killpg(proc.pid, signal.SIGKILL)

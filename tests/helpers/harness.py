@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from kfboot.sandbox import versions
+from tests.helpers import documents
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SANDBOX_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl")
@@ -114,7 +115,9 @@ class Env:
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = dict(self.env, **(extra_env or {}))
-        return run_cmd([sys.executable, "-m", "kfboot", *args], env=env, input=input, timeout=timeout, check=check)
+        proc = run_cmd([sys.executable, "-m", "kfboot", *args], env=env, input=input, timeout=timeout, check=check)
+        documents.check(args, proc.stdout)  # a -o json document matches the schema kfboot publishes for it
+        return proc
 
 
 def make_env(root: Path, *, with_bin_dir: bool = True) -> Env:

@@ -8,7 +8,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,9 +106,13 @@ def keygen(path: Path) -> Path:
 
 
 @contextmanager
-def running_sshd(d: Path, extra: str = "") -> Iterator[Sshd]:
-    """A real OpenSSH server on 127.0.0.1 (own config, host key and authorized_keys in ``d``), as root.
-    Users other than root authenticate with their own ~/.ssh/authorized_keys."""
+def running_sshd(
+    d: Path, extra: str = "", *, address: str = "127.0.0.1", inside: Callable[[list[str]], list[str]] | None = None
+) -> Iterator[Sshd]:
+    """A real OpenSSH server on ``address`` (own config, host key and authorized_keys in ``d``), as root.
+    Users other than root authenticate with their own ~/.ssh/authorized_keys. ``inside`` wraps its command
+    (e.g. nsenter into a real node's namespaces, whose own /run gets sshd's /run/sshd)."""
+    wrap = inside or (lambda cmd: cmd)
     if not SSHD.is_file() or not shutil.which("ssh-keygen"):
         skip_or_fail("openssh-server is not installed (apt-get install openssh-server)")
     if os.geteuid() != 0:
@@ -120,24 +124,24 @@ def running_sshd(d: Path, extra: str = "") -> Iterator[Sshd]:
     port = free_port()
     cfg = d / "sshd_config"
     cfg.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {d}/sshd.pid\n"
+        f"Port {port}\nListenAddress {address}\nHostKey {host_key}\nPidFile {d}/sshd.pid\n"
         f"AuthorizedKeysFile {d}/authorized_keys .ssh/authorized_keys\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         f"LogLevel VERBOSE\n{extra}"
     )
     known_hosts = d / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {Path(f'{host_key}.pub').read_text()}")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    known_hosts.write_text(f"[{address}]:{port} {Path(f'{host_key}.pub').read_text()}")
+    subprocess.run(wrap(["mkdir", "-p", "-m", "0755", "/run/sshd"]), check=True)
     log = d / "sshd.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(cfg)], stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(wrap([str(SSHD), "-D", "-e", "-f", str(cfg)]), stdout=fh, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"sshd exited {proc.returncode}: {log.read_text()}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((address, port), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:

@@ -49,9 +49,16 @@ def namespace(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def configmap_webhook(name: str, ns: str, *, ca: bytes | None = None, timeout: int | None = None) -> dict[str, Any]:
+def configmap_webhook(
+    name: str, ns: str, *, ca: bytes | None = None, timeout: int | None = None, only_label: str | None = None
+) -> dict[str, Any]:
     """A ValidatingWebhookConfiguration (failurePolicy Fail) calling Service ``ns``/hook at /validate on every
-    ConfigMap created or updated in namespace ``ns``."""
+    ConfigMap created or updated in namespace ``ns`` (with ``only_label``: only those carrying that label).
+
+    A webhook that intercepts every ConfigMap of its own backend's namespace can lock that backend out, on a
+    real cluster as here: the controller-manager's root-CA publisher writes ``kube-root-ca.crt`` into a new
+    namespace a moment after it is created, the webhook refuses it while its backend is down, and the
+    backend pod cannot mount its service-account volume without it (it stays ContainerCreating)."""
     client: dict[str, Any] = {"service": {"name": "hook", "namespace": ns, "path": "/validate"}}
     if ca is not None:
         client["caBundle"] = base64.b64encode(ca).decode()
@@ -68,6 +75,8 @@ def configmap_webhook(name: str, ns: str, *, ca: bytes | None = None, timeout: i
     }
     if timeout is not None:
         hook["timeoutSeconds"] = timeout
+    if only_label is not None:
+        hook["objectSelector"] = {"matchExpressions": [{"key": only_label, "operator": "Exists"}]}
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",

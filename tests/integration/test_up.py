@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,19 +45,27 @@ def sandbox_of(env: Env) -> Sandbox:
     return Sandbox(name=NAME, env=env, kubeconfig=kubeconfig, info={})
 
 
-def test_up_sandbox_installs_everything_then_a_second_up_changes_nothing(
-    env: Env, memo: dict[str, set[str]], tmp_path: Path
-) -> None:
+def install(env: Env, memo: dict[str, set[str]], tmp_path: Path) -> dict[str, Any]:
+    """A fresh sandbox's inventory (in ``memo``), then `up --sandbox` on it; its JSON result."""
     cfg = offline_config(tmp_path / "kfboot.yaml")
+    if sandbox_of(env).kubeconfig.is_file():  # the other test of this module ran first: start afresh
+        assert env.kfboot("sandbox", "down", "--name", NAME, timeout=120).returncode == 0
     # the sandbox exists first so that its pristine inventory can be taken; `up --sandbox` reuses it
     created = env.kfboot("sandbox", "up", "--name", NAME, "--no-login", "-o", "json")  # no Dex CRDs of its own
     assert created.returncode == 0, created.stderr
-    sb = sandbox_of(env)
-    memo["before"] = steady(sb.settled_inventory())
-
+    memo["before"] = steady(sandbox_of(env).settled_inventory())
     proc = env.kfboot("--config", str(cfg), "up", "--sandbox", "--sandbox-name", NAME, "-o", "json", timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_up_sandbox_installs_everything_then_a_second_up_changes_nothing(
+    env: Env, memo: dict[str, set[str]], tmp_path: Path
+) -> None:
+    result = install(env, memo, tmp_path)
+    sb = sandbox_of(env)
+    cfg = tmp_path / "kfboot.yaml"
     assert [(s["step"], s["action"]) for s in result["steps"]] == [
         ("preflight", "ran"),
         ("host", "ran"),
@@ -115,10 +124,10 @@ def resource_versions(sb: Sandbox) -> dict[str, str]:
 
 
 def test_down_keeps_storage_and_down_destroy_data_leaves_what_was_there_before(
-    env: Env, memo: dict[str, set[str]]
+    env: Env, memo: dict[str, set[str]], tmp_path: Path
 ) -> None:
-    if "before" not in memo:
-        pytest.skip("needs the install of the previous test")
+    if "before" not in memo:  # alone, or first: install here what the previous test installs
+        install(env, memo, tmp_path)
     sb = sandbox_of(env)
     before = memo["before"]
     kube = {"KUBECONFIG": str(sb.kubeconfig)}

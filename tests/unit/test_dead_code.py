@@ -14,9 +14,16 @@ USED_ELSEWHERE = [
     "handle_endtag",
     "log_message",  # http.server.BaseHTTPRequestHandler calls it
     "mtime",  # tarfile.TarInfo's, set for reproducible image layers
-    "host_link",  # a real node's status field, read from to_dict() by `kfboot sandbox status`
+    "host_link",  # a real node's status field, printed by `kfboot sandbox status`
     "rota",
     "schema",
+    # fields of -o json documents (kfboot.documents) that only the serializer reads
+    "written",
+    "copied",
+    "zapped_lvm_osds",
+    "pool_size",
+    "from_",
+    "sandbox_login",
 ]
 
 

@@ -88,3 +88,15 @@ def test_the_hook_replaces_the_markers_of_the_reference_pages() -> None:
         assert marker not in built
         assert expected in built
         assert len(built) > len(source) + 1000
+
+
+def test_output_reference_has_a_section_for_every_command() -> None:
+    from kfboot.cli.documents import COMMANDS
+
+    text: str = _hook().output_reference()
+    headings = [line.removeprefix("### ").strip("`") for line in text.splitlines() if line.startswith("### ")]
+    assert headings == [f"kfboot {c}" for c in COMMANDS] + ["The error document"]
+    # a nested document is unfolded, key by key, with its closed set of values
+    assert "| `storage.rook.osdsUp` | integer |" in text
+    assert '| `steps[].action` | `"ran"` \\| `"skipped"` \\| `"failed"` |' in text
+    assert "| `exitCode` | `0` \\| `1` \\| `2` \\| `3` |" in text

@@ -45,7 +45,7 @@ def test_prepare_exit_code() -> None:
 
     ok = NodeResult("a", "node a", [Action("x", UNCHANGED, ""), Action("y", WARN, "")])
     failed = NodeResult("b", "node b", [Action("x", FAILED, "")])
-    no_root = NodeResult("c", "node c", error=BadInputError("needs root").to_dict())
+    no_root = NodeResult("c", "node c", error=BadInputError("needs root").doc())
     assert report(ok) == ExitCode.OK
     assert report(ok, no_root) == ExitCode.BAD_INPUT
     assert report(ok, no_root, failed) == ExitCode.RUNTIME

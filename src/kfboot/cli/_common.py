@@ -11,15 +11,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx2 as httpx
 import typer
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
+from kfboot import documents
 from kfboot.cli.terminal import JsonReporter, PlainReporter, RichReporter, Terminal, console
 from kfboot.config import Environment, load_config, parse_duration
+from kfboot.documents import Printable
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube.client import async_client
 from kfboot.kube.errors import classify
@@ -30,6 +32,10 @@ T = TypeVar("T")
 
 #: typed confirmation of --destroy-data (`kfboot storage uninstall`, `kfboot down`)
 DESTROY_PHRASE = "yes-really-destroy-data"
+#: the --confirm option of the commands with --destroy-data
+ConfirmDestroy = Annotated[
+    str | None, typer.Option("--confirm", help=f"non-interactive confirmation for --destroy-data: {DESTROY_PHRASE}")
+]
 
 
 class Output(StrEnum):
@@ -91,8 +97,16 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def emit_json(doc: Printable, *, line: bool = False) -> None:
+    """A command's result document on stdout (its type is listed in :mod:`kfboot.cli.documents`);
+    ``line``: on one line."""
+    sys.stdout.write(json.dumps(documents.dump(doc), indent=None if line else 2) + "\n")
+    sys.stdout.flush()
+
+
+def emit_schema(schema: dict[str, Any]) -> None:
+    """A JSON schema on stdout (`kfboot config schema`, `kfboot schema`)."""
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
     sys.stdout.flush()
 
 
@@ -114,10 +128,7 @@ def render_error(st: State, exc: KfbootError, cause_of: BaseException | None = N
     if cause_of is not None and st.verbose:
         chain.insert(0, f"{type(cause_of).__name__}: {cause_of}")
     if st.json:
-        doc = exc.to_dict()
-        if st.verbose:
-            doc["causes"] = chain
-        emit_json(doc)
+        emit_json(exc.doc(causes=chain if st.verbose else None))
         return
     st.err.error(exc.reason, exc.remedy, chain)
 
@@ -206,3 +217,9 @@ def confirm_typed(st: State, phrase: str, given: str | None, danger: str) -> Non
     if given != phrase:
         with handled(st):
             raise BadInputError(f"confirmation {given!r} is not {phrase!r}; nothing was changed", f"type {phrase}")
+
+
+def confirm_destroy(st: State, destroy_data: bool, given: str | None, danger: str) -> None:
+    """With --destroy-data, :func:`confirm_typed` of :data:`DESTROY_PHRASE` (``danger`` says what is lost)."""
+    if destroy_data:
+        confirm_typed(st, DESTROY_PHRASE, given, danger)

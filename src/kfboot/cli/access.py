@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import json
 import signal
 import sys
 from typing import Annotated, Any, TypeVar
@@ -80,7 +79,7 @@ def connect(
     if check:
         result = run_with_client(st, lambda client: _check(st, client, addr, local_port, user, password))
         if st.json:
-            emit_json(result.to_dict())
+            emit_json(result)
         elif result.stage == "authenticated":
             st.out.success(f"logged in as {result.user}: Kubeflow session established ({result.session_cookie})")
         else:
@@ -136,9 +135,9 @@ async def _serve(st: State, client: AsyncClient, address: str, port: int) -> Non
                 )
             if st.json:
                 # one line, at once: whoever started `connect` reads it while it keeps running
-                doc = {"url": url, "address": address, "port": fw.port, "defaultPasswordUsers": defaults}
-                sys.stdout.write(json.dumps(doc) + "\n")
-                sys.stdout.flush()
+                emit_json(
+                    access.Serving(url=url, address=address, port=fw.port, default_password_users=defaults), line=True
+                )
             else:
                 st.out.line(f"Kubeflow: {url}  (Ctrl-C to stop)")
             serving = asyncio.create_task(fw.serve_forever())
@@ -167,7 +166,7 @@ def set_password(ctx: typer.Context, user: UserOpt = None, password_stdin: Stdin
         auth.validate_password(password)  # before any connection
     result = run_with_client(st, lambda client: auth.set_password(client, user, password, st.reporter()))
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
     else:
         st.out.success(f"password of {result.email} changed; Dex restarted")
 
@@ -188,7 +187,7 @@ def add_user(
         auth.validate_password(password)
     result = run_with_client(st, lambda client: auth.add_user(client, email, password, st.reporter()))
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
     else:
         st.out.success(f"user {result.email} added (Profile {result.profile}); Dex restarted")
 
@@ -206,7 +205,7 @@ def remove_user(
 
     result = run_with_client(st, lambda client: auth.remove_user(client, email, delete_namespace, st.reporter()))
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
     else:
         st.out.success(f"user {result.email} removed; Dex restarted")
 
@@ -218,7 +217,7 @@ def list_users(ctx: typer.Context) -> None:
 
     users = run_with_client(st, lambda client: auth.list_users(client, check_default=True))
     if st.json:
-        emit_json({"users": [u.to_dict() for u in users]})
+        emit_json(access.UserList(users=users))
         return
     st.out.table(
         ("email", "username", "profile", "password", "hash in"),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from kfboot import state as install_state
 from kfboot.cli._common import (
-    DESTROY_PHRASE,
+    ConfirmDestroy,
     client_of,
-    confirm_typed,
+    confirm_destroy,
     duration,
     emit_json,
     run,
@@ -19,11 +18,10 @@ from kfboot.cli._common import (
 )
 from kfboot.cli.storage import print_cleanup
 from kfboot.errors import ExitCode
-from kfboot.kube.client import raw_get_json
-from kfboot.steps import access, storage, teardown
-from kfboot.steps import doctor as doc
-from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
+from kfboot.steps.day2 import doctor as doc
+from kfboot.steps.day2 import status as day2
+from kfboot.steps.day2 import teardown
 
 
 def status(ctx: typer.Context) -> None:
@@ -31,54 +29,37 @@ def status(ctx: typer.Context) -> None:
     Exit 1 unless storage and Kubeflow are ready."""
     st = state(ctx)
 
-    async def go() -> dict[str, Any]:
-        client = client_of(st)
-        try:
-            version = await raw_get_json(client, "/version")
-            records = await install_state.load(client)
-            return {
-                "cluster": {"version": version["gitVersion"]},
-                "storage": await storage.status(client),
-                "kubeflow": await kf.status(client),
-                "access": {"defaultPasswordUsers": await access.default_password_users(client)},
-                "progress": {k: v.to_dict() for k, v in records.items()},
-            }
-        finally:
-            await client.close()
-
-    result = run(st, go)
-    result["ok"] = bool(result["storage"]["ok"] and result["kubeflow"]["ready"])
+    result = run_with_client(st, day2.status)
     if st.json:
         emit_json(result)
     else:
         out = st.out
-        c, s, k = result["cluster"], result["storage"], result["kubeflow"]
-        out.line(f"cluster     Kubernetes {c['version']}")
-        rook = s["rook"]
+        s, k = result.storage, result.kubeflow
+        out.line(f"cluster     Kubernetes {result.cluster.version}")
         out.line(
             "storage     default class ",
-            ", ".join(s["defaultClasses"]) if s["defaultClasses"] else ("none", "red"),
-            f"; Ceph {rook['detail']}" if rook["installed"] else "",
+            ", ".join(s.default_classes) if s.default_classes else ("none", "red"),
+            f"; Ceph {s.rook.detail}" if s.rook.installed else "",
         )
-        if not k["installed"]:
+        if not k.installed:
             out.line("kubeflow    not installed by kfboot")
         else:
-            ready = sum(r for r, _ in k["namespaces"].values())
-            total = sum(t for _, t in k["namespaces"].values())
-            word = ("ready", "green") if k["ready"] else ("not ready", "yellow")
-            out.line(f"kubeflow    {', '.join(k['releases'])}: ", word, f" ({ready}/{total} workloads)")
-            for line in k["not_ready"][:10]:
+            ready = sum(r for r, _ in k.namespaces.values())
+            total = sum(t for _, t in k.namespaces.values())
+            word = ("ready", "green") if k.ready else ("not ready", "yellow")
+            out.line(f"kubeflow    {', '.join(k.releases)}: ", word, f" ({ready}/{total} workloads)")
+            for line in k.not_ready[:10]:
                 out.line(f"              {line}")
-        users = result["access"]["defaultPasswordUsers"]
+        users = result.access.default_password_users
         out.line(
             "access      kfboot connect",
             (f"  default password still set for {', '.join(users)}", "bold yellow") if users else "",
         )
         for step in ("host", "storage", "tools", "kubeflow", "access"):
-            rec = result["progress"].get(step)
+            rec = result.progress.get(step)
             if rec:
-                out.line(f"  {step:<10} {rec['outcome']:<8} {rec['detail']}")
-    if not result["ok"]:
+                out.line(f"  {step:<10} {rec.outcome:<8} {rec.detail}")
+    if not result.ok:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 
@@ -87,31 +68,31 @@ def doctor(ctx: typer.Context) -> None:
     something is found."""
     st = state(ctx)
 
-    async def go() -> tuple[pf.PreflightReport, list[doc.Finding]]:
+    async def go() -> doc.DoctorReport:
         cfg = st.config()
-        report = await pf.run(cfg, st.kubeconfig or cfg.cluster.kubeconfig, st.context or cfg.cluster.context)
         client = client_of(st)
         try:
-            return report, await doc.diagnose(client)
+            return await doc.run(
+                cfg, st.kubeconfig or cfg.cluster.kubeconfig, st.context or cfg.cluster.context, client
+            )
         finally:
             await client.close()
 
-    report, findings = run(st, go)
-    problems = [c for c in report.checks if c.status in (pf.FAIL, pf.WARN)]
+    result = run(st, go)
     if st.json:
-        emit_json({"ok": report.ok and not findings, "preflight": report.to_dict(), "findings": doc.to_dicts(findings)})
+        emit_json(result.doc())
     else:
         out = st.out
-        for c in problems:
+        for c in result.problems:
             out.line((c.status, "red" if c.status == pf.FAIL else "yellow"), f" {c.name}: {c.message}")
             if c.remedy:
                 out.fix(c.remedy)
-        for f in findings:
+        for f in result.findings:
             out.problem(f.signature, f"{f.object}: {f.problem}", indent=0)
             out.fix(f.fix)
-        if not problems and not findings:
+        if not result.problems and not result.findings:
             out.success("nothing wrong found")
-    if not report.ok or findings:
+    if not result.ok:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 
@@ -120,29 +101,26 @@ def down(
     destroy_data: Annotated[
         bool, typer.Option("--destroy-data", help="also remove Rook-Ceph and wipe its data (typed confirmation)")
     ] = False,
-    confirm: Annotated[
-        str | None, typer.Option("--confirm", help=f"non-interactive confirmation for --destroy-data: {DESTROY_PHRASE}")
-    ] = None,
+    confirm: ConfirmDestroy = None,
     timeout: Annotated[str, typer.Option("--timeout", help="deadline for the teardown")] = "15m",
 ) -> None:
     """Remove what kfboot installed (by its labels): Kubeflow — profiles, webhooks, then the rest in reverse
     dependency order — and, only with --destroy-data, the storage. Everything else stays."""
     st = state(ctx)
-    if destroy_data:
-        confirm_typed(
-            st,
-            DESTROY_PHRASE,
-            confirm,
-            "--destroy-data also removes Rook-Ceph and lets it wipe every OSD disk: all data on rook-ceph-block "
-            "is lost for good",
-        )
+    confirm_destroy(
+        st,
+        destroy_data,
+        confirm,
+        "--destroy-data also removes Rook-Ceph and lets it wipe every OSD disk: all data on rook-ceph-block "
+        "is lost for good",
+    )
 
     seconds = duration(st, timeout, "--timeout")
     result = run_with_client(
         st, lambda client: teardown.down(client, st.reporter(), destroy_data=destroy_data, timeout=seconds)
     )
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
     else:
         out = st.out
         (out.success if result.ok else out.failure)(f"removed {len(result.kubeflow.deleted)} Kubeflow objects")

@@ -9,7 +9,7 @@ import typer
 
 from kfboot.cli._common import emit_json, handled, run_with_client, state
 from kfboot.errors import BadInputError
-from kfboot.steps import expose as ex
+from kfboot.steps.day2 import expose as ex
 
 
 def expose(
@@ -36,7 +36,7 @@ def expose(
         ),
     )
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
     st.out.success(f"Kubeflow exposed over HTTPS ({result.mode}, {result.certificate} certificate)")
     for url in result.urls:

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from kfboot.cli._common import emit_json, run, state
-from kfboot.steps import host, host_prepare, host_wipe
+from kfboot.steps import host, host_prepare
+from kfboot.steps.day2 import host_wipe
 
 app = typer.Typer(help="The nodes' hosts: disk discovery, preparation, disk wipe.", no_args_is_help=True)
 
@@ -29,7 +30,7 @@ def devices(ctx: typer.Context, node: NodeOption = None) -> None:
 
     found = run(st, go)
     if st.json:
-        emit_json({"node": node or "local", "devices": [d.to_dict() for d in found]})
+        emit_json(host.DeviceList(node=node or "local", devices=found))
         return
     st.out.table(
         ("device", "type", "size", "eligible", "why"),
@@ -73,13 +74,13 @@ def prepare(
 
     report = run(st, go)
     if st.json:
-        emit_json(report.to_dict())
+        emit_json(report.doc())
     else:
         for n in report.nodes:
             st.out.line((n.where, "bold"), " (dry run)" if report.dry_run else "")
             if n.error:
-                st.out.problem("error:", str(n.error["reason"]))
-                st.out.fix(str(n.error["remedy"]), indent=2)
+                st.out.problem("error:", n.error.reason)
+                st.out.fix(n.error.remedy or "", indent=2)
                 continue
             st.out.table(
                 ("action", "result", "detail"),
@@ -136,7 +137,7 @@ def wipe(
 
     result = run(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
     for s in result.steps:
         mark = ("✓", "green") if s.rc == 0 else (("–", "yellow") if s.optional else ("✗", "red"))

@@ -58,7 +58,7 @@ def list_(ctx: typer.Context, only: ScopeOpt = "all") -> None:
 
     found = run(st, go)
     if st.json:
-        emit_json({"count": len(found), "images": [i.to_dict() for i in found]})
+        emit_json(images.ImageList.of(found))
         return
     for i in found:
         st.out.line(f"{i.ref}  [{', '.join(i.sources)}]  {', '.join(i.components)}: {i.uses[0].object}")
@@ -100,7 +100,7 @@ def mirror(
 
     result = run(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
         if not result.ok:  # the document says which and why; the exit code says how
             raise typer.Exit(int(ExitCode.CHECK_FAILED if result.count("digest mismatch") else ExitCode.RUNTIME))
         return
@@ -129,8 +129,9 @@ def pull(
     only: ScopeOpt = "all",
     timeout: Annotated[str, typer.Option("--timeout", help="how long the nodes may take (e.g. 30m, 1h)")] = "30m",
 ) -> None:
-    """Pull every image of the install on every schedulable node at once, with a short-lived DaemonSet in
-    kfboot-system (no SSH): one container per image, imagePullPolicy IfNotPresent, running only a copied
+    """Pull every image of the install on every schedulable node at once: with `crictl pull` over SSH on the
+    nodes kfboot.yaml lists with an address, elsewhere with a short-lived DaemonSet in kfboot-system (no
+    SSH): one container per image, imagePullPolicy IfNotPresent, running only a copied
     static busybox (nothing of the image). References are pointed at images.registry as `up` points them,
     with images.pullSecret. Progress per node; each failure names the image, the node, the cause (rate
     limit, auth, not found) and the fix. The DaemonSet is deleted when done."""
@@ -155,21 +156,24 @@ def pull(
             pull_secret=cfg.images.pullSecret,
             helper=images.helper_ref(cfg.images),
             timeout=seconds,
+            nodes=cfg.nodes,
         )
 
     result = run_with_client(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
         if not result.ok:
             raise typer.Exit(int(ExitCode.RUNTIME))
         return
-    for n in result.to_dict()["nodes"]:
-        st.out.line(f"  {n['node']}: {n['pulled']}/{n['total']} images present")
+    doc = result.doc()
+    for n in doc.nodes:
+        how = "crictl over SSH" if n.via == "ssh" else "DaemonSet"
+        st.out.line(f"  {n.node}: {n.pulled}/{n.total} images present ({how})")
+    for fb in doc.fallback:
+        st.out.line(f"  {fb.node}: pulled by the DaemonSet, not over SSH: {fb.reason}")
     for f in result.failures:
         st.out.problem(f.cause, f"{f.image} on {f.node}: {f.message}\n    fix: {f.fix}")
     if result.ok:
-        st.out.success(
-            f"{len(result.images) + 1} images present on {len(result.nodes)} node(s) ({result.seconds:.0f} s)"
-        )
+        st.out.success(f"{len(result.images)} images present on {len(result.nodes)} node(s) ({result.seconds:.0f} s)")
     with handled(st):
         images.check_pull(result)

@@ -14,8 +14,8 @@ from kfboot.config import KubeflowConfig
 from kfboot.errors import BadInputError, ExitCode
 from kfboot.reporting import Reporter
 from kfboot.steps import kubeflow as kf
-from kfboot.steps import upgrade as upgrade_step
-from kfboot.yamlio import dump_all
+from kfboot.steps.day2 import status as day2
+from kfboot.steps.day2 import upgrade as upgrade_step
 
 T = TypeVar("T")
 
@@ -77,25 +77,15 @@ def render(
     """Build the manifests (kustomize ≥ 5, component selection, render cache) and write them."""
     st = state(ctx)
 
-    async def go() -> tuple[int, Path]:
+    async def go() -> kf.RenderDoc:
         cfg = _kubeflow_config(st, source, release, exclude)
-        rendered = await kf.render(cfg, st.reporter())
-        docs = [m.body for m in rendered.manifests]
-        if out.suffix in (".yaml", ".yml"):
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(dump_all(docs))
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            for i, m in enumerate(rendered.manifests):
-                name = f"{i:04d}-{m.kind.lower()}-{(m.namespace + '-') if m.namespace else ''}{m.name}.yaml"
-                (out / name.replace("/", "_").replace(":", "_")).write_text(dump_all([m.body]))
-        return len(docs), out
+        return kf.write_rendered(await kf.render(cfg, st.reporter()), out)
 
-    count, path = run(st, go)
+    result = run(st, go)
     if st.json:
-        emit_json({"objects": count, "output": str(path)})
+        emit_json(result)
     else:
-        st.out.success(f"{count} objects written to {path}")
+        st.out.success(f"{result.objects} objects written to {result.output}")
 
 
 @app.command("install")
@@ -118,7 +108,7 @@ def install(
         ),
     )
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
     else:
         _render_install(st, result)
     if not result.ok:
@@ -166,22 +156,22 @@ def status(ctx: typer.Context) -> None:
     """What kfboot installed of Kubeflow and how ready it is. Exit 1 unless everything is ready."""
     st = state(ctx)
 
-    result = run_with_client(st, kf.status)
+    result = run_with_client(st, day2.kubeflow)
     if st.json:
         emit_json(result)
     else:
-        if not result["installed"]:
+        if not result.installed:
             st.out.line("Kubeflow is not installed by kfboot on this cluster")
         else:
-            verdict = ("ready", "green") if result["ready"] else ("not ready", "yellow")
-            st.out.line(f"Kubeflow {', '.join(result['releases'])}: ", verdict)
+            verdict = ("ready", "green") if result.ready else ("not ready", "yellow")
+            st.out.line(f"Kubeflow {', '.join(result.releases)}: ", verdict)
             st.out.table(
                 ("namespace", "workloads ready"),
-                ((ns, f"{ready}/{total}") for ns, (ready, total) in sorted(result["namespaces"].items())),
+                ((ns, f"{ready}/{total}") for ns, (ready, total) in sorted(result.namespaces.items())),
             )
-            for line in result["not_ready"][:20]:
+            for line in result.not_ready[:20]:
                 st.out.line(f"  {line}")
-    if not result["ready"]:
+    if not result.ready:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 
@@ -204,7 +194,7 @@ def upgrade(
         lambda client, cfg, rendered, reporter: upgrade_step.upgrade(client, cfg, rendered, reporter, dry_run=dry_run),
     )
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
     else:
         p = result.plan
         st.out.line(

@@ -25,7 +25,7 @@ def plan(ctx: typer.Context) -> None:
 
     result = run(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
     else:
         st.out.table(
             ("step", "action", "details"),

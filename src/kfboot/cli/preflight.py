@@ -21,7 +21,7 @@ def preflight(ctx: typer.Context) -> None:
 
     report = run(st, go)
     if st.json:
-        emit_json(report.to_dict())
+        emit_json(report)
     else:
         st.out.table(
             ("check", "result", "details"),

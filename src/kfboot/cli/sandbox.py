@@ -10,6 +10,7 @@ import typer
 from kfboot.cli._common import emit_json, handled, run, state
 from kfboot.errors import BadInputError, ExitCode
 from kfboot.sandbox import cluster
+from kfboot.sandbox.spec import KubeconfigDoc
 from kfboot.sandbox.versions import KUBERNETES_VERSION
 
 app = typer.Typer(
@@ -87,7 +88,7 @@ def up(
     )
     result = run(st, lambda: cluster.up(spec, st.reporter(), bin_dir=bin_dir))
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
     out = st.out
     out.success(
@@ -108,7 +109,7 @@ def down(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
     st = state(ctx)
     result = run(st, lambda: cluster.down(name, st.reporter()))
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
     st.out.success(
         f"sandbox {name} removed ({len(result.stopped)} processes stopped"
@@ -123,7 +124,7 @@ def status(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
     st = state(ctx)
     result = run(st, lambda: cluster.status(name))
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
     else:
         out = st.out
         colour = {"running": "green", "degraded": "yellow"}.get(result.state, "red")
@@ -143,8 +144,8 @@ def status(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
         if result.real_nodes:
             rows = []
             for rn in result.real_nodes:
-                procs = ", ".join(f"{k} {v}" for k, v in rn["processes"].items())
-                rows.append((rn["name"], rn["node_ip"], rn["host_link"], procs))
+                procs = ", ".join(f"{k} {v}" for k, v in rn.processes.items())
+                rows.append((rn.name, rn.node_ip, rn.host_link, procs))
             out.table(("real node", "InternalIP", "host link", "processes"), rows)
         for p in result.problems:
             out.line("  ", ("problem:", "yellow"), f" {p}")
@@ -161,6 +162,6 @@ def kubeconfig(ctx: typer.Context, name: NameOpt = "kfboot") -> None:
             raise BadInputError(f"no sandbox named {name!r}", "create it with `kfboot sandbox up`")
         path = cluster.kubeconfig_path(name)
         if st.json:
-            emit_json({"name": name, "kubeconfig": str(path)})
+            emit_json(KubeconfigDoc(name=name, kubeconfig=str(path)))
         else:
             print(path)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from kfboot.cli._common import DESTROY_PHRASE, State, confirm_typed, duration, emit_json, run_with_client, state
+from kfboot.cli._common import ConfirmDestroy, State, confirm_destroy, duration, emit_json, run_with_client, state
 from kfboot.cli.terminal import Part, Terminal
 from kfboot.errors import ExitCode
 from kfboot.steps import storage
@@ -21,7 +21,7 @@ def install(ctx: typer.Context) -> None:
 
     result = run_with_client(st, lambda client: storage.install(client, st.config(), st.reporter()))
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
     else:
         render_install(st, result)
     if not result.ok:
@@ -49,18 +49,18 @@ def render_install(st: State, result: storage.StorageResult) -> None:
         out.line(f"  StorageClass {name} demoted (no longer the default)")
     health = result.health
     if result.ok:
-        out.success(f"Ceph {health.get('cluster', '')}; probe PVC bound")
+        out.success(f"Ceph {health.cluster if health else ''}; probe PVC bound")
         default = result.default_class or "(unchanged: storage.defaultClass is false)"
         out.success(f"default StorageClass: {default}")
         return
     if health:
-        out.failure(f"Ceph not healthy: {health.get('cluster', '')}")
-        for line in health.get("diagnosis", []):
+        out.failure(f"Ceph not healthy: {health.cluster}")
+        for line in health.diagnosis or []:
             out.line(f"  {line}")
-        probe = health.get("probe")
-        if probe and not probe.get("bound"):
-            out.line(f"  probe PVC did not bind: {probe.get('detail')}")
-            for ev in probe.get("events", []):
+        probe = health.probe
+        if probe and not probe.bound:
+            out.line(f"  probe PVC did not bind: {probe.detail}")
+            for ev in probe.events:
                 out.line(f"    {ev}")
 
 
@@ -74,41 +74,37 @@ def status(ctx: typer.Context) -> None:
         emit_json(result)
     else:
         render_status(st, result)
-    if not result["ok"]:
+    if not result.ok:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 
-def render_status(st: State, result: dict[str, Any]) -> None:
+def render_status(st: State, result: storage.StorageStatus) -> None:
     out = st.out
-    defaults = result["defaultClasses"]
+    defaults = result.default_classes
     out.line("default StorageClass: ", ", ".join(defaults) if defaults else ("none", "red"))
-    rook = result["rook"]
-    if not rook["installed"]:
+    rook = result.rook
+    if not rook.installed:
         out.line("Rook-Ceph: not installed")
         return
-    out.line(f"Rook-Ceph {rook['release'] or ''}: operator {rook['operator'] or 'absent'}")
-    (out.success if rook["healthy"] else out.failure)(f"CephCluster: {rook['detail']}")
-    for code, detail in (rook.get("healthDetails") or {}).items():
+    out.line(f"Rook-Ceph {rook.release or ''}: operator {rook.operator or 'absent'}")
+    (out.success if rook.healthy else out.failure)(f"CephCluster: {rook.detail}")
+    for code, detail in (rook.health_details or {}).items():
         out.line(f"    {code}: {(detail or {}).get('message', '')}")
 
 
 def print_cleanup(out: Terminal, result: storage.UninstallResult) -> None:
     """What Rook's cleanup jobs wiped, per host, what was not, and the finalizers kfboot cleared."""
     for w in result.wiped:
-        disks = ", ".join(w["disks"]) or "the disks matching the node's deviceFilter"
+        disks = ", ".join(w.disks) or "the disks matching the node's deviceFilter"
         out.line(
-            "  ",
-            ("wiped", "green"),
-            f" {w['host']} (job {w['job']} complete): {', '.join(w['removed'])}; OSD disks {disks}",
+            "  ", ("wiped", "green"), f" {w.host} (job {w.job} complete): {', '.join(w.removed)}; OSD disks {disks}"
         )
-        out.line(f"      sanitize {w['sanitize']}")
-        if w.get("log") == "read":
-            failed: list[Part] = (
-                ["; ", ("failed", "red"), f" {', '.join(w['failedDisks'])}"] if w["failedDisks"] else []
-            )
-            out.line(f"      per Rook's log: sanitized {', '.join(w['sanitizedDisks']) or 'none'}", *failed)
-    for w in result.not_wiped:
-        out.problem("not wiped", f"{w['host']} ({w['state']}): still on the node: {w['leftOnNode']}")
+        out.line(f"      sanitize {w.sanitize}")
+        if w.log == "read":
+            failed: list[Part] = ["; ", ("failed", "red"), f" {', '.join(w.failed_disks)}"] if w.failed_disks else []
+            out.line(f"      per Rook's log: sanitized {', '.join(w.sanitized_disks or []) or 'none'}", *failed)
+    for n in result.not_wiped:
+        out.problem("not wiped", f"{n.host} ({n.state}): still on the node: {n.left_on_node}")
     if result.data_destroyed:
         out.line("  Ceph data destroyed by Rook's cleanup jobs on every Ceph host")
     for label in result.report.finalizers_cleared:
@@ -121,30 +117,26 @@ def uninstall(
     destroy_data: Annotated[
         bool, typer.Option("--destroy-data", help="let Rook wipe the OSD disks and /var/lib/rook (typed confirmation)")
     ] = False,
-    confirm: Annotated[
-        str | None,
-        typer.Option("--confirm", help=f"non-interactive confirmation for --destroy-data: {DESTROY_PHRASE}"),
-    ] = None,
+    confirm: ConfirmDestroy = None,
     timeout: Annotated[str, typer.Option("--timeout", help="deadline for the teardown")] = "10m",
 ) -> None:
     """Remove Rook in its order: StorageClass, pools, CephCluster, operators, CRDs. The data on the disks
     stays unless --destroy-data is confirmed; the classes kfboot demoted become default again."""
     st = state(ctx)
-    if destroy_data:
-        confirm_typed(
-            st,
-            DESTROY_PHRASE,
-            confirm,
-            "--destroy-data makes Rook wipe every OSD disk and /var/lib/rook on every node: all data on "
-            "rook-ceph-block is lost for good",
-        )
+    confirm_destroy(
+        st,
+        destroy_data,
+        confirm,
+        "--destroy-data makes Rook wipe every OSD disk and /var/lib/rook on every node: all data on "
+        "rook-ceph-block is lost for good",
+    )
 
     seconds = duration(st, timeout, "--timeout")
     result = run_with_client(
         st, lambda client: storage.uninstall(client, st.reporter(), destroy_data=destroy_data, timeout=seconds)
     )
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
     else:
         rep = result.report
         out = st.out

@@ -20,7 +20,7 @@ def status(ctx: typer.Context) -> None:
     with handled(st):
         result = tools.status()
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
     else:
         if result.candidates:
             st.out.table(
@@ -51,7 +51,7 @@ def install(
         cfg = st.config().tools.kustomize
         result = tools.install(version or cfg.version, st.reporter(), mirror=mirror or cfg.mirror, force=force)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result)
         return
     for old in result.too_old:
         st.out.notice(f"{old.path} is kustomize {old.version or '?'}: too old for Kubeflow (needs ≥ 5)")

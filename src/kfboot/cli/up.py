@@ -44,7 +44,7 @@ def up(
 
     result = run(st, go)
     if st.json:
-        emit_json(result.to_dict())
+        emit_json(result.doc())
     else:
         _render(st, result)
     if result.error is not None:
@@ -65,14 +65,14 @@ def _render(st: State, result: pipeline.UpResult) -> None:
         return
     out.success(f"done in {result.seconds:.0f} s")
     if result.sandbox:
-        out.line(f"  sandbox     {result.sandbox['name']}: export KUBECONFIG={result.kubeconfig}")
+        out.line(f"  sandbox     {result.sandbox.name}: export KUBECONFIG={result.kubeconfig}")
     if result.access:
         a = result.access
-        out.line(f"  dashboard   {a['connect']}  →  {a['url']}")
-        if a.get("defaultPasswordUsers"):
+        out.line(f"  dashboard   {a.connect}  →  {a.url}")
+        if a.default_password_users:
             out.line(
                 "  ",
                 ("warning:", "bold yellow"),
-                f" default password still set for {', '.join(a['defaultPasswordUsers'])}"
+                f" default password still set for {', '.join(a.default_password_users)}"
                 " — change it: kfboot auth set-password",
             )

@@ -30,6 +30,7 @@ from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import Classified, classify
 from kfboot.kube.gates import BundleGates, ServiceRef, crd_kind
 from kfboot.kube.manifest import Manifest
+from kfboot.kube.readiness import why_no_endpoints
 from kfboot.reporting import Reporter
 
 __all__ = [
@@ -76,6 +77,8 @@ class Applier:
         #: Services with a ready endpoint, as the EndpointSlice watch saw them
         self._ready_services: set[ServiceRef] = set()
         self._endpoints_watch: asyncio.Task[None] | None = None
+        #: why a webhook backend is not ready, found once when its gate times out
+        self._backend_why: dict[ServiceRef, asyncio.Task[str]] = {}
         self._start = time.monotonic()
         self.timeline: dict[str, float] = {}
         self.fingerprints: dict[str, str] = {}
@@ -312,10 +315,13 @@ class Applier:
             )
         for svc, what in self.gates.webhook_services(m, self.catalog, self.cluster_ns_labels):
             if not await self._wait(self._service_event(svc), what, deadline):
+                if svc not in self._backend_why:
+                    self._backend_why[svc] = asyncio.create_task(why_no_endpoints(self.client, svc.namespace, svc.name))
+                why = await self._backend_why[svc]
                 return ObjectResult(
                     key,
                     "held",
-                    f"{what} has no ready endpoints",
+                    f"{what} has no ready endpoints" + (f": {why}" if why else ""),
                     f"the pods behind Service {svc} are not Ready; see `kubectl -n {svc.namespace} get pods`",
                 )
         return await self._apply_one(key, info.path(m.name, body["metadata"].get("namespace")), sent, deadline)

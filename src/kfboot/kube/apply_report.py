@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field
+
+from kfboot.documents import Document
 
 
 @dataclass
@@ -23,7 +27,7 @@ class ApplyOptions:
 @dataclass
 class ObjectResult:
     object: str
-    outcome: str  # applied | failed | held
+    outcome: Literal["applied", "failed", "held"]
     reason: str = ""
     hint: str = ""
     attempts: int = 0
@@ -56,14 +60,27 @@ class ApplyReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "applied": len(self.applied),
-            "seconds": self.seconds,
-            "requests": self.requests,
-            "attempts": sum(r.attempts for r in self.results),
-            "unchanged": sum(r.unchanged for r in self.results),
-            "problems": [asdict(r) for r in self.problems],
-            "gates": self.gates,
-        }
+    def doc(self) -> ApplyDoc:
+        return ApplyDoc(
+            total=self.total,
+            applied=len(self.applied),
+            seconds=self.seconds,
+            requests=self.requests,
+            attempts=sum(r.attempts for r in self.results),
+            unchanged=sum(r.unchanged for r in self.results),
+            problems=self.problems,
+            gates=self.gates,
+        )
+
+
+class ApplyDoc(Document):
+    """An apply in numbers, each object that was not applied, and when each gate opened."""
+
+    total: int
+    applied: int
+    seconds: float
+    requests: int = Field(description="API requests sent")
+    attempts: int
+    unchanged: int = Field(description="objects not sent again: applied before with this very content")
+    problems: list[ObjectResult]
+    gates: dict[str, float]

@@ -23,6 +23,7 @@ from lightkube.types import CascadeType, PatchType
 from kfboot.kube import ownership
 from kfboot.kube.discovery import ResourceCatalog, ResourceInfo
 from kfboot.kube.errors import api_retry
+from kfboot.kube.poll import get_or_none
 from kfboot.reporting import Reporter
 
 MERGE = PatchType.MERGE
@@ -66,13 +67,7 @@ class DeleteReport:
 
 
 async def crd_exists(client: AsyncClient, name: str) -> bool:
-    try:
-        await client.get(CustomResourceDefinition, name)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return False
-        raise
-    return True
+    return await get_or_none(client, CustomResourceDefinition, name) is not None
 
 
 @api_retry()

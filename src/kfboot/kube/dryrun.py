@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
@@ -16,7 +16,12 @@ from kfboot.kube.discovery import ResourceCatalog
 from kfboot.kube.errors import classify
 from kfboot.kube.manifest import Manifest
 
-CREATE, CHANGE, UNCHANGED, DEFERRED = "create", "change", "unchanged", "deferred"
+#: what applying an object would do
+Action = Literal["create", "change", "unchanged", "deferred"]
+CREATE: Final = "create"
+CHANGE: Final = "change"
+UNCHANGED: Final = "unchanged"
+DEFERRED: Final = "deferred"
 _VOLATILE_META = ("resourceVersion", "generation", "managedFields", "creationTimestamp", "uid")
 
 
@@ -24,7 +29,7 @@ _VOLATILE_META = ("resourceVersion", "generation", "managedFields", "creationTim
 class ObjectPlan:
     object: str
     namespace: str
-    action: str  # create | change | unchanged | deferred
+    action: Action
     reason: str = ""
 
 

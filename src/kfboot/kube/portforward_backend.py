@@ -16,6 +16,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 
 from kfboot.errors import RuntimeFailure
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_or_none
 from kfboot.kube.readiness import pod_ready
 
 
@@ -86,15 +87,12 @@ async def resolve_backend(client: AsyncClient, namespace: str, service: str, por
 
 
 async def _resolve(client: AsyncClient, namespace: str, service: str, port: int | str) -> Backend:
-    try:
-        svc = await client.get(Service, service, namespace=namespace)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            raise RuntimeFailure(
-                f"service {namespace}/{service} does not exist",
-                "is it installed on this cluster (and is this the right --kubeconfig/--context)?",
-            ) from exc
-        raise
+    svc = await get_or_none(client, Service, service, namespace=namespace)
+    if svc is None:
+        raise RuntimeFailure(
+            f"service {namespace}/{service} does not exist",
+            "is it installed on this cluster (and is this the right --kubeconfig/--context)?",
+        )
     sp = _service_port(svc, port)
     target = sp.targetPort if sp.targetPort is not None else sp.port
     candidates: list[tuple[str, int | None]] = []
@@ -103,12 +101,9 @@ async def _resolve(client: AsyncClient, namespace: str, service: str, port: int 
         slice_port = next((p.port for p in eps.ports or [] if (p.name or "") == (sp.name or "")), None)
         candidates.extend((pod, slice_port) for pod in ready_pods(eps))
     for pod_name, slice_port in sorted(candidates):
-        try:
-            pod = await client.get(Pod, pod_name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:  # gone since the slice was written
-                continue
-            raise
+        pod = await get_or_none(client, Pod, pod_name, namespace=namespace)
+        if pod is None:  # gone since the slice was written
+            continue
         if o.meta(pod).deletionTimestamp is not None or not pod_ready(pod):
             continue
         if isinstance(target, int):

@@ -12,6 +12,7 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
 - ``kwok`` (kwok, kwokctl), ``kustomize`` (v5; ``kustomize4``: v4, only to prove kfboot rejects it) and
   ``oauth2-proxy`` (v7): go install; ``dex``: the Kubeflow bundle's (wrapper module: a replace directive);
 - ``kubelet``: kubelet for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
+- ``crictl``: crictl from sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
 - ``images``: the real nodes' image binaries, pause and kfboot-httpd (``realnode/gosrc/``, stdlib only);
 - ``ceph``, ``rook``: their Ceph root file system (:mod:`.build_ceph`), Rook and its files (:mod:`.build_rook`).
 
@@ -307,6 +308,12 @@ def build_oauth2_proxy(out: Path, work: Path, tick: Tick) -> None:
     go_install(out, [f"{mod}@{ver}"], f"-s -w -X {mod}/pkg/version.VERSION={ver}", tick)
 
 
+def build_crictl(out: Path, work: Path, tick: Tick) -> None:
+    ver = V.CRICTL_VERSION
+    ld = f"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version={ver.lstrip('v')}"  # as cri-tools' Makefile
+    go_install(out, [f"sigs.k8s.io/cri-tools/cmd/crictl@{ver}"], ld, tick)
+
+
 def build_kubelet(out: Path, work: Path, tick: Tick) -> None:
     """kubelet for the sandbox's real nodes, through the same wrapper module as the control plane."""
     build_kubernetes(out, work, tick, ("kubelet",))
@@ -351,6 +358,7 @@ COMPONENTS: dict[str, Component] = {
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
     "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
     "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
+    "crictl": Component("crictl", V.CRICTL_VERSION, ("crictl",), build_crictl, 120),
     "ceph": Component("ceph", V.CEPH_VERSION, ("rootfs.tar",), build_ceph, 160),
     "rook": Component("rook", V.ROOK_VERSION, ("rook",), build_rook, 480),
 }

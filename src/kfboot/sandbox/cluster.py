@@ -28,6 +28,7 @@ from lightkube.resources.core_v1 import Node
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, http_client, raw_get_json
+from kfboot.kube.poll import poll_until
 from kfboot.reporting import Reporter
 from kfboot.sandbox import binaries as bins
 from kfboot.sandbox import realnode
@@ -90,27 +91,32 @@ __all__ = [
 
 async def wait_api(client: AsyncClient, timeout: float) -> str:
     """Wait for /readyz, then return the server's gitVersion."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+    version = ""
+
+    async def ready() -> tuple[bool, str]:
+        nonlocal version
         try:
             resp = await http_client(client).get("/readyz")
             if resp.status_code == 200:
-                return str((await raw_get_json(client, "/version"))["gitVersion"])
-            last = RuntimeError(f"/readyz answered {resp.status_code}")
+                version = str((await raw_get_json(client, "/version"))["gitVersion"])
+                return True, version
+            return False, str(RuntimeError(f"/readyz answered {resp.status_code}"))
         except (httpx.HTTPError, OSError) as exc:
-            last = exc
-        await asyncio.sleep(0.2)
-    raise RuntimeFailure(
-        f"the sandbox API server did not become ready within {timeout:.0f} s ({last})",
-        "see the kube-apiserver log under the sandbox's logs/ folder",
-    )
+            return False, str(exc)
+
+    def stuck(why: str) -> RuntimeFailure:
+        return RuntimeFailure(
+            f"the sandbox API server did not become ready within {timeout:.0f} s ({why})",
+            "see the kube-apiserver log under the sandbox's logs/ folder",
+        )
+
+    await poll_until(ready, deadline=time.monotonic() + timeout, interval=0.2, fail=stuck)
+    return version
 
 
 async def _wait_nodes_ready(client: AsyncClient, names: set[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    ready: set[str] = set()
-    while time.monotonic() < deadline:
+
+    async def schedulable() -> tuple[bool, str]:
         ready = set()
         async for node in client.list(Node):
             # Ready *and* schedulable: the node lifecycle controller removes its startup taint
@@ -120,13 +126,15 @@ async def _wait_nodes_ready(client: AsyncClient, names: set[str], timeout: float
                 t.key.startswith("node.kubernetes.io/") for t in taints
             ):
                 ready.add(o.name(node))
-        if names <= ready:
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeFailure(
-        f"nodes not Ready and schedulable within {timeout:.0f} s: {', '.join(sorted(names - ready))}",
-        "see the kwok-controller log under the sandbox's logs/ folder",
-    )
+        return names <= ready, ", ".join(sorted(names - ready))
+
+    def stuck(why: str) -> RuntimeFailure:
+        return RuntimeFailure(
+            f"nodes not Ready and schedulable within {timeout:.0f} s: {why}",
+            "see the kwok-controller log under the sandbox's logs/ folder",
+        )
+
+    await poll_until(schedulable, deadline=time.monotonic() + timeout, interval=0.2, fail=stuck)
 
 
 async def _wait_operator(name: str, timeout: float) -> None:
@@ -383,7 +391,7 @@ async def status(name: str) -> SandboxStatus:
     )
     pids = component_pids(name)
     for rn in realnode.status(own_dir(name)):
-        st.real_nodes.append(rn.to_dict())
+        st.real_nodes.append(rn)
         st.problems += [f"real node {rn.name}: {k} not running" for k, v in rn.processes.items() if v == "not running"]
     expected = [*CONTROL_PLANE, OPERATOR, *([LOGIN] if state.get("login") else [])]
     failed = failed_marker(name)

@@ -9,13 +9,13 @@ from lightkube import AsyncClient
 from lightkube.types import PatchType
 
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_or_none
 from kfboot.sandbox.rook_resources import (
     CSI_CLEANUP_FINALIZER,
     CSI_OPERATOR,
     CephConnection,
     ClientProfile,
     _crd_exists,
-    _get,
     deployment_available,
     log,
     remove_finalizer,
@@ -35,7 +35,7 @@ async def csi_step(client: AsyncClient) -> None:
         if not await deployment_available(client, CSI_OPERATOR, ns):
             continue
         conn_name = o.dig(profile.to_dict(), "spec", "cephConnectionRef", "name")
-        conn = await _get(client, CephConnection, conn_name, ns) if conn_name else None
+        conn: Any = await get_or_none(client, CephConnection, conn_name, namespace=ns) if conn_name else None
         if conn is None:
             continue
         ref: dict[str, Any] = {"apiVersion": "csi.ceph.io/v1", "kind": "ClientProfile", "name": m.name, "uid": m.uid}

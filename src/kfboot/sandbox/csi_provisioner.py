@@ -23,6 +23,7 @@ from lightkube.utils.quantity import parse_quantity
 
 from kfboot.kube import objects as o
 from kfboot.kube.client import watch, watch_retry
+from kfboot.kube.poll import get_or_none
 
 log = logging.getLogger("kfboot.sandbox.operator")
 
@@ -105,12 +106,9 @@ async def provision(client: AsyncClient, pvc: PersistentVolumeClaim) -> Persiste
         return None
     if (pvc.status.phase if pvc.status else None) not in (None, "Pending") or not spec.storageClassName:
         return None
-    try:
-        sc = await client.get(StorageClass, spec.storageClassName)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
+    sc = await get_or_none(client, StorageClass, spec.storageClassName)
+    if sc is None:
+        return None
     if sc.volumeBindingMode == "WaitForFirstConsumer" and "volume.kubernetes.io/selected-node" not in (
         m.annotations or {}
     ):
@@ -187,12 +185,10 @@ async def reclaim(client: AsyncClient, pv: PersistentVolume, delay: float = RECL
     if not _reclaimable(pv):
         return False
     await asyncio.sleep(delay)
-    try:
-        pv = await client.get(PersistentVolume, o.name(pv))
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return False
-        raise
+    fresh = await get_or_none(client, PersistentVolume, o.name(pv))
+    if fresh is None:
+        return False
+    pv = fresh
     if not _reclaimable(pv):  # shouldDelete is checked again on the fresh object
         return False
     try:
@@ -210,12 +206,9 @@ async def _drop_pv_finalizer(client: AsyncClient, name: str, tries: int = 10) ->
     """Remove our finalizer only, on the current object (the PV protection controller removes its own
     meanwhile; writing back a stale list would re-add a finalizer, which the API refuses)."""
     for _ in range(tries):
-        try:
-            pv = await client.get(PersistentVolume, name)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return
-            raise
+        pv = await get_or_none(client, PersistentVolume, name)
+        if pv is None:
+            return
         m = o.meta(pv)
         if PV_FINALIZER not in (m.finalizers or []):
             return

@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from kfboot.sandbox import binaries as bins
 from kfboot.sandbox import realnode
@@ -151,9 +152,17 @@ def _kwokctl_config(
                 "links": ["kube-apiserver"],
             }
         )
+    # one instance each: no leader election (kwokctl v0.8.0 sets none of these flags). Under load (2 cores)
+    # the API server answered a lease renewal too late and kube-controller-manager exited ("leaderelection
+    # lost"): no Job, ReplicaSet, Deployment or garbage collector ran after that (a shuffled test run here)
+    patches: list[dict[str, Any]] = [
+        {"name": c, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
+        for c in ("kube-controller-manager", "kube-scheduler")
+    ]
     if spec.real_nodes:
         options["kubeApiserverCertSANs"] = realnode.cert_sans()
-        kwokctl_conf["componentsPatches"] = realnode.components_patches(workdir(spec.name) / "pki")
+        patches += realnode.components_patches(workdir(spec.name) / "pki")
+    kwokctl_conf["componentsPatches"] = patches
     return dump(kwokctl_conf)
 
 

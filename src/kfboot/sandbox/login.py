@@ -49,6 +49,7 @@ from lightkube.generic_resource import create_global_resource
 from lightkube.resources.apps_v1 import Deployment
 
 from kfboot.kube.client import async_client
+from kfboot.kube.poll import get_or_none
 from kfboot.sandbox.component import run_component
 from kfboot.sandbox.layout import LOGIN
 from kfboot.sandbox.login_inputs import pod_env, pod_files
@@ -320,14 +321,6 @@ class Login:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         os.replace(tmp, self.workdir / STATUS)
 
-    async def _deployment(self, client: AsyncClient, namespace: str, name: str) -> Deployment | None:
-        try:
-            return await client.get(Deployment, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-
     def _take_ports(self) -> None:
         if not self.page_port:
             self.page_port = serve_page()
@@ -336,8 +329,8 @@ class Login:
 
     async def reconcile(self, client: AsyncClient) -> tuple[str, str]:
         """One pass: start or restart what changed; returns (state, message)."""
-        dex_dep = await self._deployment(client, DEX[0], DEX[1])
-        proxy_dep = await self._deployment(client, PROXY[0], PROXY[1])
+        dex_dep = await get_or_none(client, Deployment, DEX[1], namespace=DEX[0])
+        proxy_dep = await get_or_none(client, Deployment, PROXY[1], namespace=PROXY[0])
         for dep, proc in ((dex_dep, self.dex), (proxy_dep, self.proxy)):
             if dep is None and proc.alive():  # its Deployment is gone (`kfboot down`): so is the pod
                 log.info("Deployment of %s gone: stopping it", proc.name)

@@ -3,7 +3,6 @@ wait until it serves the cluster's current Dex and oauth2-proxy (:mod:`kfboot.sa
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -14,6 +13,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
 
+from kfboot.kube.poll import poll_until
 from kfboot.sandbox.layout import login_dir
 
 if TYPE_CHECKING:
@@ -63,23 +63,25 @@ def read_status(workdir: Path) -> dict[str, Any] | None:
 async def wait_serving(client: AsyncClient, workdir: Path, timeout: float) -> dict[str, Any]:
     """Wait until the login serves the cluster's current Dex and oauth2-proxy pod templates; returns the
     status. Raises TimeoutError with the last status message."""
-    deadline = time.monotonic() + timeout
-    message = "no status yet"
-    while True:
+    found: dict[str, Any] = {}
+
+    async def serving() -> tuple[bool, str]:
         st = read_status(workdir)
-        if st is not None:
-            message = str(st.get("message"))
-            try:
-                dex = await client.get(Deployment, DEX[1], namespace=DEX[0])
-                proxy = await client.get(Deployment, PROXY[1], namespace=PROXY[0])
-                if (
-                    st.get("state") == "serving"
-                    and st["dex"].get("template") == template_hash(dex)
-                    and st["oauth2-proxy"].get("template") == template_hash(proxy)
-                ):
-                    return st
-            except ApiError as exc:
-                message = f"{message} ({exc.status.message})"
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        await asyncio.sleep(0.3)
+        if st is None:
+            return False, "no status yet"
+        message = str(st.get("message"))
+        try:
+            dex = await client.get(Deployment, DEX[1], namespace=DEX[0])
+            proxy = await client.get(Deployment, PROXY[1], namespace=PROXY[0])
+        except ApiError as exc:
+            return False, f"{message} ({exc.status.message})"
+        found.clear()
+        found.update(st)
+        return (
+            st.get("state") == "serving"
+            and st["dex"].get("template") == template_hash(dex)
+            and st["oauth2-proxy"].get("template") == template_hash(proxy)
+        ), message
+
+    await poll_until(serving, deadline=time.monotonic() + timeout, interval=0.3)  # WaitTimeout is a TimeoutError
+    return found

@@ -15,6 +15,7 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Node, Pod
 
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_or_none
 from kfboot.sandbox.rook_resources import (
     CLEANUP_APP,
     CLEANUP_RETRY,
@@ -22,7 +23,6 @@ from kfboot.sandbox.rook_resources import (
     HOSTNAME_LABEL,
     ROOK_OPERATOR,
     _create,
-    _get,
     log,
 )
 
@@ -46,7 +46,7 @@ async def ceph_hosts(client: AsyncClient, namespace: str) -> list[str]:
                 nodes.add(pod.spec.nodeName)
     hosts = []
     for node_name in sorted(nodes):
-        node = await _get(client, Node, node_name)
+        node = await get_or_none(client, Node, node_name)
         hostname = o.labels_of(node).get(HOSTNAME_LABEL) if node is not None else None
         if hostname:
             hosts.append(hostname)
@@ -118,7 +118,7 @@ def cleanup_job(cluster: dict[str, Any], host: str, rook_image: str, mon_secret:
 
 
 async def _rook_image(client: AsyncClient, namespace: str) -> str:
-    dep = await _get(client, Deployment, ROOK_OPERATOR, namespace)
+    dep = await get_or_none(client, Deployment, ROOK_OPERATOR, namespace=namespace)
     containers = dep.spec.template.spec.containers if dep is not None and dep.spec and dep.spec.template.spec else []
     return (containers[0].image if containers else None) or "docker.io/rook/ceph:v1.20.6"
 

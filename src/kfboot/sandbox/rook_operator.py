@@ -32,6 +32,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import ConfigMap, PersistentVolume, Secret
 
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_or_none
 from kfboot.sandbox.csi_operator import csi_step
 from kfboot.sandbox.rook_cleanup import _rook_image, ceph_hosts, cleanup_job, cleanup_job_name, start_cleanup
 from kfboot.sandbox.rook_cluster_objects import daemon_deployment, daemon_placement, ensure_cluster_objects
@@ -46,7 +47,6 @@ from kfboot.sandbox.rook_resources import (
     CephBlockPool,
     CephCluster,
     _crd_exists,
-    _get,
     deployment_available,
     log,
     remove_finalizer,
@@ -122,7 +122,7 @@ class RookSimulation:
             return
         uid = m.uid or ""
         if destroy and uid not in self.cleanups:
-            secret = await _get(client, Secret, MON_SECRET, ns)
+            secret = await get_or_none(client, Secret, MON_SECRET, namespace=ns)
             if secret is None:  # getCleanUpDetails failed: "skip cluster cleanup. remove finalizer"
                 log.warning("CephCluster %s: no mon secret, cleanup skipped", ns)
             else:
@@ -144,7 +144,7 @@ class RookSimulation:
                 return
         # removeFinalizers: the mon Secret's, the endpoints ConfigMap's, then the cluster's own
         for res, name in ((Secret, MON_SECRET), (ConfigMap, MON_ENDPOINTS)):
-            obj = await _get(client, res, name, ns)
+            obj = await get_or_none(client, res, name, namespace=ns)
             if obj is not None:
                 await remove_finalizer(client, res, obj, DISASTER_PROTECTION)
         if await remove_finalizer(client, CephCluster, cluster, CLUSTER_FINALIZER):

@@ -14,6 +14,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_or_none
 
 log = logging.getLogger("kfboot.sandbox.rook")
 
@@ -69,18 +70,9 @@ DEPENDENTS = (
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
-async def _get(client: AsyncClient, res: Any, name: str, namespace: str | None = None) -> Any | None:
-    try:
-        return await client.get(res, name, namespace=namespace)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-
-
 async def deployment_available(client: AsyncClient, name: str, namespace: str) -> bool:
     """Does a pod of this controller run (available replicas ≥ 1)?"""
-    dep = await _get(client, Deployment, name, namespace)
+    dep = await get_or_none(client, Deployment, name, namespace=namespace)
     return bool(dep is not None and dep.status and (dep.status.availableReplicas or 0) >= 1)
 
 
@@ -121,4 +113,4 @@ async def _create(client: AsyncClient, doc: dict[str, Any]) -> bool:
 async def _crd_exists(client: AsyncClient, name: str) -> bool:
     from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
-    return await _get(client, CustomResourceDefinition, name) is not None
+    return await get_or_none(client, CustomResourceDefinition, name) is not None

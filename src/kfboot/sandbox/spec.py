@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal
 
+from kfboot.documents import Document
 from kfboot.errors import BadInputError
 from kfboot.sandbox import binaries as bins
 from kfboot.sandbox import versions
@@ -70,9 +71,20 @@ class NodeInfo:
 
 
 @dataclass
+class RealNodeInfo:
+    name: str
+    node_ip: str
+    host_link: str
+    #: component → its state (pid or "not running")
+    processes: dict[str, str]
+    #: the raw disk of a node started with --real-ceph (a loop device)
+    disk: str | None = None
+
+
+@dataclass
 class SandboxStatus:
     name: str
-    state: str  # running | degraded | stopped | absent
+    state: Literal["running", "degraded", "stopped", "absent"]
     kubeconfig: str | None = None
     server: str | None = None
     version: str | None = None
@@ -80,10 +92,7 @@ class SandboxStatus:
     components: dict[str, str] = field(default_factory=dict)
     nodes: list[NodeInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    real_nodes: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    real_nodes: list[RealNodeInfo] = field(default_factory=list)
 
 
 @dataclass
@@ -99,9 +108,6 @@ class UpResult:
     login: str = "off (--no-login)"
     real_nodes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class DownResult:
@@ -110,5 +116,9 @@ class DownResult:
     killed: list[str]
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+class KubeconfigDoc(Document):
+    """`kfboot sandbox kubeconfig -o json`."""
+
+    name: str
+    kubeconfig: str

@@ -4,7 +4,6 @@ target its kind are touched, and kwok retries watching it. Run by :mod:`kfboot.s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -16,6 +15,7 @@ from lightkube.types import PatchType
 
 from kfboot.kube import objects as o
 from kfboot.kube.client import raw_get_json
+from kfboot.kube.poll import WaitTimeout, poll_until
 
 log = logging.getLogger("kfboot.sandbox.operator")
 
@@ -54,16 +54,20 @@ async def wait_openapi(client: AsyncClient, crd: CustomResourceDefinition, timeo
     its OpenAPI is published, and a Stage refreshed in between would fail again.
     """
     want = {f"apis/{crd.spec.group}/{v.name}" for v in crd.spec.versions if v.served}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def published() -> tuple[bool, str]:
         try:
             paths = (await raw_get_json(client, "/openapi/v3")).get("paths", {})
-            if want <= set(paths):
-                return True
         except Exception as exc:  # API restarting: keep waiting
             log.debug("openapi not ready: %s", exc)
-        await asyncio.sleep(0.5)
-    return False
+            return False, str(exc)
+        return want <= set(paths), f"OpenAPI v3 lacks {', '.join(sorted(want - set(paths)))}"
+
+    try:
+        await poll_until(published, deadline=time.monotonic() + timeout, interval=0.5)
+    except WaitTimeout:
+        return False
+    return True
 
 
 async def _on_established(client: AsyncClient, crd: CustomResourceDefinition) -> None:

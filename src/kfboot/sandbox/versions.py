@@ -26,8 +26,15 @@ KUBERNETES_BINARIES: Final = ("kube-apiserver", "kube-controller-manager", "kube
 #: the Go module proxy knows the release only by the pseudo-version of its commit (``DEX_MODULE_VERSION``).
 DEX_VERSION: Final = "v2.45.0"
 DEX_MODULE_VERSION: Final = "v0.0.0-20260806151424-ab64ed778070"
+#: the bundle's Dex image: real nodes carry it, made from the sandbox's own Dex build, so the bundle's
+#: Deployment runs there unmodified (imagePullPolicy IfNotPresent)
+DEX_IMAGE: Final = f"ghcr.io/dexidp/dex:{DEX_VERSION}"
 #: oauth2-proxy, the release the Go module proxy serves of the bundle's v7 line (the bundle pins v7.14.3).
 OAUTH2_PROXY_VERSION: Final = "v7.15.6"
+
+#: crictl (sigs.k8s.io/cri-tools), which `kfboot images pull` runs over SSH on the nodes kfboot.yaml lists;
+#: the sandbox's real-node tests put it on the SSH session's PATH (a node's cri-tools package would).
+CRICTL_VERSION: Final = "v1.37.0"
 
 #: The pause image kubelet v1.36.3 expects (kubernetes/kubernetes v1.36.3 cmd/kubeadm/app/constants:
 #: PauseVersion); real nodes run a static Go pause (sandbox/realnode/gosrc/pause.go) tagged

@@ -6,14 +6,16 @@ The Kubeflow side of `kfboot connect`; the forwarding itself is :mod:`kfboot.kub
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx2 as httpx
 from lightkube import AsyncClient
+from pydantic import Field
 
+from kfboot.documents import Document
 from kfboot.errors import CheckFailedError
 from kfboot.steps import auth
 
@@ -28,15 +30,28 @@ SESSION_COOKIE_PREFIX = "oauth2_proxy"
 @dataclass
 class LoginCheck:
     ok: bool
-    stage: str  # "login-form" (reached Dex's form) | "authenticated" (logged in, session established)
+    #: reached Dex's login form, or logged in (session established)
+    stage: Literal["login-form", "authenticated"]
     url: str
     status: int
     user: str | None = None
     session_cookie: str | None = None
     hops: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+class Serving(Document):
+    """`kfboot connect -o json`: one line, printed once the forward listens (the command keeps running)."""
+
+    url: str
+    address: str
+    port: int
+    default_password_users: list[str] = Field(alias="defaultPasswordUsers")
+
+
+class UserList(Document):
+    """`kfboot auth list-users -o json`."""
+
+    users: list[auth.User]
 
 
 @dataclass

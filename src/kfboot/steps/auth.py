@@ -14,7 +14,7 @@ import base64
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.manifest import Manifest
 from kfboot.kube.ownership import owned
+from kfboot.kube.poll import get_or_none, missing_ok, poll_until
 from kfboot.kube.readiness import old_pods, rollout
 from kfboot.reporting import Reporter
 
@@ -57,9 +58,6 @@ class User:
     source: str  # where Dex takes the hash from: "Secret dex-passwords" | "ConfigMap dex"
     default_password: bool | None = None  # None: not checked
     profile: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -124,15 +122,12 @@ def profile_name(email: str) -> str:
 
 
 async def _read(client: AsyncClient) -> _Dex:
-    try:
-        cm = await client.get(ConfigMap, DEX_CONFIGMAP, namespace=DEX_NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            raise RuntimeFailure(
-                f"Dex's configuration (ConfigMap {DEX_NAMESPACE}/{DEX_CONFIGMAP}) does not exist",
-                "install Kubeflow first: kfboot kubeflow install",
-            ) from exc
-        raise
+    cm = await get_or_none(client, ConfigMap, DEX_CONFIGMAP, namespace=DEX_NAMESPACE)
+    if cm is None:
+        raise RuntimeFailure(
+            f"Dex's configuration (ConfigMap {DEX_NAMESPACE}/{DEX_CONFIGMAP}) does not exist",
+            "install Kubeflow first: kfboot kubeflow install",
+        )
     text = (cm.data or {}).get(DEX_CONFIG_KEY)
     config = yamlio.load(text) if text else None
     if not isinstance(config, dict):
@@ -140,13 +135,8 @@ async def _read(client: AsyncClient) -> _Dex:
             f"ConfigMap {DEX_NAMESPACE}/{DEX_CONFIGMAP} has no usable {DEX_CONFIG_KEY}",
             f"compare it with Kubeflow's manifests: kubectl -n {DEX_NAMESPACE} get configmap {DEX_CONFIGMAP} -o yaml",
         )
-    secret: dict[str, str] = {}
-    try:
-        s = await client.get(Secret, DEX_SECRET, namespace=DEX_NAMESPACE)
-        secret = {k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()}
-    except ApiError as exc:
-        if exc.status.code != 404:
-            raise
+    s = await get_or_none(client, Secret, DEX_SECRET, namespace=DEX_NAMESPACE)
+    secret = {k: base64.b64decode(v).decode() for k, v in ((s.data if s else None) or {}).items()}
     return _Dex(config, secret)
 
 
@@ -345,11 +335,8 @@ async def remove_user(client: AsyncClient, email: str, delete_namespace: bool, r
     profile = (await _profiles(client)).get(email.lower())
     await _write_config(client, dex)
     if profile and delete_namespace:
-        try:
+        with missing_ok():
             await client.delete(Profile, profile)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
         reporter.info(f"Profile {profile} deleted (Kubeflow's profile controller deletes its namespace)")
     elif profile:
         reporter.info(f"Profile {profile} and its namespace kept (pass --delete-namespace to delete them)")
@@ -378,16 +365,11 @@ async def keep_user_settings(client: AsyncClient, manifests: list[Manifest]) -> 
     for m in manifests:
         if m.namespace != DEX_NAMESPACE or (m.kind, m.name) not in ours:
             continue
-        try:
-            live: Secret | ConfigMap
-            if m.kind == "Secret":
-                live = await client.get(Secret, m.name, namespace=DEX_NAMESPACE)
-            else:
-                live = await client.get(ConfigMap, m.name, namespace=DEX_NAMESPACE)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                continue
-            raise
+        live: Secret | ConfigMap | None = await get_or_none(
+            client, Secret if m.kind == "Secret" else ConfigMap, m.name, namespace=DEX_NAMESPACE
+        )
+        if live is None:
+            continue
         owned = _owned_keys(live)
         if isinstance(live, Secret) and owned:
             data = {k: base64.b64encode(str(v).encode()).decode() for k, v in (m.body.get("stringData") or {}).items()}
@@ -428,22 +410,28 @@ async def restart_dex(client: AsyncClient, reporter: Reporter, timeout: float = 
         raise
     deadline = time.monotonic() + timeout
     with reporter.progress("restarting Dex") as task:
-        while True:
+
+        def stuck(within: str, missing: str) -> RuntimeFailure:
+            task.fail(f"Dex did not restart{within}: {missing}")
+            return RuntimeFailure(
+                f"Dex did not restart{within} ({missing}); the new settings are stored",
+                f"see why: kubectl -n {DEX_NAMESPACE} describe deployment {DEX_DEPLOYMENT}",
+            )
+
+        async def restarted() -> tuple[bool, str]:
             dep = await client.get(Deployment, DEX_DEPLOYMENT, namespace=DEX_NAMESPACE)
             state = rollout(dep)
             # kubectl's rules are done once the old ReplicaSet is scaled down; its pod may still be
             # terminating and answering with the old settings: wait until it is gone too
             old = await old_pods(client, dep) if state.done else []
             if state.done and not old:
-                task.update("Dex restarted")
-                return
+                return True, "Dex restarted"
             missing = state.message or f"old pod {', '.join(old)} still terminating"
-            task.update(f"restarting Dex: {missing}")
-            if state.failed or time.monotonic() > deadline:
-                within = "" if state.failed else f" within {timeout:.0f} s"
-                task.fail(f"Dex did not restart{within}: {missing}")
-                raise RuntimeFailure(
-                    f"Dex did not restart{within} ({missing}); the new settings are stored",
-                    f"see why: kubectl -n {DEX_NAMESPACE} describe deployment {DEX_DEPLOYMENT}",
-                )
-            await asyncio.sleep(1)
+            if state.failed:
+                raise stuck("", missing)
+            return False, f"restarting Dex: {missing}"
+
+        def too_long(why: str) -> RuntimeFailure:
+            return stuck(f" within {timeout:.0f} s", why.removeprefix("restarting Dex: "))
+
+        task.update(await poll_until(restarted, deadline=deadline, interval=1, on_poll=task.update, fail=too_long))

@@ -4,11 +4,12 @@ ceph-volume decide: only an empty whole disk is eligible; anything else says why
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from kfboot import remote
 from kfboot.config import NodeConfig
+from kfboot.documents import Document
 from kfboot.errors import RuntimeFailure
 from kfboot.remote import NOT_FOUND, Runner
 
@@ -37,8 +38,12 @@ class Device:
     eligible: bool = False
     reason: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+class DeviceList(Document):
+    """`kfboot host devices -o json`: a node's block devices with Rook's verdict."""
+
+    node: str
+    devices: list[Device]
 
 
 def _bool(v: Any) -> bool:

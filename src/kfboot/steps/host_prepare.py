@@ -5,23 +5,26 @@ differs; ``dry_run`` reads, and lists the exact commands it would run."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from pydantic import Field
 
 from kfboot import remote
 from kfboot.config import NodeConfig
-from kfboot.errors import ExitCode, KfbootError
+from kfboot.documents import Document
+from kfboot.errors import ErrorDoc, ExitCode, KfbootError
 from kfboot.remote import NOT_FOUND, Completed, Runner
 from kfboot.reporting import Reporter
 
-CHANGED, UNCHANGED, FAILED, SKIPPED, WARN, WOULD_CHANGE = (
-    "changed",
-    "unchanged",
-    "failed",
-    "skipped",
-    "warn",
-    "would-change",
-)
+#: what an action did (or, with --dry-run, would do)
+ActionStatus = Literal["changed", "unchanged", "failed", "skipped", "warn", "would-change"]
+CHANGED: Final = "changed"
+UNCHANGED: Final = "unchanged"
+FAILED: Final = "failed"
+SKIPPED: Final = "skipped"
+WARN: Final = "warn"
+WOULD_CHANGE: Final = "would-change"
 
 RBD_CONF = "/etc/modules-load.d/kfboot-rbd.conf"
 INOTIFY_CONF = "/etc/sysctl.d/90-kfboot-inotify.conf"
@@ -64,7 +67,7 @@ class Command:
 @dataclass
 class Action:
     name: str
-    status: str
+    status: ActionStatus
     detail: str
     commands: list[str] = field(default_factory=list)
 
@@ -74,7 +77,7 @@ class NodeResult:
     node: str
     where: str
     actions: list[Action] = field(default_factory=list)
-    error: dict[str, object] | None = None
+    error: ErrorDoc | None = None
 
 
 @dataclass
@@ -87,13 +90,21 @@ class PrepareReport:
         """0 when nothing failed (``warn`` is fine); 3 when an action failed or a node was unreachable;
         2 when the only problems were nodes kfboot may not use (no root, SSH key or host key refused)."""
         failed = any(a.status == FAILED for n in self.nodes for a in n.actions)
-        codes = {int(str(n.error["exitCode"])) for n in self.nodes if n.error}
+        codes = {n.error.exit_code for n in self.nodes if n.error}
         if failed or ExitCode.RUNTIME in codes:
             return ExitCode.RUNTIME
         return ExitCode.BAD_INPUT if codes else ExitCode.OK
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"dryRun": self.dry_run, "nodes": [asdict(n) for n in self.nodes], "exitCode": int(self.exit_code)}
+    def doc(self) -> PrepareDoc:
+        return PrepareDoc(dry_run=self.dry_run, nodes=self.nodes, exit_code=self.exit_code)
+
+
+class PrepareDoc(Document):
+    """`kfboot host prepare -o json`: per node what each action did (or would do)."""
+
+    dry_run: bool = Field(alias="dryRun")
+    nodes: list[NodeResult]
+    exit_code: ExitCode = Field(alias="exitCode")
 
 
 class _Node:
@@ -252,7 +263,7 @@ async def prepare(
                 async with remote.connect(target) as runner:
                     result.actions = await prepare_one(runner, dry_run=dry_run)
             except KfbootError as exc:
-                result.error = exc.to_dict()
+                result.error = exc.doc()
                 task.fail(f"{result.where}: {exc.reason}")
                 continue
             counts = {s: sum(a.status == s for a in result.actions) for s in (CHANGED, WOULD_CHANGE, FAILED, WARN)}

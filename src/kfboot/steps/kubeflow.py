@@ -13,19 +13,20 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lightkube import AsyncClient, operators
+from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
+from pydantic import Field
 
 from kfboot import paths, state
 from kfboot.archive import unpack
 from kfboot.config import ImagesConfig, KubeflowConfig, parse_duration
+from kfboot.documents import Document
 from kfboot.download import sha256_file
 from kfboot.errors import BadInputError, KfbootError, RuntimeFailure
-from kfboot.kube import objects as o
 from kfboot.kube import ownership
 from kfboot.kube.apply import ApplyOptions, ApplyReport, apply_manifests
+from kfboot.kube.apply_report import ApplyDoc
 from kfboot.kube.manifest import (
     Manifest,
     ManifestError,
@@ -34,19 +35,16 @@ from kfboot.kube.manifest import (
     read_manifest_file,
 )
 from kfboot.kube.readiness import (
-    WORKLOAD_KINDS,
     ReadinessReport,
-    Workload,
     WorkloadRef,
     pvc_problems,
     wait_ready,
-    workload_ready,
 )
 from kfboot.reporting import Reporter
 from kfboot.steps import auth, images, tools
 from kfboot.steps import kubeflow_release as releases
 from kfboot.steps.storage.names import NO_DEFAULT_CLASS_HINT
-from kfboot.yamlio import dump, load
+from kfboot.yamlio import dump, dump_all, load
 
 RELEASE_LABEL = "kfboot.io/kubeflow-release"
 #: the step's name in kfboot's records (state.py): the fingerprints of what it applied are kept under it
@@ -307,6 +305,27 @@ def _name_remote_bases(root: Path, target: Path, exc: RemoteBaseUnreachable) -> 
     )
 
 
+class RenderDoc(Document):
+    """`kfboot kubeflow render -o json`: how many objects were written, and where."""
+
+    objects: int
+    output: str
+
+
+def write_rendered(rendered: Rendered, out: Path) -> RenderDoc:
+    """Write the bundle to ``out``: one multi-document file when it ends in .yaml/.yml, else a folder
+    with one file per object, numbered in apply order (``0007-deployment-kubeflow-centraldashboard.yaml``)."""
+    if out.suffix in (".yaml", ".yml"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(dump_all([m.body for m in rendered.manifests]))
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(rendered.manifests):
+            name = f"{i:04d}-{m.kind.lower()}-{(m.namespace + '-') if m.namespace else ''}{m.name}.yaml"
+            (out / name.replace("/", "_").replace(":", "_")).write_text(dump_all([m.body]))
+    return RenderDoc(objects=len(rendered.manifests), output=str(out))
+
+
 # ------------------------------------------------------------------------------------------- install
 
 
@@ -321,14 +340,20 @@ class InstallResult:
     def ok(self) -> bool:
         return self.apply.ok and (self.readiness is None or self.readiness.ready)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "release": self.release,
-            "source": self.source,
-            "ok": self.ok,
-            "apply": self.apply.to_dict(),
-            "readiness": self.readiness.to_dict() if self.readiness else None,
-        }
+    def doc(self) -> InstallDoc:
+        return InstallDoc(
+            release=self.release, source=self.source, ok=self.ok, apply=self.apply.doc(), readiness=self.readiness
+        )
+
+
+class InstallDoc(Document):
+    """`kfboot kubeflow install -o json`: the apply and, unless --no-wait, the wait for readiness."""
+
+    release: str
+    source: str
+    ok: bool
+    apply: ApplyDoc
+    readiness: ReadinessReport | None = Field(description="null with --no-wait")
 
 
 def workloads_of(manifests: list[Manifest]) -> list[WorkloadRef]:
@@ -394,35 +419,3 @@ async def install(
         if not readiness.ready:
             readiness.diagnoses[:0] = await pvc_problems(client, namespaces, no_default_hint=NO_DEFAULT_CLASS_HINT)
     return InstallResult(cfg.release, rendered.source, report, readiness)
-
-
-async def status(client: AsyncClient) -> dict[str, Any]:
-    """Kubeflow workloads kfboot installed (by its labels, 0.1.0's too) and how ready they are."""
-    releases: set[str] = set()
-    namespaces: dict[str, list[int]] = {}
-    not_ready: list[str] = []
-    for kind, res in WORKLOAD_KINDS.items():
-        seen: set[tuple[str, str]] = set()
-        for ours in ownership.selectors({RELEASE_LABEL: operators.exists()}):  # 0.1.0's label too
-            obj: Workload
-            async for obj in client.list(res, namespace="*", labels=ours):
-                where = (o.namespace(obj), o.name(obj))
-                if where in seen:
-                    continue
-                seen.add(where)
-                releases.add(o.labels_of(obj).get(RELEASE_LABEL, "?"))
-                counts = namespaces.setdefault(where[0], [0, 0])
-                counts[1] += 1
-                ok, why = workload_ready(obj)
-                if ok:
-                    counts[0] += 1
-                else:
-                    not_ready.append(f"{kind} {where[0]}/{where[1]}: {why}")
-    installed = bool(namespaces)
-    return {
-        "installed": installed,
-        "releases": sorted(releases),
-        "ready": installed and not not_ready,
-        "namespaces": {ns: tuple(c) for ns, c in namespaces.items()},
-        "not_ready": not_ready,
-    }

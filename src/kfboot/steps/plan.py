@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from lightkube import AsyncClient
+from pydantic import Field
 
 from kfboot.config import Environment
+from kfboot.documents import Document, absent
 from kfboot.errors import ExitCode, KfbootError
 from kfboot.kube.client import async_client
-from kfboot.kube.dryrun import BundlePlan, dry_run
+from kfboot.kube.dryrun import BundlePlan, ObjectPlan, dry_run
 from kfboot.kube.ownership import owned
 from kfboot.kube.readiness import default_classes
 from kfboot.reporting import Reporter
@@ -18,25 +20,27 @@ from kfboot.steps import images, storage, tools
 from kfboot.steps import kubeflow as kf
 from kfboot.steps import preflight as pf
 
-INPUT = "input"
-CLUSTER = "cluster"
+#: what blocks a step: the input (config, flags, source: exit 2) or the cluster (exit 3)
+Cause = Literal["input", "cluster"]
+INPUT: Final = "input"
+CLUSTER: Final = "cluster"
 
 
 @dataclass
 class StepPlan:
     step: str
-    action: str  # run | skip | blocked | unavailable
+    action: Literal["run", "skip", "blocked", "unavailable"]
     details: list[str] = field(default_factory=list)
-    #: for a blocked step: what blocks it — the input (config, flags, source: exit 2) or the cluster (exit 3)
-    blocked_by: str | None = None
+    #: for a blocked step: what blocks it
+    blocked_by: Cause | None = None
 
 
 def blocked(step: str, exc: KfbootError) -> StepPlan:
-    cause = INPUT if exc.exit_code == ExitCode.BAD_INPUT else CLUSTER
+    cause: Cause = INPUT if exc.exit_code == ExitCode.BAD_INPUT else CLUSTER
     return StepPlan(step, "blocked", [exc.reason, exc.remedy or ""], cause)
 
 
-def preflight_cause(fails: list[pf.Check]) -> str:
+def preflight_cause(fails: list[pf.Check]) -> Cause:
     """A failed preflight blocks because of the input when the kubeconfig or its credentials are wrong,
     else because of the cluster (unreachable, or short of a prerequisite)."""
     for c in fails:
@@ -63,19 +67,44 @@ class Plan:
             return ExitCode.BAD_INPUT
         return ExitCode.RUNTIME if causes else ExitCode.OK
 
-    def to_dict(self) -> dict[str, Any]:
-        steps = [
-            {"step": s.step, "action": s.action, "details": s.details, "blockedBy": s.blocked_by} for s in self.steps
-        ]
-        out: dict[str, Any] = {"exitCode": int(self.exit_code), "steps": steps}
-        if self.kubeflow is not None:
-            out["kubeflow"] = {
-                "counts": self.kubeflow.counts(),
-                "namespaces": self.kubeflow.by_namespace(),
-                "objects": [asdict(p) for p in self.kubeflow.objects],
-                "images": self.images,
-            }
-        return out
+    def doc(self) -> PlanDoc:
+        steps = [StepDoc(step=s.step, action=s.action, details=s.details, blocked_by=s.blocked_by) for s in self.steps]
+        bundle = self.kubeflow
+        kubeflow = (
+            BundleDoc(
+                counts=bundle.counts(),
+                namespaces=bundle.by_namespace(),
+                objects=bundle.objects,
+                images=self.images,
+            )
+            if bundle is not None
+            else None
+        )
+        return PlanDoc(exit_code=self.exit_code, steps=steps, kubeflow=kubeflow)
+
+
+class StepDoc(Document):
+    step: str
+    action: Literal["run", "skip", "blocked", "unavailable"]
+    details: list[str]
+    blocked_by: Cause | None = Field(alias="blockedBy")
+
+
+class BundleDoc(Document):
+    """What applying the Kubeflow bundle would do, per object (a server-side dry run)."""
+
+    counts: dict[str, int] = Field(description="action → objects")
+    namespaces: dict[str, dict[str, int]] = Field(description="namespace → action → objects")
+    objects: list[ObjectPlan]
+    images: list[str] = Field(description="the images the objects name, as they would be applied")
+
+
+class PlanDoc(Document):
+    """`kfboot plan -o json`: per step of `kfboot up` what it would do; ``kubeflow`` when a bundle was planned."""
+
+    exit_code: ExitCode = Field(alias="exitCode")
+    steps: list[StepDoc]
+    kubeflow: BundleDoc | None = Field(default=None, exclude_if=absent)
 
 
 async def make_plan(cfg: Environment, kubeconfig: str | None, context: str | None, reporter: Reporter) -> Plan:

@@ -6,9 +6,9 @@ import ipaddress
 import itertools
 import re
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Final, Literal
 
 import httpx2 as httpx
 from lightkube import AsyncClient
@@ -17,8 +17,10 @@ from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAcc
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 from lightkube.resources.core_v1 import Node
 from lightkube.utils.quantity import parse_quantity
+from pydantic import Field, computed_field
 
 from kfboot.config import Environment
+from kfboot.documents import Document
 from kfboot.errors import CheckFailedError, KfbootError
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client, raw_get_json
@@ -26,7 +28,12 @@ from kfboot.kube.readiness import default_classes
 from kfboot.reporting import NullReporter
 from kfboot.steps import kubeflow, storage, tools
 
-PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+#: a check's verdict
+CheckStatus = Literal["PASS", "WARN", "FAIL", "SKIP"]
+PASS: Final = "PASS"  # noqa: S105 (a verdict, not a password)
+WARN: Final = "WARN"
+FAIL: Final = "FAIL"
+SKIP: Final = "SKIP"
 
 #: Lowest Kubernetes minor each Kubeflow release supports.
 KUBEFLOW_MIN_KUBERNETES: dict[str, tuple[int, int]] = {"26.03": (1, 34), "v1.11.0": (1, 31)}
@@ -58,24 +65,23 @@ INOTIFY = {"max_user_instances": 2280, "max_user_watches": 1255360}
 @dataclass
 class Check:
     name: str
-    status: str
+    status: CheckStatus
     message: str
     remedy: str = ""
 
 
-@dataclass
-class PreflightReport:
-    checks: list[Check] = field(default_factory=list)
+class PreflightReport(Document):
+    """`kfboot preflight -o json`: every check, and whether none failed."""
 
+    checks: list[Check] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         return all(c.status != FAIL for c in self.checks)
 
-    def add(self, name: str, status: str, message: str, remedy: str = "") -> None:
+    def add(self, name: str, status: CheckStatus, message: str, remedy: str = "") -> None:
         self.checks.append(Check(name, status, message, remedy))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
 
 
 def needs(exclude: list[str]) -> tuple[int, int, int]:

@@ -7,9 +7,9 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from kfboot import paths
 from kfboot.download import checksum_from_file, download_verified, extract_member, fetch_text, host_platform
@@ -47,7 +47,8 @@ class Found:
     path: str
     version: str | None
     usable: bool
-    where: str  # PATH | kfboot | build (the sandbox build's cache, <cache>/bin/kustomize/<version>/)
+    #: on $PATH, in kfboot's bin folder, or in the sandbox build's cache (<cache>/bin/kustomize/<version>/)
+    where: Literal["PATH", "kfboot", "build"]
 
 
 @dataclass
@@ -55,9 +56,6 @@ class ToolsStatus:
     kustomize: Found | None
     candidates: list[Found] = field(default_factory=list)
     on_path: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _fmt(v: tuple[int, int, int] | None) -> str | None:
@@ -82,7 +80,9 @@ def status() -> ToolsStatus:
     """Every kustomize kfboot can see (PATH entries, kfboot's bin dir, then the sandbox build's cache) and
     which one it would use."""
     seen: list[Found] = []
-    dirs = [(Path(d), "PATH") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    dirs: list[tuple[Path, Literal["PATH", "kfboot", "build"]]] = [
+        (Path(d), "PATH") for d in os.environ.get("PATH", "").split(os.pathsep) if d
+    ]
     dirs.append((bin_dir(), "kfboot"))
     dirs.extend((d, "build") for d in build_dirs())
     visited: set[Path] = set()
@@ -110,9 +110,6 @@ class InstallResult:
     url: str | None
     too_old: list[Found]
     path_hint: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _release_base(version: str, mirror: str | None) -> str:

@@ -290,6 +290,7 @@ def test_set_password_through_the_chain(kf: Chain) -> None:
 
 
 def test_add_and_remove_user(kf: Chain) -> None:
+    ensure_password(kf, PROMPTED_PASSWORD)  # not the default: list-users says so below
     sb = kf.sb
     outputs: list[str] = []
 
@@ -389,22 +390,25 @@ def test_reinstall_keeps_what_auth_changed(kf: Chain, testdata_dir: Path) -> Non
     add = sb.env.kfboot("auth", "add-user", "bob@example.com", "--password-stdin", input=BOB_PASSWORD + "\n")
     assert add.returncode == 0, add.stderr
     bundle = testdata_dir / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
-    for _ in range(2):  # twice: the first re-apply must leave kfboot auth's ownership in place
-        proc = sb.env.kfboot("kubeflow", "install", "--source", str(bundle), "--no-wait", timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "kept what `kfboot auth` changed in Secret auth/dex-passwords: DEX_USER_PASSWORD" in proc.stderr
-        assert "kept what `kfboot auth` changed in ConfigMap auth/dex: staticPasswords" in proc.stderr
-    users = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
-    assert [(u["email"], u["default_password"]) for u in users] == [
-        ("user@example.com", False),
-        ("bob@example.com", False),
-    ]
-    config = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"]
-    assert "issuer: http://dex.auth.svc.cluster.local:5556/dex" in config  # the rest is the bundle's
-    kf.start_dex()
-    assert check(kf, "user@example.com", PROMPTED_PASSWORD).returncode == 0
-    assert check(kf, "bob@example.com", BOB_PASSWORD).returncode == 0
-    assert check(kf, "user@example.com", DEFAULT).returncode == 1
+    try:
+        for _ in range(2):  # twice: the first re-apply must leave kfboot auth's ownership in place
+            proc = sb.env.kfboot("kubeflow", "install", "--source", str(bundle), "--no-wait", timeout=300)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            assert "kept what `kfboot auth` changed in Secret auth/dex-passwords: DEX_USER_PASSWORD" in proc.stderr
+            assert "kept what `kfboot auth` changed in ConfigMap auth/dex: staticPasswords" in proc.stderr
+        users = json.loads(sb.env.kfboot("auth", "list-users", "-o", "json").stdout)["users"]
+        assert [(u["email"], u["default_password"]) for u in users] == [
+            ("user@example.com", False),
+            ("bob@example.com", False),
+        ]
+        config = sb.kubectl_json("-n", "auth", "get", "configmap", "dex")["data"]["config.yaml"]
+        assert "issuer: http://dex.auth.svc.cluster.local:5556/dex" in config  # the rest is the bundle's
+        kf.start_dex()
+        assert check(kf, "user@example.com", PROMPTED_PASSWORD).returncode == 0
+        assert check(kf, "bob@example.com", BOB_PASSWORD).returncode == 0
+        assert check(kf, "user@example.com", DEFAULT).returncode == 1
+    finally:  # the other tests of this module expect only the users they add
+        sb.env.kfboot("auth", "remove-user", "bob@example.com", "--delete-namespace", timeout=240)
 
 
 ANN_PASSWORD = "ann-Secret-pw-3b9e40"

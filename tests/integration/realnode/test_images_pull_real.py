@@ -2,10 +2,12 @@
 listens on 127.0.0.1 inside the node's network namespace, so the pulls never leave it; the images are built
 here (kfboot-httpd, a file-only image with no binary at all, and busybox from Debian's busybox-static as
 the puller's helper, at the reference images.registry points the helper to). Observed with containerd's
-own `ctr` inside the node's namespaces and the real kubectl."""
+own `ctr` inside the node's namespaces and the real kubectl. The SSH path: a real sshd in the node's
+network and mount namespaces and the built crictl (cri-tools v1.37.0) on its session's PATH."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -19,10 +21,13 @@ from typing import Any
 
 import pytest
 
+from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import images as oci
 from kfboot.sandbox.realnode import node as rn
 from kfboot.steps.images.puller import HELPER_IMAGE, NAME
+from kfboot.steps.images.sshpull import INSTANCE_CONFIG
 from tests.helpers.harness import Sandbox
+from tests.helpers.hosts import running_sshd, skip_or_fail
 from tests.helpers.realnode import real_node_logs
 from tests.integration.realnode.test_diagnose_real import pod
 
@@ -33,6 +38,10 @@ PROBE = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}
 REGISTRY_BIN = "/usr/bin/docker-registry"
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static: statically linked, as the helper must be
 PORT = 5077  # inside the node's own network namespace: nothing else listens there
+#: the puller's helper: busybox as cp and sleep
+HELPER_SPEC = oci.ImageSpec(
+    "helper", {"bin/busybox": Path(BUSYBOX), "bin/cp": Path(BUSYBOX)}, ["/bin/busybox"], env=["PATH=/bin"]
+)
 
 
 def _need(path: str, package: str) -> None:
@@ -71,6 +80,10 @@ class NodeRegistry:
         return set(out.split())
 
 
+def _state(sb: Sandbox) -> dict[str, Any]:
+    return dict(json.loads((sb.env.data / "sandbox" / "kfboot" / sb.name / rn.STATE_FILE).read_text()))
+
+
 @pytest.fixture(scope="module")
 def registry(real_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeRegistry]:
     """docker-registry on 127.0.0.1:PORT in the real node's network namespace (containerd pulls from a
@@ -78,8 +91,7 @@ def registry(real_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) ->
     _need(REGISTRY_BIN, "docker-registry")
     _need(BUSYBOX, "busybox-static")
     tmp = tmp_path_factory.mktemp("node-registry")
-    state = json.loads((real_sandbox.env.data / "sandbox" / "kfboot" / real_sandbox.name / rn.STATE_FILE).read_text())
-    reg = NodeRegistry(int(state["nodes"][0]["holder"]["pid"]), f"127.0.0.1:{PORT}")
+    reg = NodeRegistry(int(_state(real_sandbox)["nodes"][0]["holder"]["pid"]), f"127.0.0.1:{PORT}")
     conf = tmp / "registry.yml"
     conf.write_text(
         "version: 0.1\nlog: {level: warn}\n"
@@ -96,10 +108,7 @@ def registry(real_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) ->
                 pytest.fail(f"registry did not start: {(tmp / 'registry.log').read_text()[-2000:]}")
             time.sleep(0.3)
         # the helper where images.registry points it: <registry>/docker.io/library/busybox:<tag>
-        helper = oci.ImageSpec(
-            "helper", {"bin/busybox": Path(BUSYBOX), "bin/cp": Path(BUSYBOX)}, ["/bin/busybox"], env=["PATH=/bin"]
-        )
-        reg.push(helper, f"{reg.address}/{HELPER_IMAGE}", tmp)
+        reg.push(HELPER_SPEC, f"{reg.address}/{HELPER_IMAGE}", tmp)
         yield reg
     finally:
         proc.terminate()
@@ -124,11 +133,15 @@ def _images(reg: NodeRegistry, tmp: Path, tag: str) -> tuple[str, str]:
     return web, data
 
 
-def _pull(sb: Sandbox, tmp: Path, reg: NodeRegistry, refs: list[str]) -> tuple[int, dict[str, Any], str]:
+def _pull(
+    sb: Sandbox, tmp: Path, reg: NodeRegistry, refs: list[str], *, mirror: str | None = None, extra: str = ""
+) -> tuple[int, dict[str, Any], str]:
     listing = tmp / "images.txt"
     listing.write_text("".join(f"{r}\n" for r in refs))
     cfg = tmp / "kfboot.yaml"
-    cfg.write_text(f"apiVersion: kfboot/v1alpha1\nkind: Environment\nimages: {{registry: '{reg.address}'}}\n")
+    cfg.write_text(
+        f"apiVersion: kfboot/v1alpha1\nkind: Environment\nimages: {{registry: '{mirror or reg.address}'}}\n{extra}"
+    )
     proc = sb.env.kfboot(
         "--config", str(cfg), "--kubeconfig", str(sb.kubeconfig), "-o", "json",
         "images", "pull", "--images", str(listing), "--timeout", "4m", timeout=400,
@@ -187,4 +200,47 @@ def test_an_image_missing_from_the_registry_is_named_with_node_and_cause(
     # the missing image stops nothing else: the other one is on the node
     assert web in registry.node_images()
     assert absent not in registry.node_images()
+    _no_puller(real_sandbox)
+
+
+def test_a_node_listed_for_ssh_pulls_with_crictl_and_the_daemonset_skips_it(
+    real_sandbox: Sandbox, registry: NodeRegistry, tmp_path: Path
+) -> None:
+    """The real node in kfboot.yaml, reached by a real sshd running in the node's own namespaces (as an
+    sshd on a node would): crictl, on that session's PATH as a node's cri-tools package puts it, pulls
+    there; the DaemonSet pulls on the simulated node only."""
+    crictl = rn.find_binary("crictl", versions.CRICTL_VERSION, "crictl")
+    if crictl is None:
+        skip_or_fail("crictl is not built (scripts/build-sandbox-binaries --only crictl)")
+        return
+    tag = uuid.uuid4().hex[:8]
+    web, data = _images(registry, tmp_path, tag)
+    absent = f"{registry.address}/test/absent-{tag}:1"
+    # a mirror prefix of this test's own: its helper is where no earlier DaemonSet pulled it
+    mirror = f"{registry.address}/ssh{tag}"
+    helper = f"{mirror}/{HELPER_IMAGE}"
+    registry.push(HELPER_SPEC, helper, tmp_path)
+    real = f"{real_sandbox.name}-real-0"
+    addresses = real_sandbox.kubectl_json("get", "node", real)["status"]["addresses"]
+    node_ip = next(a["address"] for a in addresses if a["type"] == "InternalIP")
+    path = f"{crictl.parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    inside = functools.partial(registry.ns, mount=True)
+    with running_sshd(tmp_path / "sshd", f"SetEnv PATH={path}\n", address=node_ip, inside=lambda c: inside(*c)) as sshd:
+        ssh = f"{{user: root, key: '{sshd.client_key}', port: {sshd.port}, knownHosts: '{sshd.known_hosts}'}}"
+        nodes = f"nodes:\n- {{name: {real}, address: {node_ip}, ssh: {ssh}}}\n"
+        rc, result, err = _pull(real_sandbox, tmp_path, registry, [web, data, absent], mirror=mirror, extra=nodes)
+    assert rc == 3, (result, err[-3000:])
+    by_node = {n["node"]: n for n in result["nodes"]}
+    assert by_node[real]["via"] == "ssh", result
+    assert by_node[real]["cri"] == {"endpoint": "unix:///run/containerd/containerd.sock", "from": INSTANCE_CONFIG}
+    assert (by_node[real]["pulled"], by_node[real]["total"]) == (2, 3)  # no helper: no DaemonSet pod there
+    others = [n for name, n in by_node.items() if name != real]
+    assert others and all(n["via"] == "daemonset" for n in others), result
+    failures = [f for f in result["failures"] if f["node"] == real]
+    assert [(f["image"], f["cause"]) for f in failures] == [(absent, "not found")], failures or result
+    assert absent in failures[0]["message"] and "kfboot images mirror" in failures[0]["fix"]
+    on_node = registry.node_images()
+    assert {web, data} <= on_node
+    assert absent not in on_node
+    assert helper not in on_node, "a DaemonSet pod pulled its helper on the SSH node"
     _no_puller(real_sandbox)

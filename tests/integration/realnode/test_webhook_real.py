@@ -29,25 +29,30 @@ pytestmark = pytest.mark.sandbox
 
 NS = "hooked"
 READY_AFTER = 5  # seconds the webhook pod answers its readiness probe with 503
+# the webhook reviews only the ConfigMaps carrying this label: never the namespace's kube-root-ca.crt, which
+# its own backend pod mounts (see configmap_webhook)
+HOOKED = "kfboot-test/hooked"
 
 
-def bundle(cert: bytes, key: bytes, n: int) -> list[dict[str, Any]]:
+def bundle(
+    cert: bytes, key: bytes, n: int, *, ns: str = NS, tls_secret: str = "hook-tls", hook: str = "kfboot-real-hook"
+) -> list[dict[str, Any]]:
     labels = {"app": "hook"}
     b64 = base64.b64encode
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "hook-tls", "namespace": NS},
+            "metadata": {"name": "hook-tls", "namespace": ns},
             "type": "kubernetes.io/tls",
             "data": {"tls.crt": b64(cert).decode(), "tls.key": b64(key).decode()},
         },
-        hook_service(NS, 8443),
+        hook_service(ns, 8443),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": "hook", "namespace": NS},
+            "metadata": {"name": "hook", "namespace": ns},
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
@@ -57,7 +62,7 @@ def bundle(cert: bytes, key: bytes, n: int) -> list[dict[str, Any]]:
                         "nodeSelector": {rn.LABEL: "true"},
                         "tolerations": [{"key": rn.LABEL, "operator": "Exists", "effect": "NoSchedule"}],
                         "terminationGracePeriodSeconds": 1,
-                        "volumes": [{"name": "tls", "secret": {"secretName": "hook-tls"}}],
+                        "volumes": [{"name": "tls", "secret": {"secretName": tls_secret}}],
                         "containers": [
                             {
                                 "name": "hook",
@@ -80,12 +85,12 @@ def bundle(cert: bytes, key: bytes, n: int) -> list[dict[str, Any]]:
                 },
             },
         },
-        configmap_webhook("kfboot-real-hook", NS, ca=cert, timeout=5),
+        configmap_webhook(hook, ns, ca=cert, timeout=5, only_label=HOOKED),
         *(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": {"name": f"c{i}", "namespace": NS},
+                "metadata": {"name": f"c{i}", "namespace": ns, "labels": {HOOKED: "yes"}},
                 "data": {"i": str(i)},
             }
             for i in range(n)
@@ -93,7 +98,7 @@ def bundle(cert: bytes, key: bytes, n: int) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": "refused", "namespace": NS, "labels": {"kfboot-test/deny": "yes"}},
+            "metadata": {"name": "refused", "namespace": ns, "labels": {HOOKED: "yes", "kfboot-test/deny": "yes"}},
         },
     ]
 
@@ -139,3 +144,30 @@ async def test_objects_behind_a_real_webhook_wait_for_it_then_go_in(real_sandbox
     finally:
         real_sandbox.kubectl("delete", "validatingwebhookconfiguration", "kfboot-real-hook", "--ignore-not-found")
         real_sandbox.kubectl("delete", "namespace", NS, "--wait=false")
+
+
+async def test_a_webhook_whose_backend_cannot_start_holds_its_objects_and_says_why(
+    real_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The backend pod mounts a Secret nobody created: the real kubelet leaves it ContainerCreating and says
+    why only in a FailedMount event. The objects behind the webhook are held, and the reason names that."""
+    ns, hook = "hooked-broken", "kfboot-broken-hook"
+    _, key, pem = self_signed(tmp_path, dns=(f"hook.{ns}.svc",))
+    docs = bundle(pem, key.read_bytes(), 1, ns=ns, tls_secret="nobody-made-this", hook=hook)
+    client = async_client(real_sandbox.kubeconfig)
+    try:
+        report = await apply_manifests(client, manifests_of(docs, "b"), ApplyOptions(timeout=40), NullReporter())
+    finally:
+        await client.close()
+    try:
+        held = {r.object: r.reason for r in report.results if r.outcome == "held"}
+        assert set(held) == {f"ConfigMap {ns}/c0", f"ConfigMap {ns}/refused"}, report.results
+        reason = held[f"ConfigMap {ns}/c0"]
+        assert f"has no ready endpoints: Pod {ns}/hook-" in reason, reason
+        assert "ContainerCreating: FailedMount:" in reason and 'secret "nobody-made-this" not found' in reason, reason
+        # nothing behind the webhook went in
+        names = real_sandbox.kubectl("-n", ns, "get", "configmaps", "-o", "name").stdout.split()
+        assert "configmap/c0" not in names, names
+    finally:
+        real_sandbox.kubectl("delete", "validatingwebhookconfiguration", hook, "--ignore-not-found")
+        real_sandbox.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s")

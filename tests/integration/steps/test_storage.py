@@ -217,7 +217,9 @@ def test_bad_storage_input_is_one_line_and_changes_nothing(
     assert one.inventory() == before
 
 
-def test_destroy_data_needs_the_typed_phrase(three: Sandbox) -> None:
+def test_destroy_data_needs_the_typed_phrase(three: Sandbox, tmp_path: Path) -> None:
+    if three.kubectl("get", "cephcluster", "-n", "rook-ceph", "rook-ceph", check=False).returncode != 0:
+        install(three, tmp_path)  # alone, or before the 3-node install test: what it installs
     for answer in ("", "yes\n", "rook-ceph\n"):
         proc = three.env.kfboot("--yes", "storage", "uninstall", "--destroy-data", input=answer)
         assert proc.returncode == 2, proc.stderr

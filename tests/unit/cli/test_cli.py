@@ -79,6 +79,11 @@ def test_init_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
     again = kfboot("init", str(target))
     assert again.returncode == 2 and "already exists" in again.stderr
     assert kfboot("init", str(target), "--force").returncode == 0
+    # a folder that does not exist: one line naming it, exit 2, nothing written
+    missing = kfboot("init", str(tmp_path / "no" / "such" / "kfboot.yaml"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"folder {tmp_path / 'no' / 'such'}" in missing.stderr and "mkdir -p" in missing.stderr
+    assert not (tmp_path / "no").exists()
 
 
 @pytest.mark.parametrize(

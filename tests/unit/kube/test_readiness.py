@@ -162,7 +162,7 @@ def test_a_crash_loop_is_seen_in_every_state_it_passes_through() -> None:
         ContainerStatus,
     )
 
-    from kfboot.kube.readiness import _restarting
+    from kfboot.kube.diagnosis import _restarting
 
     crashed = ContainerState(terminated=ContainerStateTerminated(exitCode=1, reason="Error"))
 

@@ -104,6 +104,8 @@ def test_kwokctl_config_for_real_nodes(tmp_path: Path, monkeypatch: pytest.Monke
     patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}
     assert patches["kube-apiserver"]["kubelet-preferred-address-types"] == "InternalIP"
     assert patches["kube-apiserver"]["enable-aggregator-routing"] == "true"
+    # one instance of each: no leader election to lose under load
+    assert patches["kube-controller-manager"] == patches["kube-scheduler"] == {"leader-elect": "false"}
     assert patches["kwok-controller"] == {
         "manage-all-nodes": "false",
         "manage-nodes-with-annotation-selector": "kwok.x-k8s.io/node=fake",
@@ -112,7 +114,10 @@ def test_kwokctl_config_for_real_nodes(tmp_path: Path, monkeypatch: pytest.Monke
     ports += [conf["options"][k] for k in ("kubeControllerManagerPort", "kubeSchedulerPort")]
     assert len(set(ports)) == 6 and all(p > 0 for p in ports)  # chosen by kfboot, not kwokctl's countdown
     plain = next(load_all(kwokctl._kwokctl_config(SandboxSpec(name="x"), b, 6443, tmp_path / "op")))
-    assert "componentsPatches" not in plain and "kubeApiserverCertSANs" not in plain["options"]
+    assert "kubeApiserverCertSANs" not in plain["options"]
+    # every sandbox: one controller-manager and scheduler, no leader election to lose under load
+    plain_patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in plain["componentsPatches"]}
+    assert plain_patches == {key: {"leader-elect": "false"} for key in ("kube-controller-manager", "kube-scheduler")}
 
 
 def test_real_nodes_out_of_range_is_bad_input() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from lightkube.resources.core_v1 import Pod
 
-from kfboot.steps import doctor
+from kfboot.steps.day2 import doctor
 
 REAL = [
     ("inotify-exhausted", "failed to create fsnotify watcher: too many open files"),

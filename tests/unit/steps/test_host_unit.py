@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from kfboot.errors import BadInputError
+from kfboot.steps.day2.host_wipe import check_wipeable, commands
 from kfboot.steps.host import classify, parse_lsblk
-from kfboot.steps.host_wipe import check_wipeable, commands
 
 GIB = 2**30
 

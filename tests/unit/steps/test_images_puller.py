@@ -148,7 +148,7 @@ def test_failures_are_classified_with_a_fix(name: str, text: str) -> None:
     assert sig is not None and sig.name == name
     f = Failure("img", "n1", text)
     assert f.cause == {"docker-hub-rate-limit": "rate limit", "image-pull-unauthorized": "auth"}.get(name, "not found")
-    assert f.to_dict()["fix"] == sig.fix
+    assert f.fix == sig.fix
 
 
 def test_an_unknown_failure_keeps_the_message() -> None:

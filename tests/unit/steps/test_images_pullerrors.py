@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kfboot.steps import doctor
+from kfboot.steps.day2 import doctor
 from tests.helpers.harness import Env
 
 REAL = [

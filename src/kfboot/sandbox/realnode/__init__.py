@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from kfboot.errors import RuntimeFailure
 from kfboot.sandbox.realnode import prereq
@@ -29,6 +27,7 @@ from kfboot.sandbox.realnode.node import (
     start,
 )
 from kfboot.sandbox.realnode.teardown import stop
+from kfboot.sandbox.spec import RealNodeInfo
 
 __all__ = [
     "LABEL",
@@ -57,19 +56,6 @@ def check(state_dir: Path, real_ceph: bool = False) -> None:
             f"--real-ceph needs the Ceph and Rook images, which need the build components {', '.join(ceph.missing())}",
             ceph.REMEDY,
         )
-
-
-@dataclass
-class RealNodeInfo:
-    name: str
-    node_ip: str
-    host_link: str
-    processes: dict[str, str]
-    #: the raw disk of a node started with --real-ceph (a loop device)
-    disk: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def status(state_dir: Path) -> list[RealNodeInfo]:

@@ -45,6 +45,7 @@ from kfboot.errors import RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
+from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import ceph, disk, host, images
 from kfboot.sandbox.realnode.addressing import (
     LABEL,
@@ -102,6 +103,9 @@ __all__ = [
     "wait_ready",
 ]
 
+#: kubeadm's kubelet instance configuration (cmd/kubeadm/app/constants: KubeletInstanceConfigurationFileName)
+INSTANCE_CONFIG = "instance-config.yaml"
+
 HOLDER_SCRIPT = r"""set -eu
 mount -t tmpfs -o mode=0755,size=256m kfboot-run /run
 mount --bind "$1/varlib" /var/lib
@@ -148,6 +152,18 @@ def _images() -> list[images.ImageSpec]:
     httpd = image_binary("kfboot-httpd")
     if httpd is not None:
         out.append(images.ImageSpec(HTTPD_IMAGE, {"kfboot-httpd": httpd}, ["/kfboot-httpd"], exposed_ports=[8080]))
+    dex = find_binary("dex", versions.DEX_VERSION, "dex")
+    if dex is not None:  # the bundle's Deployment runs `dex serve …` (its command) as user 1001
+        out.append(
+            images.ImageSpec(
+                versions.DEX_IMAGE,
+                {"usr/local/bin/dex": dex},
+                ["dex"],
+                env=["PATH=/usr/local/bin:/usr/bin:/bin"],
+                user="1001:1001",
+                exposed_ports=[5556],
+            )
+        )
     return out
 
 
@@ -293,10 +309,15 @@ async def _start_one(
         _real_ceph(st, ns, state_dir)
     # 6. kubelet
     (d / "etc" / "resolv.conf").write_text("# no name servers: the real node reaches nothing outside\n")
-    (d / "etc" / "kubelet.yaml").write_text(
-        json.dumps(kubelet_config(p, pki / "ca.crt", d / "etc" / "resolv.conf"), indent=2)
-    )
+    kcfg = kubelet_config(p, pki / "ca.crt", d / "etc" / "resolv.conf")
+    (d / "etc" / "kubelet.yaml").write_text(json.dumps(kcfg, indent=2))
     (d / "etc" / "kubelet.kubeconfig").write_text(json.dumps(kubelet_kubeconfig(pki), indent=2))
+    # the node's CRI endpoint where kubeadm v1.36 records it on every node, for tools on the node (crictl
+    # over SSH: `images pull`); cmd/kubeadm/app/phases/kubelet/config.go, WriteInstanceConfigToDisk
+    (d / "varlib" / "kubelet").mkdir(exist_ok=True)
+    (d / "varlib" / "kubelet" / INSTANCE_CONFIG).write_text(
+        f'containerRuntimeEndpoint: "{kcfg["containerRuntimeEndpoint"]}"\n'
+    )
     kubelet = kubelet_binary()
     assert kubelet is not None
     ns.procs["kubelet"] = _spawn(

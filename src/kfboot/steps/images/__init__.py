@@ -8,9 +8,9 @@ from kfboot.config import Environment, ImagesConfig
 from kfboot.errors import BadInputError
 from kfboot.kube.manifest import Manifest
 from kfboot.reporting import Reporter
-from kfboot.steps.images.inventory import POD_TEMPLATE, Image, Use, collect, uses_of
-from kfboot.steps.images.mirror import MirrorResult, check, mirror, read_record, record_path
-from kfboot.steps.images.pull import PullResult, pull
+from kfboot.steps.images.inventory import POD_TEMPLATE, Image, ImageList, Use, collect, uses_of
+from kfboot.steps.images.mirror import MirrorDoc, MirrorResult, check, mirror, read_record, record_path
+from kfboot.steps.images.pull import PullDoc, PullResult, pull
 from kfboot.steps.images.pull import check as check_pull
 from kfboot.steps.images.puller import HELPER_IMAGE
 from kfboot.steps.images.puller import NAME as PULLER_NAME
@@ -22,8 +22,11 @@ from kfboot.steps.storage.releases import ROOK_RELEASES, RookRelease
 
 __all__ = [
     "Image",
+    "ImageList",
     "ImageRef",
+    "MirrorDoc",
     "MirrorResult",
+    "PullDoc",
     "PullResult",
     "Use",
     "apply_mirror",

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import Field
 
+from kfboot.documents import Document
 from kfboot.kube.manifest import Manifest
 from kfboot.steps.images.refs import IN_TEXT, ImageRef, parse
 
@@ -37,8 +39,17 @@ class Use:
     #: the reference as the object spells it (what a rewrite replaces)
     raw: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"component": self.component, "object": self.object, "where": self.where, "source": self.source}
+    def doc(self) -> UseDoc:
+        return UseDoc(component=self.component, object=self.object, where=self.where, source=self.source)
+
+
+class UseDoc(Document):
+    """Where an image is used: which component's object names it, and how."""
+
+    component: str
+    object: str
+    where: str = Field(description="pod template, configmap, arg, env or custom resource (and its path)")
+    source: str
 
 
 @dataclass
@@ -54,13 +65,27 @@ class Image:
     def components(self) -> list[str]:
         return sorted({u.component for u in self.uses})
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "image": str(self.ref),
-            "components": self.components,
-            "sources": self.sources,
-            "uses": [u.to_dict() for u in self.uses],
-        }
+    def doc(self) -> ImageDoc:
+        uses = [u.doc() for u in self.uses]
+        return ImageDoc(image=str(self.ref), components=self.components, sources=self.sources, uses=uses)
+
+
+class ImageDoc(Document):
+    image: str
+    components: list[str]
+    sources: list[str]
+    uses: list[UseDoc]
+
+
+class ImageList(Document):
+    """`kfboot images list -o json`: every image the install needs."""
+
+    count: int
+    images: list[ImageDoc]
+
+    @classmethod
+    def of(cls, found: list[Image]) -> ImageList:
+        return cls(count=len(found), images=[i.doc() for i in found])
 
 
 def component_of(m: Manifest) -> str:

@@ -12,35 +12,31 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Final, Literal
+
+from pydantic import Field
 
 from kfboot import paths
+from kfboot.documents import Document
 from kfboot.errors import BadInputError, CheckFailedError, RuntimeFailure
 from kfboot.reporting import Reporter
 from kfboot.steps.images.refs import ImageRef, is_mirror_spec
 
-COPIED = "copied"
-PRESENT = "present"
-FAILED = "failed"
-MISMATCH = "digest mismatch"
+#: what became of one image
+Status = Literal["copied", "present", "failed", "digest mismatch"]
+COPIED: Final = "copied"
+PRESENT: Final = "present"
+FAILED: Final = "failed"
+MISMATCH: Final = "digest mismatch"
 
 
 @dataclass
 class Outcome:
     source: str
     target: str
-    status: str
+    status: Status
     digest: str | None = None
     reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "target": self.target,
-            "status": self.status,
-            "digest": self.digest,
-            "reason": self.reason,
-        }
 
 
 @dataclass
@@ -52,18 +48,29 @@ class MirrorResult:
     def ok(self) -> bool:
         return all(o.status in (COPIED, PRESENT) for o in self.outcomes)
 
-    def count(self, status: str) -> int:
+    def count(self, status: Status) -> int:
         return sum(o.status == status for o in self.outcomes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "registry": self.registry,
-            "ok": self.ok,
-            "copied": self.count(COPIED),
-            "present": self.count(PRESENT),
-            "failed": self.count(FAILED) + self.count(MISMATCH),
-            "images": [o.to_dict() for o in self.outcomes],
-        }
+    def doc(self) -> MirrorDoc:
+        return MirrorDoc(
+            registry=self.registry,
+            ok=self.ok,
+            copied=self.count(COPIED),
+            present=self.count(PRESENT),
+            failed=self.count(FAILED) + self.count(MISMATCH),
+            images=self.outcomes,
+        )
+
+
+class MirrorDoc(Document):
+    """`kfboot images mirror -o json`: per image what was copied, already there, or failed and why."""
+
+    registry: str
+    ok: bool
+    copied: int
+    present: int
+    failed: int = Field(description="failed or digest mismatch")
+    images: list[Outcome]
 
 
 class DigestMismatch(CheckFailedError):

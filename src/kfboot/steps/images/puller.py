@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kfboot.kube.ownership import owned
 from kfboot.steps.images.pullerrors import classify
@@ -166,17 +166,16 @@ class Failure:
         sig = classify(self.message)
         return sig.fix if sig else "see the message; `kfboot doctor` matches the known causes"
 
-    def to_dict(self) -> dict[str, str]:
-        return {"image": self.image, "node": self.node, "cause": self.cause, "message": self.message, "fix": self.fix}
-
 
 @dataclass
 class NodePulls:
-    """What one node's puller pod shows: images present, images that failed (with kubelet's message)."""
+    """What one node has pulled and has failed to pull (with kubelet's or crictl's message)."""
 
     node: str
     pulled: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
+    #: how the node pulls: "daemonset" (kubelet, for the puller's pod) or "ssh" (crictl over SSH)
+    via: Literal["daemonset", "ssh"] = "daemonset"
 
 
 def _message(waiting: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from kfboot.steps.storage.discovery import NodeDisks, discover
 from kfboot.steps.storage.health import cluster_health, diagnose, health_gate, probe_pvc
 from kfboot.steps.storage.install import (
     Prepared,
+    StorageDoc,
     StorageResult,
     install,
     labels,
@@ -43,8 +44,8 @@ from kfboot.steps.storage.names import (
 )
 from kfboot.steps.storage.releases import ROOK_RELEASES, RookRelease, choose_release, parse_minor
 from kfboot.steps.storage.shape import ClusterPlan, cluster_objects, plan_cluster
-from kfboot.steps.storage.status import status
-from kfboot.steps.storage.uninstall import UninstallResult, rook_volumes, uninstall
+from kfboot.steps.storage.status import StorageStatus, status
+from kfboot.steps.storage.uninstall import UninstallDoc, UninstallResult, rook_volumes, uninstall
 
 __all__ = [
     "CLASS",
@@ -66,7 +67,10 @@ __all__ = [
     "NodeDisks",
     "Prepared",
     "RookRelease",
+    "StorageDoc",
     "StorageResult",
+    "StorageStatus",
+    "UninstallDoc",
     "UninstallResult",
     "choose_release",
     "cluster_health",

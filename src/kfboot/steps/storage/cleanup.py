@@ -19,7 +19,7 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
@@ -28,9 +28,12 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Node, PersistentVolume, Pod, Secret
 from lightkube.types import PatchType
+from pydantic import Field
 
+from kfboot.documents import Document, absent
 from kfboot.kube import delete
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_or_none
 from kfboot.reporting import Reporter
 
 #: rook v1.20.6 pkg/operator/ceph/cluster/cleanup.go
@@ -175,10 +178,35 @@ def plan_cleanup(cluster: dict[str, Any], hosts: list[str]) -> CleanupPlan:
     return CleanupPlan(ns, every, spec.get("dataDirHostPath") or "/var/lib/rook", disks, sanitize)
 
 
+class Wiped(Document):
+    """A host whose cleanup Job completed: what Rook removed there and, when its log was read, what it
+    says of each disk (the ``*Disks``/``zappedLvmOsds`` keys are absent when the log was unreadable)."""
+
+    host: str
+    job: str
+    state: Literal["complete"]
+    removed: list[str]
+    disks: list[str] = Field(description="the OSD disks of the host (empty: its deviceFilter)")
+    sanitize: str
+    log: Literal["read", "unreadable"]
+    sanitized_disks: list[str] | None = Field(default=None, alias="sanitizedDisks", exclude_if=absent)
+    failed_disks: list[str] | None = Field(default=None, alias="failedDisks", exclude_if=absent)
+    zapped_lvm_osds: list[str] | None = Field(default=None, alias="zappedLvmOsds", exclude_if=absent)
+
+
+class NotWiped(Document):
+    """A host whose data stays: its Job did not complete (or never started)."""
+
+    host: str
+    job: str | None
+    state: str = Field(description="the Job's state: failed, running, not created, or why it never started")
+    left_on_node: str = Field(alias="leftOnNode")
+
+
 @dataclass
 class CleanupOutcome:
-    wiped: list[dict[str, Any]] = field(default_factory=list)
-    not_wiped: list[dict[str, Any]] = field(default_factory=list)
+    wiped: list[Wiped] = field(default_factory=list)
+    not_wiped: list[NotWiped] = field(default_factory=list)
 
 
 def _job_state(job: Any) -> str:
@@ -207,6 +235,7 @@ async def _job_log(client: AsyncClient, namespace: str, job: str) -> str | None:
 
 
 def read_log(log: str | None) -> dict[str, Any]:
+    """What a cleanup pod's log says, as the :class:`Wiped` keys it fills."""
     if log is None:
         return {"log": "unreadable"}
     return {
@@ -234,11 +263,9 @@ async def wait_cleanup_jobs(
             for name in expected:
                 if states[name] in ("complete", "failed"):
                     continue
-                try:
-                    states[name] = _job_state(await client.get(Job, name, namespace=ns))
-                except ApiError as exc:
-                    if exc.status.code != 404:
-                        raise
+                found = await get_or_none(client, Job, name, namespace=ns)
+                if found is not None:
+                    states[name] = _job_state(found)
             done = [n for n, s in states.items() if s == "complete"]
             if all(s in ("complete", "failed") for s in states.values()):
                 failed = [n for n, s in states.items() if s == "failed"]
@@ -261,22 +288,27 @@ async def wait_cleanup_jobs(
                 break
             await asyncio.sleep(2.0)
     for name, host in sorted(expected.items(), key=lambda kv: kv[1]):
-        entry: dict[str, Any] = {"host": host, "job": name, "state": states[name]}
         if states[name] == "complete":
-            entry |= {
-                "removed": [
-                    f"{plan.data_dir}/{ns}",
-                    f"{plan.data_dir}/mon-* (this cluster's)",
-                    f"{plan.data_dir}/exporter",
-                    f"{plan.data_dir}/*.csi.ceph.com",
-                ],
-                "disks": plan.disks.get(host, []),
-                "sanitize": plan.sanitize,
-            } | read_log(await _job_log(client, ns, name))
-            outcome.wiped.append(entry)
+            removed = [
+                f"{plan.data_dir}/{ns}",
+                f"{plan.data_dir}/mon-* (this cluster's)",
+                f"{plan.data_dir}/exporter",
+                f"{plan.data_dir}/*.csi.ceph.com",
+            ]
+            log = read_log(await _job_log(client, ns, name))
+            outcome.wiped.append(
+                Wiped(
+                    host=host,
+                    job=name,
+                    state="complete",
+                    removed=removed,
+                    disks=plan.disks.get(host, []),
+                    sanitize=plan.sanitize,
+                    **log,
+                )
+            )
         else:
-            entry["leftOnNode"] = plan.left_on(host)
-            outcome.not_wiped.append(entry)
+            outcome.not_wiped.append(NotWiped(host=host, job=name, state=states[name], left_on_node=plan.left_on(host)))
     return outcome
 
 
@@ -321,12 +353,9 @@ async def release_disaster_protection(client: AsyncClient, namespace: str) -> li
     ConfigMap when Rook's operator did not; returns what was cleared."""
     cleared = []
     for res, kind, name in PROTECTED:
-        try:
-            obj: Any = await client.get(res, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                continue
-            raise
+        obj: Any = await get_or_none(client, res, name, namespace=namespace)
+        if obj is None:
+            continue
         fins = o.meta(obj).finalizers or []
         if DISASTER_PROTECTION not in fins:
             continue

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Node
+from pydantic import Field
 
 from kfboot.config import Environment
+from kfboot.documents import Document
 from kfboot.kube import objects as o
 from kfboot.reporting import Reporter
 from kfboot.steps import host
+
+#: where a node's disks were read: the sandbox's simulated disks, this machine, over SSH, nowhere
+DiskSource = Literal["sandbox", "local", "ssh", "unknown", "tainted"]
 
 
 @dataclass
 class NodeDisks:
     node: str
-    source: str  # sandbox | local | ssh | unknown | tainted
+    source: DiskSource
     devices: list[host.Device] = field(default_factory=list)
     note: str = ""
     #: NoSchedule/NoExecute taints ("key=value:Effect"): no Rook pod runs there without a toleration
@@ -28,14 +33,25 @@ class NodeDisks:
     def eligible(self) -> list[host.Device]:
         return [d for d in self.devices if d.eligible]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "source": self.source,
-            "note": self.note,
-            "taints": self.taints,
-            "devices": [{"path": d.path, "eligible": d.eligible, "reason": d.reason} for d in self.devices],
-        }
+    def doc(self) -> NodeDisksDoc:
+        devices = [DeviceVerdict(path=d.path, eligible=d.eligible, reason=d.reason) for d in self.devices]
+        return NodeDisksDoc(node=self.node, source=self.source, note=self.note, taints=self.taints, devices=devices)
+
+
+class DeviceVerdict(Document):
+    path: str
+    eligible: bool
+    reason: str = Field(description="why the device is not eligible (empty when it is)")
+
+
+class NodeDisksDoc(Document):
+    """A node's disks as discovery saw them: where they were read from and which Ceph may use."""
+
+    node: str
+    source: DiskSource
+    note: str
+    taints: list[str]
+    devices: list[DeviceVerdict]
 
 
 def node_taints(node: Node) -> list[str]:
@@ -85,7 +101,7 @@ async def discover(client: AsyncClient, cfg: Environment, reporter: Reporter) ->
             classified = [host.classify(d, devices, allow_loop=allow_loop) for d in devices]
             out.append(NodeDisks(name, "sandbox", classified, taints=taints))
         elif name in configured or (not configured and name in local):
-            source = "ssh" if name in configured and configured[name].address else "local"
+            source: DiskSource = "ssh" if name in configured and configured[name].address else "local"
             node_arg = name if name in configured else None
             with reporter.progress(f"discovering the disks of {name}") as task:
                 found = await host.devices(node_arg, cfg.nodes, allow_loop=allow_loop)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,9 +13,12 @@ from lightkube.models.core_v1 import PersistentVolumeClaimSpec, VolumeResourceRe
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, PersistentVolumeClaim, Pod
+from pydantic import Field
 
+from kfboot.documents import Document, absent
 from kfboot.kube import objects as o
 from kfboot.kube.ownership import MANAGED_BY
+from kfboot.kube.poll import WaitTimeout, get_dict, get_or_none, poll_until
 from kfboot.kube.readiness import workload_ready
 from kfboot.reporting import Reporter
 from kfboot.steps.storage.discovery import NodeDisks
@@ -42,16 +45,15 @@ async def _wait_for(
     *,
     phase: str | None = None,
 ) -> tuple[bool, str]:
+    """Wait with a progress line; (True, detail) when ``check`` passed, else (False, its last detail)."""
     with reporter.progress(what, phase=phase) as task:
-        while True:
-            ok, detail = await check()
-            task.update(f"{what}: {detail}")
-            if ok:
-                return True, detail
-            if time.monotonic() >= deadline:
-                task.fail(f"{what}: {detail}")
-                return False, detail
-            await asyncio.sleep(poll)
+        try:
+            return True, await poll_until(
+                check, deadline=deadline, interval=poll, on_poll=lambda detail: task.update(f"{what}: {detail}")
+            )
+        except WaitTimeout as exc:
+            task.fail(f"{what}: {exc.detail}")
+            return False, exc.detail
 
 
 def osds_up(cluster: dict[str, Any]) -> int:
@@ -132,32 +134,39 @@ def _health_codes(cluster: dict[str, Any]) -> str:
     return ", ".join(f"{code} ({(d or {}).get('message', '')})" for code, d in sorted(details.items()))
 
 
-async def _get_dict(client: AsyncClient, res: Any, name: str) -> dict[str, Any] | None:
-    try:
-        obj = await client.get(res, name, namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return dict(obj.to_dict())
+class Probe(Document):
+    """The probe claim on rook-ceph-block: whether it bound, and the claim's last events when not."""
+
+    bound: bool
+    detail: str
+    events: list[str]
+
+
+class Health(Document):
+    """The health gate's verdict: the Ceph cluster's state, then (only when it is healthy) the probe claim,
+    else (only then) the usual causes found."""
+
+    ok: bool
+    cluster: str = Field(description="the CephCluster's state in one line")
+    diagnosis: list[str] | None = Field(default=None, exclude_if=absent)
+    probe: Probe | None = Field(default=None, exclude_if=absent)
 
 
 async def health_gate(
     client: AsyncClient, plan: ClusterPlan, deadline: float, reporter: Reporter, discovery: list[NodeDisks]
-) -> dict[str, Any]:
+) -> Health:
     async def check() -> tuple[bool, str]:
         return cluster_health(
-            await _get_dict(client, CephCluster, CLUSTER), await _get_dict(client, CephBlockPool, POOL), plan.size
+            await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE),
+            await get_dict(client, CephBlockPool, POOL, namespace=NAMESPACE),
+            plan.size,
         )
 
     ok, detail = await _wait_for("waiting for the Ceph cluster", check, deadline, reporter, poll=2.0)
-    out: dict[str, Any] = {"ok": False, "cluster": detail}
     if not ok:
-        out["diagnosis"] = await diagnose(client, discovery)
-        return out
-    out["probe"] = probe = await probe_pvc(client, deadline, reporter)
-    out["ok"] = probe["bound"]
-    return out
+        return Health(ok=False, cluster=detail, diagnosis=await diagnose(client, discovery))
+    probe = await probe_pvc(client, deadline, reporter)
+    return Health(ok=probe.bound, cluster=detail, probe=probe)
 
 
 async def _ensure_namespace(client: AsyncClient) -> None:
@@ -165,7 +174,7 @@ async def _ensure_namespace(client: AsyncClient) -> None:
     await client.apply(ns, field_manager="kfboot")
 
 
-async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) -> dict[str, Any]:
+async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) -> Probe:
     """A 1 GiB claim on rook-ceph-block must bind; it is deleted either way."""
     await _ensure_namespace(client)
     pvc = PersistentVolumeClaim(
@@ -195,7 +204,7 @@ async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) ->
         events = [] if bound else await _events_of(client, SYSTEM_NAMESPACE, PROBE_PVC)
     finally:
         await _delete_probe(client)
-    return {"bound": bound, "detail": detail, "events": events}
+    return Probe(bound=bound, detail=detail, events=events)
 
 
 async def _delete_probe(client: AsyncClient, wait_until: float | None = None) -> None:
@@ -207,14 +216,15 @@ async def _delete_probe(client: AsyncClient, wait_until: float | None = None) ->
         if exc.status.code != 404:
             raise
         return
-    while wait_until is not None and time.monotonic() < wait_until:
-        try:
-            await client.get(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return
-            raise
-        await asyncio.sleep(0.5)
+    if wait_until is None:
+        return
+
+    async def gone() -> tuple[bool, str]:
+        claim = await get_or_none(client, PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
+        return claim is None, f"probe PVC {SYSTEM_NAMESPACE}/{PROBE_PVC} still being deleted"
+
+    with contextlib.suppress(WaitTimeout):  # then creating it again says what is wrong
+        await poll_until(gone, deadline=wait_until, interval=0.5)
 
 
 async def _events_of(client: AsyncClient, namespace: str, name: str) -> list[str]:
@@ -236,7 +246,7 @@ async def diagnose(client: AsyncClient, discovery: list[NodeDisks]) -> list[str]
             ok, why = False, "absent"
         if not ok:
             out.append(f"Deployment {NAMESPACE}/{name} is not available ({why}): nothing reconciles the CephCluster")
-    cluster = await _get_dict(client, CephCluster, CLUSTER)
+    cluster = await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE)
     if cluster is not None and osds_up(cluster) == 0 and osds_deployed(cluster) > 0:
         checked = o.dig(cluster, "status", "ceph", "lastChecked") or "never"
         out.append(

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.storage_v1 import StorageClass
+from pydantic import Field
 
 from kfboot.config import Environment, parse_duration
+from kfboot.documents import Document
 from kfboot.errors import CheckFailedError, RuntimeFailure
 from kfboot.kube import objects as o
 from kfboot.kube.apply import ApplyOptions, ApplyReport, apply_manifests
+from kfboot.kube.apply_report import ApplyDoc
 from kfboot.kube.client import raw_get_json
 from kfboot.kube.manifest import Manifest
 from kfboot.kube.ownership import MANAGED_BY
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS, default_classes, workload_ready
 from kfboot.reporting import Reporter
 from kfboot.steps import images
-from kfboot.steps.storage.discovery import NodeDisks, discover
-from kfboot.steps.storage.health import _wait_for, health_gate
+from kfboot.steps.storage.discovery import NodeDisks, NodeDisksDoc, discover
+from kfboot.steps.storage.health import Health, _wait_for, health_gate
 from kfboot.steps.storage.manifests import fetch_manifests, operator_manifests
 from kfboot.steps.storage.names import (
     CLASS,
@@ -33,12 +36,12 @@ from kfboot.steps.storage.names import (
     ROOK_FILES,
 )
 from kfboot.steps.storage.releases import RookRelease, choose_release
-from kfboot.steps.storage.shape import ClusterPlan, cluster_objects, plan_cluster
+from kfboot.steps.storage.shape import ClusterPlan, ClusterShape, cluster_objects, plan_cluster
 
 
 @dataclass
 class StorageResult:
-    action: str  # installed | skipped
+    action: Literal["installed", "skipped"]
     reason: str = ""
     release: str = ""
     default_class: str | None = None
@@ -46,25 +49,41 @@ class StorageResult:
     plan: ClusterPlan | None = None
     discovery: list[NodeDisks] = field(default_factory=list)
     apply: list[ApplyReport] = field(default_factory=list)
-    health: dict[str, Any] = field(default_factory=dict)
+    health: Health | None = None
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.apply) and self.health.get("ok", self.action == "skipped")
+        healthy = self.health.ok if self.health is not None else self.action == "skipped"
+        return all(r.ok for r in self.apply) and healthy
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "ok": self.ok,
-            "reason": self.reason,
-            "release": self.release,
-            "defaultClass": self.default_class,
-            "demoted": self.demoted,
-            "plan": self.plan.to_dict() if self.plan else None,
-            "discovery": [d.to_dict() for d in self.discovery],
-            "apply": [r.to_dict() for r in self.apply],
-            "health": self.health,
-        }
+    def doc(self) -> StorageDoc:
+        return StorageDoc(
+            action=self.action,
+            ok=self.ok,
+            reason=self.reason,
+            release=self.release,
+            default_class=self.default_class,
+            demoted=self.demoted,
+            plan=self.plan.doc() if self.plan else None,
+            discovery=[d.doc() for d in self.discovery],
+            apply=[r.doc() for r in self.apply],
+            health=self.health,
+        )
+
+
+class StorageDoc(Document):
+    """`kfboot storage install -o json`: what was installed (or why nothing was), and the health gate."""
+
+    action: Literal["installed", "skipped"]
+    ok: bool
+    reason: str = Field(description="why the install was skipped")
+    release: str
+    default_class: str | None = Field(alias="defaultClass")
+    demoted: list[str] = Field(description="StorageClasses that were the default before")
+    plan: ClusterShape | None
+    discovery: list[NodeDisksDoc]
+    apply: list[ApplyDoc]
+    health: Health | None = Field(description="null when the install was skipped")
 
 
 async def usable_default(client: AsyncClient) -> str | None:

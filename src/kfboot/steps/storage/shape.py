@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import Field
+
 from kfboot.config import Environment, RookConfig
+from kfboot.documents import Document
 from kfboot.errors import BadInputError, CheckFailedError
 from kfboot.steps.storage.discovery import NodeDisks
 from kfboot.steps.storage.names import (
@@ -36,17 +39,30 @@ class ClusterPlan:
     def osds(self) -> int:
         return sum(len(d) or 1 for d in self.nodes.values())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "nodes": self.nodes,
-            "deviceFilter": self.device_filter,
-            "mons": self.mons,
-            "mgrs": self.mgrs,
-            "poolSize": self.size,
-            "failureDomain": self.failure_domain,
-            "warnings": self.warnings,
-            "tolerations": self.tolerations,
-        }
+    def doc(self) -> ClusterShape:
+        return ClusterShape(
+            nodes=self.nodes,
+            device_filter=self.device_filter,
+            mons=self.mons,
+            mgrs=self.mgrs,
+            pool_size=self.size,
+            failure_domain=self.failure_domain,
+            warnings=self.warnings,
+            tolerations=self.tolerations,
+        )
+
+
+class ClusterShape(Document):
+    """The CephCluster kfboot plans: storage nodes → device names (empty: the node's deviceFilter)."""
+
+    nodes: dict[str, list[str]]
+    device_filter: str | None = Field(alias="deviceFilter")
+    mons: int
+    mgrs: int
+    pool_size: int = Field(alias="poolSize")
+    failure_domain: str = Field(alias="failureDomain")
+    warnings: list[str]
+    tolerations: list[dict[str, str]]
 
 
 def _rook_device_name(path: str) -> str:

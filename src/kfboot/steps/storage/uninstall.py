@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.storage_v1 import StorageClass
+from pydantic import Field
 
+from kfboot.documents import Document
 from kfboot.errors import CheckFailedError
 from kfboot.kube import delete
 from kfboot.kube import objects as o
+from kfboot.kube.poll import get_dict, get_or_none, missing_ok
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS
 from kfboot.reporting import Reporter
 from kfboot.steps.storage import cleanup
@@ -34,19 +36,31 @@ class UninstallResult:
     report: delete.DeleteReport = field(default_factory=delete.DeleteReport)
     restored_default: list[str] = field(default_factory=list)
     data_destroyed: bool = False
-    wiped: list[dict[str, Any]] = field(default_factory=list)
-    not_wiped: list[dict[str, Any]] = field(default_factory=list)
+    wiped: list[cleanup.Wiped] = field(default_factory=list)
+    not_wiped: list[cleanup.NotWiped] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "deleted": len(self.report.deleted),
-            "restoredDefault": self.restored_default,
-            "finalizersCleared": self.report.finalizers_cleared,
-            "leftovers": self.report.leftovers,
-            "dataDestroyed": self.data_destroyed,
-            "wiped": self.wiped,
-            "notWiped": self.not_wiped,
-        }
+    def doc(self) -> UninstallDoc:
+        return UninstallDoc(
+            deleted=len(self.report.deleted),
+            restored_default=self.restored_default,
+            finalizers_cleared=self.report.finalizers_cleared,
+            leftovers=self.report.leftovers,
+            data_destroyed=self.data_destroyed,
+            wiped=self.wiped,
+            not_wiped=self.not_wiped,
+        )
+
+
+class UninstallDoc(Document):
+    """`kfboot storage uninstall -o json` (and `down`'s ``storage``): what was removed and wiped."""
+
+    deleted: int = Field(description="how many Rook objects were deleted")
+    restored_default: list[str] = Field(alias="restoredDefault")
+    finalizers_cleared: list[str] = Field(alias="finalizersCleared")
+    leftovers: list[str]
+    data_destroyed: bool = Field(alias="dataDestroyed")
+    wiped: list[cleanup.Wiped]
+    not_wiped: list[cleanup.NotWiped] = Field(alias="notWiped")
 
 
 async def rook_volumes(client: AsyncClient) -> list[str]:
@@ -78,24 +92,20 @@ async def _check_volumes(client: AsyncClient, deadline: float, reporter: Reporte
 
 async def _remove_class(client: AsyncClient, result: UninstallResult, reporter: Reporter) -> None:
     """Delete the StorageClass, giving the default back to the classes kfboot demoted."""
-    try:
-        sc = await client.get(StorageClass, CLASS)
-        demoted = [n for n in o.annotations_of(sc).get(DEMOTED_ANNOTATION, "").split(",") if n]
+    sc = await get_or_none(client, StorageClass, CLASS)
+    if sc is None:
+        return
+    demoted = [n for n in o.annotations_of(sc).get(DEMOTED_ANNOTATION, "").split(",") if n]
+    with missing_ok():
         await client.delete(StorageClass, CLASS)
         result.report.deleted.append(f"StorageClass {CLASS}")
         for name in demoted:
-            try:
+            with missing_ok():
                 await client.patch(
                     StorageClass, name, {"metadata": {"annotations": {DEFAULT_CLASS_ANNOTATIONS[0]: "true"}}}
                 )
                 result.restored_default.append(name)
                 reporter.info(f"StorageClass {name} is the default again")
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
-    except ApiError as exc:
-        if exc.status.code != 404:
-            raise
 
 
 async def _cleanup_plan(client: AsyncClient, destroy_data: bool) -> cleanup.CleanupPlan | None:
@@ -171,19 +181,19 @@ async def _await_cleanup(
     else:
         outcome = cleanup.CleanupOutcome(
             not_wiped=[
-                {
-                    "host": h,
-                    "job": None,
-                    "state": "never started: rook-ceph-operator was not running",
-                    "leftOnNode": plan.left_on(h),
-                }
+                cleanup.NotWiped(
+                    host=h,
+                    job=None,
+                    state="never started: rook-ceph-operator was not running",
+                    left_on_node=plan.left_on(h),
+                )
                 for h in plan.hosts
             ]
         )
     result.wiped, result.not_wiped = outcome.wiped, outcome.not_wiped
     result.data_destroyed = bool(outcome.wiped) and not outcome.not_wiped
     for w in outcome.not_wiped:
-        result.report.leftovers.append(f"data on {w['host']} not wiped ({w['state']}): {w['leftOnNode']}")
+        result.report.leftovers.append(f"data on {w.host} not wiped ({w.state}): {w.left_on_node}")
     if outcome.not_wiped and operator_up:
         # the Jobs did not finish: the operator, the Jobs and the namespace stay so Rook can finish
         # (a re-run waits for the same Jobs) and their logs can be read
@@ -240,13 +250,7 @@ async def uninstall(
 
 
 async def _get_cluster(client: AsyncClient) -> dict[str, Any] | None:
-    try:
-        obj: Any = await client.get(CephCluster, CLUSTER, namespace=NAMESPACE)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return dict(obj.to_dict())
+    return await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE)
 
 
 async def _operator_available(client: AsyncClient) -> bool:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from kfboot import remote
 from kfboot.config import NodeConfig
@@ -34,9 +33,6 @@ class WipeResult:
     steps: list[Step] = field(default_factory=list)
     eligible: bool = False
     reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _descendants(dev: Device, by_name: dict[str, Device]) -> list[Device]:

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient, operators
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Namespace
+from pydantic import Field
 
 from kfboot import state
+from kfboot.documents import Document
 from kfboot.kube import delete
 from kfboot.kube.discovery import ResourceCatalog
+from kfboot.kube.poll import missing_ok
 from kfboot.reporting import Reporter
 from kfboot.steps import storage
 from kfboot.steps.kubeflow import RELEASE_LABEL
@@ -38,17 +40,32 @@ class DownResult:
     def ok(self) -> bool:
         return not self.leftovers
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "kubeflow": {
-                "deleted": len(self.kubeflow.deleted),
-                "finalizersCleared": self.kubeflow.finalizers_cleared,
-            },
-            "storage": self.storage.to_dict() if self.storage else None,
-            "storageKept": self.storage_kept,
-            "leftovers": self.leftovers,
-        }
+    def doc(self) -> DownDoc:
+        kubeflow = KubeflowRemoved(
+            deleted=len(self.kubeflow.deleted), finalizers_cleared=self.kubeflow.finalizers_cleared
+        )
+        return DownDoc(
+            ok=self.ok,
+            kubeflow=kubeflow,
+            storage=self.storage.doc() if self.storage else None,
+            storage_kept=self.storage_kept,
+            leftovers=self.leftovers,
+        )
+
+
+class KubeflowRemoved(Document):
+    deleted: int = Field(description="how many Kubeflow objects were deleted")
+    finalizers_cleared: list[str] = Field(alias="finalizersCleared")
+
+
+class DownDoc(Document):
+    """`kfboot down -o json`: what was removed; ``storage`` only with --destroy-data."""
+
+    ok: bool = Field(description="nothing kfboot installed was left behind")
+    kubeflow: KubeflowRemoved
+    storage: storage.UninstallDoc | None
+    storage_kept: bool = Field(alias="storageKept")
+    leftovers: list[str]
 
 
 async def kubeflow_down(client: AsyncClient, reporter: Reporter, deadline: float) -> delete.DeleteReport:
@@ -92,11 +109,7 @@ async def down(client: AsyncClient, reporter: Reporter, *, destroy_data: bool, t
     if destroy_data and not result.leftovers:
         # nothing of kfboot's is left: its own namespace (state, probe) goes as well
         target = delete.Target(Namespace, state.NAMESPACE, None, "Namespace")
-        try:
+        with missing_ok():
             report = await delete.delete_wave(client, [target], deadline, reporter, what="kfboot-system")
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-        else:
             result.leftovers += report.leftovers
     return result

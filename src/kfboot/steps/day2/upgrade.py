@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from lightkube import AsyncClient, operators
+from pydantic import Field
 
 from kfboot.config import KubeflowConfig, parse_duration
+from kfboot.documents import Document
 from kfboot.errors import BadInputError
 from kfboot.kube import delete, dryrun
 from kfboot.kube.discovery import ResourceCatalog
@@ -37,16 +38,28 @@ class UpgradePlan:
     recreate: list[str] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "from": self.installed,
-            "to": self.to,
-            "add": len(self.add),
-            "change": len(self.change),
-            "unchanged": self.unchanged,
-            "recreate": self.recreate,
-            "remove": self.remove,
-        }
+    def doc(self) -> UpgradePlanDoc:
+        return UpgradePlanDoc(
+            from_=self.installed,
+            to=self.to,
+            add=len(self.add),
+            change=len(self.change),
+            unchanged=self.unchanged,
+            recreate=self.recreate,
+            remove=self.remove,
+        )
+
+
+class UpgradePlanDoc(Document):
+    """The upgrade in numbers; what is re-created or removed by name."""
+
+    from_: list[str] = Field(alias="from", description="the releases found on the cluster")
+    to: str
+    add: int
+    change: int
+    unchanged: int
+    recreate: list[str] = Field(description="objects deleted first: a field that cannot change in place")
+    remove: list[str] = Field(description="objects the new release no longer has (pruned after the install)")
 
 
 @dataclass
@@ -60,14 +73,24 @@ class UpgradeResult:
     def ok(self) -> bool:
         return self.install is not None and self.install.ok and not self.pruned.leftovers
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "plan": self.plan.to_dict(),
-            "install": self.install.to_dict() if self.install else None,
-            "pruned": len(self.pruned.deleted),
-            "leftovers": self.pruned.leftovers + self.recreated.leftovers,
-        }
+    def doc(self) -> UpgradeDoc:
+        return UpgradeDoc(
+            ok=self.ok,
+            plan=self.plan.doc(),
+            install=self.install.doc() if self.install else None,
+            pruned=len(self.pruned.deleted),
+            leftovers=self.pruned.leftovers + self.recreated.leftovers,
+        )
+
+
+class UpgradeDoc(Document):
+    """`kfboot kubeflow upgrade -o json`: the plan and, unless --dry-run, the install and the prune."""
+
+    ok: bool
+    plan: UpgradePlanDoc
+    install: kf.InstallDoc | None = Field(description="null with --dry-run")
+    pruned: int
+    leftovers: list[str]
 
 
 def _label(kind: str, group: str, namespace: str | None, name: str) -> str:

@@ -9,7 +9,7 @@ MySQL / metadata servers, Docker Hub's pull rate limit, and amd64 images on arm6
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from lightkube import AsyncClient
@@ -21,9 +21,13 @@ from lightkube.resources.admissionregistration_v1 import (
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Event, PersistentVolumeClaim, Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
+from pydantic import Field
 
+from kfboot.config import Environment
+from kfboot.documents import Document
 from kfboot.kube import objects as o
 from kfboot.kube.readiness import default_classes
+from kfboot.steps import preflight as pf
 from kfboot.steps.images.pullerrors import PULL_SIGNATURES
 from kfboot.steps.storage.names import NO_DEFAULT_CLASS_HINT
 
@@ -34,9 +38,6 @@ class Finding:
     object: str
     problem: str
     fix: str
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -280,5 +281,33 @@ async def diagnose(client: AsyncClient) -> list[Finding]:
     return findings
 
 
-def to_dicts(findings: list[Finding]) -> list[dict[str, Any]]:
-    return [f.to_dict() for f in findings]
+class DoctorDoc(Document):
+    """`kfboot doctor -o json`: preflight's checks and the failure signatures found."""
+
+    ok: bool = Field(description="no preflight check failed and no signature found (else exit 1)")
+    preflight: pf.PreflightReport
+    findings: list[Finding]
+
+
+@dataclass
+class DoctorReport:
+    preflight: pf.PreflightReport
+    findings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        return self.preflight.ok and not self.findings
+
+    @property
+    def problems(self) -> list[pf.Check]:
+        """The preflight checks that failed or warned."""
+        return [c for c in self.preflight.checks if c.status in (pf.FAIL, pf.WARN)]
+
+    def doc(self) -> DoctorDoc:
+        return DoctorDoc(ok=self.ok, preflight=self.preflight, findings=self.findings)
+
+
+async def run(cfg: Environment, kubeconfig: str | None, context: str | None, client: AsyncClient) -> DoctorReport:
+    """Preflight (with ``kubeconfig``/``context``), then every signature scan (with ``client``)."""
+    report = await pf.run(cfg, kubeconfig, context)
+    return DoctorReport(report, await diagnose(client))

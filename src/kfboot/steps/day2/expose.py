@@ -10,12 +10,11 @@ answers 443 with that certificate and redirects 80 to HTTPS), or through an Ingr
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Node, Secret, Service
@@ -24,6 +23,7 @@ from lightkube.resources.networking_v1 import Ingress
 from kfboot.errors import BadInputError, RuntimeFailure
 from kfboot.kube.delete import crd_exists
 from kfboot.kube.ownership import COMPONENT, owned
+from kfboot.kube.poll import get_or_none, missing_ok
 from kfboot.reporting import Reporter
 
 MODES = ("nodeport", "loadbalancer", "ingress")
@@ -45,14 +45,11 @@ Issuer = create_namespaced_resource("cert-manager.io", "v1", "Issuer", "issuers"
 
 @dataclass
 class ExposeResult:
-    mode: str
+    mode: str  # one of MODES (checked before anything is changed)
     host: str
     urls: list[str]
-    certificate: str  # cert-manager self-signed | provided
+    certificate: Literal["cert-manager self-signed", "provided"]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _pem(path: Path, marker: str, what: str) -> str:
@@ -86,14 +83,8 @@ async def _require(client: AsyncClient) -> None:
         (Service, SERVICE_NS, SERVICE, "Service"),
         (IstioGateway, GATEWAY_NS, GATEWAY, "Istio Gateway"),
     ):
-        try:
-            await client.get(res, name, namespace=ns)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-            raise RuntimeFailure(
-                f"Kubeflow's {what} {ns}/{name} does not exist", "install Kubeflow first (kfboot up)"
-            ) from exc
+        if await get_or_none(client, res, name, namespace=ns) is None:
+            raise RuntimeFailure(f"Kubeflow's {what} {ns}/{name} does not exist", "install Kubeflow first (kfboot up)")
 
 
 def _tls_from_args(mode: str, host: str | None, cert: Path | None, key: Path | None) -> tuple[str, str] | None:
@@ -117,11 +108,8 @@ async def _store_provided(
         stringData={"tls.crt": tls[0], "tls.key": tls[1]},
     )
     if await crd_exists(client, "certificates.cert-manager.io"):
-        try:  # an earlier self-signed Certificate would overwrite the given one
+        with missing_ok():  # an earlier self-signed Certificate would overwrite the given one
             await client.delete(Certificate, SECRET, namespace=SERVICE_NS)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
     await client.apply(secret, field_manager=FIELD_MANAGER, force=True)
     reporter.info(f"certificate stored in Secret {SERVICE_NS}/{SECRET}")
 
