@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import time
 
 import pytest
 
+from kfboot.sandbox.realnode import files, prereq
 from kfboot.sandbox.realnode import node as rn
-from kfboot.sandbox.realnode import prereq
 from tests.helpers.harness import Sandbox
 
 
 def require_real_node_prereqs() -> None:
-    bad, missing = prereq.problems(rn.kubelet_binary(), rn.image_binary("pause"))
+    bad, missing = prereq.problems(
+        rn.kubelet_binary(), rn.image_binary("pause"), files.kube_proxy_binary(), files.coredns_binary()
+    )
     if rn.image_binary("kfboot-httpd") is None:
         missing.append("kfboot-httpd not built: scripts/build-sandbox-binaries --only images")
     if not bad and not missing:
@@ -30,3 +35,23 @@ def real_node_logs(sb: Sandbox, lines: int = 30) -> str:
         tail = log.read_text(errors="replace").splitlines()[-lines:]
         out.append(f"--- {log.parent.name}/{log.name}\n" + "\n".join(tail))
     return "\n".join(out)
+
+
+def wait_service_programmed(sb: Sandbox, namespace: str, name: str, timeout: float = 60) -> list[str]:
+    """kube-proxy's DNAT rules for Service ``namespace/name`` in the real node's network namespace, once it
+    has written them (read with iptables-save inside the namespace, as an observer)."""
+    state = json.loads((sb.env.data / "sandbox" / "kfboot" / sb.name / rn.STATE_FILE).read_text())
+    holder = state["nodes"][0]["holder"]["pid"]
+    deadline = time.monotonic() + timeout
+    rules: list[str] = []
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["nsenter", f"--target={holder}", "--net", "--", "iptables-save", "-t", "nat"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        rules = [ln for ln in out.splitlines() if f'--comment "{namespace}/{name}' in ln and "-j DNAT" in ln]
+        if rules:
+            return rules
+        time.sleep(0.2)
+    raise AssertionError(f"kube-proxy wrote no DNAT rule for {namespace}/{name} within {timeout:.0f} s")

@@ -9,19 +9,17 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
   through a throw-away wrapper module that replaces every k8s.io/* staging module with its matching
   release, with version ldflags (so /version and ``kubectl version`` tell the truth);
 - ``etcd``: etcd from go.etcd.io/etcd/server/v3 (wrapper module: its go.mod has replace directives);
-- ``kwok``: kwok and kwokctl (go install);
-- ``kustomize``: kustomize v5 (go install); ``kustomize4``: v4, only used to prove kfboot rejects it;
+- ``kwok`` (kwok, kwokctl), ``kustomize`` (v5; ``kustomize4``: v4, only to prove kfboot rejects it),
+  ``oauth2-proxy`` (v7), ``coredns`` (kubeadm's release, for real nodes): go install;
 - ``dex``: Dex, the Kubeflow bundle's release (wrapper module: its go.mod has a replace directive);
-- ``oauth2-proxy``: oauth2-proxy v7 (go install);
-- ``kubelet``: kubelet for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
-- ``crictl``: crictl from sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
-- ``images``: the static binaries of the real nodes' images, pause and kfboot-httpd, from kfboot's own
+- ``kubelet``, ``kube-proxy``: for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
+- ``crictl``: sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
+- ``images``: the real nodes' image binaries (pause, kfboot-httpd), from kfboot's own
   single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only).
 
-Output: ``<cache>/bin/<component>/<version>/<binary>``. A component whose folder is complete is skipped.
-Each folder is built in a temporary sibling and renamed into place, so an interrupted build leaves nothing
-half-done. The go.mod/.info files the build reads come from Go's module cache when it has them, else from
-the first ``GOPROXY`` entry (``file://`` URLs work: a module cache's ``cache/download`` is a proxy).
+Output: ``<cache>/bin/<component>/<version>/<binary>``; a complete folder is skipped, each is built in a
+temporary sibling and renamed into place. go.mod/.info files come from Go's module cache, else from the first
+``GOPROXY`` entry (``file://`` works: a module cache's ``cache/download`` is a proxy).
 
 Only the standard library and :mod:`kfboot.errors`, :mod:`kfboot.paths`, :mod:`kfboot.sandbox.versions`
 are imported, so the script runs before kfboot's dependencies are installed.
@@ -40,6 +38,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -320,9 +319,13 @@ def build_kubelet(out: Path, work: Path, tick: Tick) -> None:
     build_kubernetes(out, work, tick, ("kubelet",))
 
 
+def build_coredns(out: Path, work: Path, tick: Tick) -> None:
+    go_install(out, [f"github.com/coredns/coredns@{V.COREDNS_VERSION}"], "-s -w", tick)  # as its Makefile
+
+
 def build_images(out: Path, work: Path, tick: Tick) -> None:
-    """The static binaries of the real nodes' images: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>)
-    and kfboot-httpd, from kfboot's own single-file Go programs (standard library only)."""
+    """The real nodes' image binaries: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>) and kfboot-httpd,
+    from kfboot's own single-file Go programs (standard library only)."""
     env = go_env()
     env["GO111MODULE"] = "off"
     env["GOFLAGS"] = "-trimpath"
@@ -354,6 +357,10 @@ COMPONENTS: dict[str, Component] = {
     "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
     "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
     "crictl": Component("crictl", V.CRICTL_VERSION, ("crictl",), build_crictl, 120),
+    "kube-proxy": Component(
+        "kube-proxy", V.KUBERNETES_VERSION, ("kube-proxy",), partial(build_kubernetes, binaries=("kube-proxy",)), 200
+    ),
+    "coredns": Component("coredns", V.COREDNS_VERSION, ("coredns",), build_coredns, 300),
 }
 
 

@@ -36,6 +36,12 @@ OAUTH2_PROXY_VERSION: Final = "v7.15.6"
 #: the sandbox's real-node tests put it on the SSH session's PATH (a node's cri-tools package would).
 CRICTL_VERSION: Final = "v1.37.0"
 
+#: CoreDNS, the release kubeadm v1.36.3 deploys (kubernetes/kubernetes v1.36.3 cmd/kubeadm/app/constants:
+#: CoreDNSVersion = "v1.14.2"; the Go module proxy serves it), run as the real nodes' cluster DNS.
+COREDNS_VERSION: Final = "v1.14.2"
+#: its image name in kubeadm's manifest (constants: CoreDNSImageName under registry.k8s.io)
+COREDNS_IMAGE: Final = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
+
 #: The pause image kubelet v1.36.3 expects (kubernetes/kubernetes v1.36.3 cmd/kubeadm/app/constants:
 #: PauseVersion); real nodes run a static Go pause (sandbox/realnode/gosrc/pause.go) tagged
 #: registry.k8s.io/pause:<this>.

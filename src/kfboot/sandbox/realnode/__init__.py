@@ -4,6 +4,7 @@
 - :mod:`.node` planning (addresses), configuration and start-up;
 - :mod:`.relay` the API server, reachable from inside a node's namespace;
 - :mod:`.images` OCI images from static binaries (pause, a test HTTP server);
+- :mod:`.dns` kube-proxy and CoreDNS: cluster DNS and Services inside the nodes' namespaces;
 - :mod:`.teardown` removal of exactly what was created.
 """
 
@@ -44,9 +45,9 @@ __all__ = [
 
 def check(state_dir: Path) -> None:
     """Every prerequisite of a real node, before anything is created."""
-    from kfboot.sandbox.realnode.node import check_paths
+    from kfboot.sandbox.realnode.files import check_paths, coredns_binary, kube_proxy_binary
 
-    prereq.check(kubelet_binary(), image_binary("pause"))
+    prereq.check(kubelet_binary(), image_binary("pause"), kube_proxy_binary(), coredns_binary())
     check_paths(state_dir)
 
 

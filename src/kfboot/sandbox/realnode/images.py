@@ -35,9 +35,11 @@ class ImageSpec:
     env: list[str] = field(default_factory=lambda: ["PATH=/"])
     user: str = "65532:65532"
     exposed_ports: list[int] = field(default_factory=list)
+    #: path in the image → its ``security.capability`` xattr (what ``setcap`` writes), as a PAX record
+    file_caps: dict[str, bytes] = field(default_factory=dict)
 
 
-def _tar_layer(files: dict[str, Path]) -> bytes:
+def _tar_layer(files: dict[str, Path], file_caps: dict[str, bytes] | None = None) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         dirs: set[str] = set()
@@ -54,6 +56,10 @@ def _tar_layer(files: dict[str, Path]) -> bytes:
             data = src.read_bytes()
             info = tarfile.TarInfo("/".join(parts))
             info.size, info.mode, info.mtime = len(data), 0o755, 0
+            cap = (file_caps or {}).get(dest)
+            if cap is not None:  # containerd's unpacker sets SCHILY.xattr.* records as xattrs
+                assert all(b < 0x80 for b in cap), "PAX records are UTF-8: only 7-bit capability data here"
+                info.pax_headers = {"SCHILY.xattr.security.capability": cap.decode("ascii")}
             tar.addfile(info, io.BytesIO(data))
         # /tmp, writable: Go programs and os.TempDir() expect it
         info = tarfile.TarInfo("tmp")
@@ -68,7 +74,7 @@ def _blob(data: bytes) -> tuple[str, bytes]:
 
 def build(spec: ImageSpec, dest: Path) -> str:
     """Write ``spec`` as an OCI image-layout tarball at ``dest``; returns the manifest digest."""
-    layer_tar = _tar_layer(spec.files)
+    layer_tar = _tar_layer(spec.files, spec.file_caps)
     diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
     layer_digest, layer = _blob(gzip.compress(layer_tar, mtime=0))
     config_obj: dict[str, object] = {
@@ -134,6 +140,7 @@ def cached(spec: ImageSpec) -> Path:
     key = hashlib.sha256(
         json.dumps(
             [spec.ref, spec.entrypoint, spec.cmd, spec.env, spec.user, spec.exposed_ports]
+            + [(k, v.hex()) for k, v in sorted(spec.file_caps.items())]
             + [(k, str(v), v.stat().st_size, v.stat().st_mtime_ns) for k, v in sorted(spec.files.items())]
         ).encode()
     ).hexdigest()[:16]
