@@ -14,7 +14,7 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
 - ``dex``: Dex, the Kubeflow bundle's release (wrapper module: its go.mod has a replace directive);
 - ``kubelet``, ``kube-proxy``: for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
 - ``crictl``: sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
-- ``images``: the real nodes' image binaries (pause, kfboot-httpd), from kfboot's own
+- ``images``: the real nodes' image binaries (pause, kfboot-httpd, kfboot-gateway), from kfboot's own
   single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only).
 
 Output: ``<cache>/bin/<component>/<version>/<binary>``; a complete folder is skipped, each is built in a
@@ -324,13 +324,13 @@ def build_coredns(out: Path, work: Path, tick: Tick) -> None:
 
 
 def build_images(out: Path, work: Path, tick: Tick) -> None:
-    """The real nodes' image binaries: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>) and kfboot-httpd,
-    from kfboot's own single-file Go programs (standard library only)."""
+    """The real nodes' image binaries: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>), kfboot-httpd and
+    kfboot-gateway, from kfboot's own single-file Go programs (standard library only)."""
     env = go_env()
     env["GO111MODULE"] = "off"
     env["GOFLAGS"] = "-trimpath"
     gosrc = Path(__file__).resolve().parent / "realnode" / "gosrc"  # package data; no import (stdlib only)
-    for prog, binary in (("pause.go", "pause"), ("httpd.go", "kfboot-httpd")):
+    for prog, binary in (("pause.go", "pause"), ("httpd.go", "kfboot-httpd"), ("gateway.go", "kfboot-gateway")):
         src = work / prog
         src.write_text((gosrc / prog).read_text())
         run(["go", "build", "-ldflags", "-s -w", "-o", str(out / binary), str(src)], cwd=work, env=env, tick=tick)
@@ -355,7 +355,7 @@ COMPONENTS: dict[str, Component] = {
     "dex": Component("dex", V.DEX_VERSION, ("dex",), build_dex, 200),
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
     "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
-    "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
+    "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd", "kfboot-gateway"), build_images, 20),
     "crictl": Component("crictl", V.CRICTL_VERSION, ("crictl",), build_crictl, 120),
     "kube-proxy": Component(
         "kube-proxy", V.KUBERNETES_VERSION, ("kube-proxy",), partial(build_kubernetes, binaries=("kube-proxy",)), 200

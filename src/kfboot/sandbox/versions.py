@@ -46,7 +46,13 @@ COREDNS_IMAGE: Final = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
 #: PauseVersion); real nodes run a static Go pause (sandbox/realnode/gosrc/pause.go) tagged
 #: registry.k8s.io/pause:<this>.
 PAUSE_VERSION: Final = "3.10.2"
-#: Cache folder version of the image binaries scripts/build-sandbox-binaries builds (pause, kfboot-httpd).
-IMAGES_VERSION: Final = "2"
+#: Cache folder version of the image binaries scripts/build-sandbox-binaries builds (pause, kfboot-httpd,
+#: kfboot-gateway).
+IMAGES_VERSION: Final = "3"
 #: kfboot's tiny HTTP test server (sandbox/realnode/gosrc/httpd.go), imported into real nodes under this name.
 HTTPD_IMAGE: Final = "kfboot.local/httpd:2"
+#: kfboot's stand-in for Kubeflow's Istio ingress gateway on real nodes (sandbox/realnode/gosrc/gateway.go)
+GATEWAY_IMAGE: Final = "kfboot.local/gateway:3"
+#: oauth2-proxy's image as real nodes carry it, made from the sandbox's build and tagged with its true
+#: version (the bundle names v7.14.3; the real-node login test points the Deployment at this one)
+OAUTH2_PROXY_IMAGE: Final = f"quay.io/oauth2-proxy/oauth2-proxy:{OAUTH2_PROXY_VERSION}"

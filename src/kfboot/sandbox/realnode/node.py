@@ -167,6 +167,13 @@ def _images() -> list[images.ImageSpec]:
                 exposed_ports=[5556],
             )
         )
+    gateway = image_binary("kfboot-gateway")
+    if gateway is not None:  # the Istio gateway's stand-in for the login chain (gosrc/gateway.go)
+        files = {"kfboot-gateway": gateway}
+        out.append(images.ImageSpec(versions.GATEWAY_IMAGE, files, ["/kfboot-gateway"], exposed_ports=[8080, 15021]))
+    oauth2 = find_binary("oauth2-proxy", versions.OAUTH2_PROXY_VERSION, "oauth2-proxy")
+    if oauth2 is not None:  # as upstream's image: /bin/oauth2-proxy on distroless nonroot (user 65532)
+        out.append(images.ImageSpec(versions.OAUTH2_PROXY_IMAGE, {"bin/oauth2-proxy": oauth2}, ["/bin/oauth2-proxy"]))
     coredns = coredns_binary()
     assert coredns is not None  # a prerequisite (realnode.check)
     out.append(dns.coredns_image(coredns))
