@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import files, prereq
 from kfboot.sandbox.realnode import node as rn
 from tests.helpers.harness import Sandbox
@@ -55,3 +56,21 @@ def wait_service_programmed(sb: Sandbox, namespace: str, name: str, timeout: flo
             return rules
         time.sleep(0.2)
     raise AssertionError(f"kube-proxy wrote no DNAT rule for {namespace}/{name} within {timeout:.0f} s")
+
+
+def httpd_pod(name: str, labels: dict[str, str]) -> dict[str, object]:
+    """A kfboot-httpd Pod on the real node (its toleration and selector), Ready when it serves :8080."""
+    container = {
+        "name": "web",
+        "image": versions.HTTPD_IMAGE,
+        "imagePullPolicy": "Never",
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
+    }
+    spec = {
+        "nodeSelector": {rn.LABEL: "true"},
+        "tolerations": [{"key": rn.LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        "terminationGracePeriodSeconds": 1,
+        "containers": [container],
+    }
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}

@@ -13,9 +13,8 @@ import pytest
 
 from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import dns
-from kfboot.sandbox.realnode import node as rn
 from tests.helpers.harness import Sandbox
-from tests.helpers.realnode import real_node_logs, wait_service_programmed
+from tests.helpers.realnode import httpd_pod, real_node_logs, wait_service_programmed
 
 pytestmark = pytest.mark.sandbox
 
@@ -23,25 +22,7 @@ pytestmark = pytest.mark.sandbox
 def objects(name: str) -> list[dict[str, object]]:
     labels = {"app": name}
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "nodeSelector": {rn.LABEL: "true"},
-                "tolerations": [{"key": rn.LABEL, "operator": "Exists", "effect": "NoSchedule"}],
-                "terminationGracePeriodSeconds": 1,
-                "containers": [
-                    {
-                        "name": "web",
-                        "image": versions.HTTPD_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "ports": [{"containerPort": 8080}],
-                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
-                    }
-                ],
-            },
-        },
+        httpd_pod(name, labels),
         {
             "apiVersion": "v1",
             "kind": "Service",
