@@ -79,7 +79,10 @@ def connect_check(sb: Sandbox, password: str | None, user: str = "user@example.c
 
 
 def logs(sb: Sandbox, namespace: str, name: str) -> str:
-    return sb.kubectl("-n", namespace, "logs", f"deployment/{name}", "--all-containers", "--tail=-1").stdout
+    """The logs of every pod of Deployment ``name`` (oauth2-proxy runs two replicas)."""
+    labels = sb.kubectl_json("-n", namespace, "get", "deployment", name)["spec"]["selector"]["matchLabels"]
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    return sb.kubectl("-n", namespace, "logs", "-l", selector, "--all-containers", "--tail=-1").stdout
 
 
 def test_connect_check_logs_in_through_the_real_chain(chain: Sandbox) -> None:
