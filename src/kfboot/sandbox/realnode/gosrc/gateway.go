@@ -9,8 +9,11 @@
 //     ext_authz with the mesh's extensionProviders entry (ConfigMap istio-system/istio, envoyExtAuthzHttp:
 //     the check goes to oauth2-proxy with the request's method and path and its authorization and cookie
 //     headers; allowed → the response's authorization and x-auth-request-* headers go upstream; denied →
-//     the check's status and body go back with content-type and set-cookie, plus Location, which Envoy
-//     always adds to allowed_client_headers, envoy ext_authz.proto AuthorizationResponse);
+//     the check's status and body go back with content-type and set-cookie, plus Location and
+//     WWW-Authenticate: that Envoy adds those to allowed_client_headers (ext_authz.proto,
+//     AuthorizationResponse) is recalled from its documentation, not checked here — a guess);
+//   - the order ext_authz, then the JWT check below is the one the login needs (oauth2-proxy's
+//     Authorization header is what the JWT check reads); Istio's actual filter order is not checked here;
 //   - RequestAuthentication istio-system/dex-jwt: a Bearer token must be an RS256 JWT of issuer
 //     http://dex.auth.svc.cluster.local:5556/dex, checked against the issuer's JWKS (OIDC discovery), its
 //     email and groups claims put in kubeflow-userid / kubeflow-groups; AuthorizationPolicy
