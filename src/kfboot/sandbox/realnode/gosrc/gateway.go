@@ -10,8 +10,9 @@
 //     the check goes to oauth2-proxy with the request's method and path and its authorization and cookie
 //     headers; allowed → the response's authorization and x-auth-request-* headers go upstream; denied →
 //     the check's status and body go back with content-type and set-cookie, plus Location and
-//     WWW-Authenticate: that Envoy adds those to allowed_client_headers (ext_authz.proto,
-//     AuthorizationResponse) is recalled from its documentation, not checked here — a guess);
+//     WWW-Authenticate, which Envoy adds to any allowed_client_headers list (envoyproxy/envoy
+//     api/envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto, AuthorizationResponse:
+//     "Path, Status, Content-Length, WWWAuthenticate and Location are automatically added");
 //   - the order ext_authz, then the JWT check below is the one the login needs (oauth2-proxy's
 //     Authorization header is what the JWT check reads); Istio's actual filter order is not checked here;
 //   - RequestAuthentication istio-system/dex-jwt: a Bearer token must be an RS256 JWT of issuer
