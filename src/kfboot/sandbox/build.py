@@ -9,17 +9,18 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
   through a throw-away wrapper module that replaces every k8s.io/* staging module with its matching
   release, with version ldflags (so /version and ``kubectl version`` tell the truth);
 - ``etcd``: etcd from go.etcd.io/etcd/server/v3 (wrapper module: its go.mod has replace directives);
-- ``kwok`` (kwok, kwokctl), ``kustomize`` (v5; ``kustomize4``: v4, only to prove kfboot rejects it) and
-  ``oauth2-proxy`` (v7): go install; ``dex``: the Kubeflow bundle's (wrapper module: a replace directive);
-- ``kubelet``: kubelet for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
-- ``crictl``: crictl from sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
-- ``images``: the real nodes' image binaries, pause and kfboot-httpd (``realnode/gosrc/``, stdlib only);
+- ``kwok`` (kwok, kwokctl), ``kustomize`` (v5; ``kustomize4``: v4, only to prove kfboot rejects it),
+  ``oauth2-proxy`` (v7), ``coredns`` (kubeadm's release, for real nodes): go install;
+- ``dex``: Dex, the Kubeflow bundle's release (wrapper module: its go.mod has a replace directive);
+- ``kubelet``, ``kube-proxy``: for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
+- ``crictl``: sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
+- ``images``: the real nodes' image binaries (pause, kfboot-httpd, kfboot-gateway), from kfboot's own
+  single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only);
 - ``ceph``, ``rook``: their Ceph root file system (:mod:`.build_ceph`), Rook and its files (:mod:`.build_rook`).
 
-Output: ``<cache>/bin/<component>/<version>/<binary>``. A component whose folder is complete is skipped.
-Each folder is built in a temporary sibling and renamed into place, so an interrupted build leaves nothing
-half-done. The go.mod/.info files the build reads come from Go's module cache when it has them, else from
-the first ``GOPROXY`` entry (``file://`` URLs work: a module cache's ``cache/download`` is a proxy).
+Output: ``<cache>/bin/<component>/<version>/<binary>``; a complete folder is skipped, each is built in a
+temporary sibling and renamed into place. go.mod/.info files come from Go's module cache, else from the first
+``GOPROXY`` entry (``file://`` works: a module cache's ``cache/download`` is a proxy).
 
 Only the standard library and :mod:`kfboot.errors`, :mod:`kfboot.paths`, :mod:`kfboot.sandbox.versions`
 are imported, so the script runs before kfboot's dependencies are installed.
@@ -36,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -205,14 +207,18 @@ def build_kubelet(out: Path, work: Path, tick: Tick) -> None:
     build_kubernetes(out, work, tick, ("kubelet",))
 
 
+def build_coredns(out: Path, work: Path, tick: Tick) -> None:
+    go_install(out, [f"github.com/coredns/coredns@{V.COREDNS_VERSION}"], "-s -w", tick)  # as its Makefile
+
+
 def build_images(out: Path, work: Path, tick: Tick) -> None:
-    """The static binaries of the real nodes' images: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>)
-    and kfboot-httpd, from kfboot's own single-file Go programs (standard library only)."""
+    """The real nodes' image binaries: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>), kfboot-httpd and
+    kfboot-gateway, from kfboot's own single-file Go programs (standard library only)."""
     env = go_env()
     env["GO111MODULE"] = "off"
     env["GOFLAGS"] = "-trimpath"
     gosrc = Path(__file__).resolve().parent / "realnode" / "gosrc"  # package data; no import (stdlib only)
-    for prog, binary in (("pause.go", "pause"), ("httpd.go", "kfboot-httpd")):
+    for prog, binary in (("pause.go", "pause"), ("httpd.go", "kfboot-httpd"), ("gateway.go", "kfboot-gateway")):
         src = work / prog
         src.write_text((gosrc / prog).read_text())
         run(["go", "build", "-ldflags", "-s -w", "-o", str(out / binary), str(src)], cwd=work, env=env, tick=tick)
@@ -243,8 +249,12 @@ COMPONENTS: dict[str, Component] = {
     "dex": Component("dex", V.DEX_VERSION, ("dex",), build_dex, 200),
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
     "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
-    "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
+    "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd", "kfboot-gateway"), build_images, 20),
     "crictl": Component("crictl", V.CRICTL_VERSION, ("crictl",), build_crictl, 120),
+    "kube-proxy": Component(
+        "kube-proxy", V.KUBERNETES_VERSION, ("kube-proxy",), partial(build_kubernetes, binaries=("kube-proxy",)), 200
+    ),
+    "coredns": Component("coredns", V.COREDNS_VERSION, ("coredns",), build_coredns, 300),
     "ceph": Component("ceph", V.CEPH_VERSION, ("rootfs.tar",), build_ceph, 160),
     "rook": Component("rook", V.ROOK_VERSION, ("rook",), build_rook, 480),
 }

@@ -4,6 +4,7 @@
 - :mod:`.node` planning (addresses), configuration and start-up;
 - :mod:`.relay` the API server, reachable from inside a node's namespace;
 - :mod:`.images` OCI images from static binaries (pause, a test HTTP server);
+- :mod:`.dns` kube-proxy and CoreDNS: cluster DNS and Services inside the nodes' namespaces;
 - :mod:`.ceph`, :mod:`.disk` the Ceph and Rook images and a raw loop disk (``--real-ceph``);
 - :mod:`.teardown` removal of exactly what was created.
 """
@@ -47,9 +48,9 @@ __all__ = [
 def check(state_dir: Path, real_ceph: bool = False) -> None:
     """Every prerequisite of a real node, before anything is created."""
     from kfboot.sandbox.realnode import ceph
-    from kfboot.sandbox.realnode.node import check_paths
+    from kfboot.sandbox.realnode.files import check_paths, coredns_binary, kube_proxy_binary
 
-    prereq.check(kubelet_binary(), image_binary("pause"))
+    prereq.check(kubelet_binary(), image_binary("pause"), kube_proxy_binary(), coredns_binary())
     check_paths(state_dir)
     if real_ceph and ceph.missing():
         raise RuntimeFailure(

@@ -16,7 +16,8 @@ Per node (index ``k``, addresses in ``10.233.k.0/24``, chosen so no host address
 - the kubernetes Service IP (``SERVICE_IP``) on the node's loopback, served by a **relay** (a kfboot
   process whose listening socket lives in the namespace) to the API server on the host's 127.0.0.1; the
   cert carries that IP (kwokctl ``kubeApiserverCertSANs``). kubelet and pods use it;
-- **containerd** and **kubelet** started with ``nsenter`` into those namespaces; kubelet's cgroups under
+- **containerd**, **kubelet** and **kube-proxy** started with ``nsenter`` into those namespaces (kube-proxy and
+  CoreDNS: :mod:`.dns`); kubelet's cgroups under
   ``/kfboot-<sandbox>-<i>`` in every hierarchy (its ``cgroupRoot``), which kfboot creates and removes.
 
 Everything created is recorded in ``realnodes.json`` as soon as it exists, and :mod:`.teardown` removes
@@ -46,7 +47,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
 from kfboot.sandbox import versions
-from kfboot.sandbox.realnode import ceph, disk, host, images
+from kfboot.sandbox.realnode import ceph, disk, dns, host, images
 from kfboot.sandbox.realnode.addressing import (
     LABEL,
     SERVICE_CIDR,
@@ -65,8 +66,10 @@ from kfboot.sandbox.realnode.files import (
     check_paths,
     cni_config,
     containerd_config,
+    coredns_binary,
     find_binary,
     image_binary,
+    kube_proxy_binary,
     kubelet_binary,
     kubelet_config,
     kubelet_kubeconfig,
@@ -164,6 +167,16 @@ def _images() -> list[images.ImageSpec]:
                 exposed_ports=[5556],
             )
         )
+    gateway = image_binary("kfboot-gateway")
+    if gateway is not None:  # the Istio gateway's stand-in for the login chain (gosrc/gateway.go)
+        files = {"kfboot-gateway": gateway}
+        out.append(images.ImageSpec(versions.GATEWAY_IMAGE, files, ["/kfboot-gateway"], exposed_ports=[8080, 15021]))
+    oauth2 = find_binary("oauth2-proxy", versions.OAUTH2_PROXY_VERSION, "oauth2-proxy")
+    if oauth2 is not None:  # as upstream's image: /bin/oauth2-proxy on distroless nonroot (user 65532)
+        out.append(images.ImageSpec(versions.OAUTH2_PROXY_IMAGE, {"bin/oauth2-proxy": oauth2}, ["/bin/oauth2-proxy"]))
+    coredns = coredns_binary()
+    assert coredns is not None  # a prerequisite (realnode.check)
+    out.append(dns.coredns_image(coredns))
     return out
 
 
@@ -172,32 +185,37 @@ def _import(holder: int, tar: Path) -> None:
     host.in_ns(holder, *ctr, "images", "import", str(tar))
 
 
-def _stream_import(holder: int, spec: images.ImageSpec, layers: list[images.Layer], log: Path) -> None:
-    ctr = ["nsenter", f"--target={holder}", "--net", "--mount", "--", "ctr"]
-    ctr += ["--address", "/run/containerd/containerd.sock", "-n", "k8s.io", "images", "import", "-"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(ctr, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
-        assert proc.stdin is not None
-        try:
-            images.write(spec, proc.stdin, layers)
-        except BrokenPipeError:
-            pass  # ctr stopped reading: its exit code and log say why
-        finally:
-            proc.stdin.close()
-        code = proc.wait(timeout=600)
-    if code != 0:
-        raise RuntimeFailure(f"importing {spec.ref} into the real node failed (ctr exit {code})", f"see {log}")
-
-
 def _real_ceph(st: RealNodesState, ns: NodeState, state_dir: Path) -> None:
     """The Ceph and Rook images, and a raw disk (loop device) for an OSD."""
     assert ns.holder is not None
     for spec, layers in ceph.specs():
-        _stream_import(ns.holder.pid, spec, layers, Path(ns.dir) / "images.log")
+        ceph.stream_import(ns.holder.pid, spec, layers, Path(ns.dir) / "images.log")
     ns.disk = disk.create(Path(ns.dir) / "disk")
     st.save(state_dir)
     disk.attach(ns.disk)
     st.save(state_dir)
+
+
+def _start_kube_proxy(ns: NodeState, d: Path) -> None:
+    """kube-proxy (iptables mode) in the node's namespaces: its chains live and die with the namespace."""
+    (d / "etc" / "kube-proxy.yaml").write_text(
+        json.dumps(dns.kube_proxy_config(ns.plan, d / "etc" / "kubelet.kubeconfig"), indent=2)
+    )
+    kube_proxy = kube_proxy_binary()
+    assert kube_proxy is not None and ns.holder is not None
+    ns.procs["kube-proxy"] = _spawn(
+        [
+            "nsenter",
+            f"--target={ns.holder.pid}",
+            "--net",
+            "--mount",
+            "--",
+            str(kube_proxy),
+            f"--config={d / 'etc' / 'kube-proxy.yaml'}",
+            "--v=1",
+        ],
+        d / "kube-proxy.log",
+    )
 
 
 async def _start_one(
@@ -339,6 +357,9 @@ async def _start_one(
         d / "kubelet.log",
     )
     st.save(state_dir)
+    # 7. kube-proxy: Services (ClusterIPs) inside the namespace
+    _start_kube_proxy(ns, d)
+    st.save(state_dir)
 
 
 async def _check_service_ip(kubeconfig: Path) -> None:
@@ -346,6 +367,7 @@ async def _check_service_ip(kubeconfig: Path) -> None:
     try:
         svc = await client.get(Service, "kubernetes", namespace="default")
         ip = svc.spec.clusterIP if svc.spec else None
+        await dns.keep_kubernetes_service_on_the_relay(client)  # before any kube-proxy starts
     finally:
         await client.close()
     if ip != SERVICE_IP:
@@ -411,4 +433,11 @@ async def start(
     with reporter.progress(f"waiting for {len(plans)} real node(s) to be Ready") as task:
         await wait_ready(kubeconfig, st.nodes, timeout)
         task.update(f"{len(plans)} real node(s) Ready ({', '.join(ns.plan.node_ip for ns in st.nodes)})")
+    with reporter.progress("starting CoreDNS on the real nodes (cluster DNS)") as task:
+        client = async_client(kubeconfig, timeout=10)
+        try:
+            await dns.start_coredns(client, timeout)
+        finally:
+            await client.close()
+        task.update(f"CoreDNS Ready: kube-system/kube-dns at {dns.DNS_IP} answers {dns.CLUSTER_DOMAIN}")
     return st.nodes
