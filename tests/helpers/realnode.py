@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import time
 
 import pytest
 
+from kfboot.sandbox import versions
+from kfboot.sandbox.realnode import files, prereq
 from kfboot.sandbox.realnode import node as rn
-from kfboot.sandbox.realnode import prereq
 from tests.helpers.harness import Sandbox
 
 
 def require_real_node_prereqs() -> None:
-    bad, missing = prereq.problems(rn.kubelet_binary(), rn.image_binary("pause"))
+    bad, missing = prereq.problems(
+        rn.kubelet_binary(), rn.image_binary("pause"), files.kube_proxy_binary(), files.coredns_binary()
+    )
     if rn.image_binary("kfboot-httpd") is None:
         missing.append("kfboot-httpd not built: scripts/build-sandbox-binaries --only images")
     if not bad and not missing:
@@ -30,3 +36,41 @@ def real_node_logs(sb: Sandbox, lines: int = 30) -> str:
         tail = log.read_text(errors="replace").splitlines()[-lines:]
         out.append(f"--- {log.parent.name}/{log.name}\n" + "\n".join(tail))
     return "\n".join(out)
+
+
+def wait_service_programmed(sb: Sandbox, namespace: str, name: str, timeout: float = 60) -> list[str]:
+    """kube-proxy's DNAT rules for Service ``namespace/name`` in the real node's network namespace, once it
+    has written them (read with iptables-save inside the namespace, as an observer)."""
+    state = json.loads((sb.env.data / "sandbox" / "kfboot" / sb.name / rn.STATE_FILE).read_text())
+    holder = state["nodes"][0]["holder"]["pid"]
+    deadline = time.monotonic() + timeout
+    rules: list[str] = []
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["nsenter", f"--target={holder}", "--net", "--", "iptables-save", "-t", "nat"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        rules = [ln for ln in out.splitlines() if f'--comment "{namespace}/{name}' in ln and "-j DNAT" in ln]
+        if rules:
+            return rules
+        time.sleep(0.2)
+    raise AssertionError(f"kube-proxy wrote no DNAT rule for {namespace}/{name} within {timeout:.0f} s")
+
+
+def httpd_pod(name: str, labels: dict[str, str]) -> dict[str, object]:
+    """A kfboot-httpd Pod on the real node (its toleration and selector), Ready when it serves :8080."""
+    container = {
+        "name": "web",
+        "image": versions.HTTPD_IMAGE,
+        "imagePullPolicy": "Never",
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
+    }
+    spec = {
+        "nodeSelector": {rn.LABEL: "true"},
+        "tolerations": [{"key": rn.LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        "terminationGracePeriodSeconds": 1,
+        "containers": [container],
+    }
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}

@@ -14,6 +14,7 @@ USED_ELSEWHERE = [
     "handle_endtag",
     "log_message",  # http.server.BaseHTTPRequestHandler calls it
     "mtime",  # tarfile.TarInfo's, set for reproducible image layers
+    "pax_headers",  # tarfile.TarInfo's: a file capability in an image layer
     "host_link",  # a real node's status field, printed by `kfboot sandbox status`
     "rota",
     "schema",

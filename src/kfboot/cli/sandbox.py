@@ -58,6 +58,13 @@ def up(
             "simulated ones",
         ),
     ] = 0,
+    real_ceph: Annotated[
+        bool,
+        typer.Option(
+            "--real-ceph",
+            help="give each real node the Ceph and Rook images (Rook v1.20.6's tags) and a raw 10 GiB loop disk",
+        ),
+    ] = False,
     bin_dir: Annotated[
         Path | None, typer.Option("--bin-dir", help="directory with the binaries (or $KFBOOT_SANDBOX_BIN_DIR)")
     ] = None,
@@ -77,6 +84,7 @@ def up(
         login=login,
         timeout=timeout,
         real_nodes=real_nodes,
+        real_ceph=real_ceph,
     )
     result = run(st, lambda: cluster.up(spec, st.reporter(), bin_dir=bin_dir))
     if st.json:

@@ -9,19 +9,18 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
   through a throw-away wrapper module that replaces every k8s.io/* staging module with its matching
   release, with version ldflags (so /version and ``kubectl version`` tell the truth);
 - ``etcd``: etcd from go.etcd.io/etcd/server/v3 (wrapper module: its go.mod has replace directives);
-- ``kwok``: kwok and kwokctl (go install);
-- ``kustomize``: kustomize v5 (go install); ``kustomize4``: v4, only used to prove kfboot rejects it;
+- ``kwok`` (kwok, kwokctl), ``kustomize`` (v5; ``kustomize4``: v4, only to prove kfboot rejects it),
+  ``oauth2-proxy`` (v7), ``coredns`` (kubeadm's release, for real nodes): go install;
 - ``dex``: Dex, the Kubeflow bundle's release (wrapper module: its go.mod has a replace directive);
-- ``oauth2-proxy``: oauth2-proxy v7 (go install);
-- ``kubelet``: kubelet for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
-- ``crictl``: crictl from sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
-- ``images``: the static binaries of the real nodes' images, pause and kfboot-httpd, from kfboot's own
-  single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only).
+- ``kubelet``, ``kube-proxy``: for the sandbox's real nodes, through the same wrapper module as ``kubernetes``;
+- ``crictl``: sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
+- ``images``: the real nodes' image binaries (pause, kfboot-httpd, kfboot-gateway), from kfboot's own
+  single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only);
+- ``ceph``, ``rook``: their Ceph root file system (:mod:`.build_ceph`), Rook and its files (:mod:`.build_rook`).
 
-Output: ``<cache>/bin/<component>/<version>/<binary>``. A component whose folder is complete is skipped.
-Each folder is built in a temporary sibling and renamed into place, so an interrupted build leaves nothing
-half-done. The go.mod/.info files the build reads come from Go's module cache when it has them, else from
-the first ``GOPROXY`` entry (``file://`` URLs work: a module cache's ``cache/download`` is a proxy).
+Output: ``<cache>/bin/<component>/<version>/<binary>``; a complete folder is skipped, each is built in a
+temporary sibling and renamed into place. go.mod/.info files come from Go's module cache, else from the first
+``GOPROXY`` entry (``file://`` works: a module cache's ``cache/download`` is a proxy).
 
 Only the standard library and :mod:`kfboot.errors`, :mod:`kfboot.paths`, :mod:`kfboot.sandbox.versions`
 are imported, so the script runs before kfboot's dependencies are installed.
@@ -34,163 +33,51 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kfboot import paths
-from kfboot.errors import RuntimeFailure
 from kfboot.sandbox import versions as V
+from kfboot.sandbox.build_ceph import build_ceph
+
+# the Go toolchain helpers, re-exported: build_ceph, build_rook and binaries use them as build.*
+from kfboot.sandbox.gotool import (
+    MIN_GO as MIN_GO,
+)
+from kfboot.sandbox.gotool import (
+    BuildError as BuildError,
+)
+from kfboot.sandbox.gotool import (
+    Tick as Tick,
+)
+from kfboot.sandbox.gotool import (
+    go_env as go_env,
+)
+from kfboot.sandbox.gotool import (
+    go_version as go_version,
+)
+from kfboot.sandbox.gotool import (
+    module_file as module_file,
+)
+from kfboot.sandbox.gotool import (
+    proxy_url as proxy_url,
+)
+from kfboot.sandbox.gotool import (
+    run as run,
+)
+from kfboot.sandbox.gotool import (
+    write_wrapper as write_wrapper,
+)
 
 if TYPE_CHECKING:
     from kfboot.reporting import Reporter, Task
 
 MARKER = ".kfboot-built"
-MIN_GO = (1, 26)
-
-
-class BuildError(RuntimeFailure):
-    """A build could not run or failed (Go missing or too old, the module proxy unreachable, go failed)."""
-
-    def __init__(self, reason: str, remedy: str | None = None) -> None:
-        super().__init__(reason, remedy or "see `scripts/build-sandbox-binaries --help`; README: Quick start")
-
-
-def go_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["GOTOOLCHAIN"] = "local"
-    env["CGO_ENABLED"] = "0"
-    env["GOFLAGS"] = "-mod=mod -trimpath"
-    env.setdefault("GOPROXY", "https://proxy.golang.org,direct")
-    return env
-
-
-_UNREACHABLE = (
-    "dial tcp",
-    "no such host",
-    "connection refused",
-    "i/o timeout",
-    "proxyconnect",
-    "network is unreachable",
-)
-
-
-def _failure(cmd: list[str], code: int, output: str) -> BuildError:
-    tail = [ln for ln in output.strip().splitlines() if ln.strip()]
-    detail = tail[-1] if tail else f"exit code {code}"
-    if any(s in output for s in _UNREACHABLE):
-        return BuildError(
-            f"the Go module proxy is unreachable (GOPROXY={go_env()['GOPROXY']}): {detail}",
-            "set GOPROXY to a module proxy this machine can reach, or put the binaries in KFBOOT_SANDBOX_BIN_DIR",
-        )
-    return BuildError(f"`{' '.join(cmd[:3])} …` failed: {detail}")
-
-
-def run(
-    cmd: list[str],
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-    tick: Callable[[], None] | None = None,
-) -> str:
-    """Run a go command; ``tick`` is called about once a second while it runs (progress)."""
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env or go_env(), stdout=subprocess.PIPE, stderr=err, text=True)
-        out_parts: list[str] = []
-        assert proc.stdout is not None
-        if tick is None:
-            out_parts.append(proc.stdout.read())
-            proc.wait()
-        else:
-            # stdout of the go commands used here is small (json of one module); read it after exit
-            while proc.poll() is None:
-                tick()
-                try:
-                    proc.wait(1)
-                except subprocess.TimeoutExpired:
-                    continue
-            out_parts.append(proc.stdout.read())
-        proc.stdout.close()
-        err.seek(0)
-        stderr = err.read()
-    if proc.returncode != 0:
-        raise _failure(cmd, proc.returncode, stderr or "".join(out_parts))
-    return "".join(out_parts)
-
-
-def go_version() -> str:
-    """The local Go's version (``go1.26.8``); raises when there is none or it is too old."""
-    if shutil.which("go") is None:
-        raise BuildError(
-            "Go is not installed (no `go` on PATH)",
-            f"install Go ≥ {MIN_GO[0]}.{MIN_GO[1]} to build the sandbox binaries, "
-            "or put them in KFBOOT_SANDBOX_BIN_DIR",
-        )
-    out = run(["go", "env", "GOVERSION"]).strip()
-    m = re.match(r"go(\d+)\.(\d+)", out)
-    if not m or (int(m[1]), int(m[2])) < MIN_GO:
-        raise BuildError(
-            f"Go {out} is too old; Kubernetes {V.KUBERNETES_VERSION} needs Go ≥ {MIN_GO[0]}.{MIN_GO[1]}",
-            "install a newer Go (GOTOOLCHAIN=local: kfboot never downloads a toolchain)",
-        )
-    return out
-
-
-def _escape(module: str) -> str:
-    return re.sub(r"[A-Z]", lambda c: "!" + c.group(0).lower(), module)
-
-
-def proxy_url(module: str, version: str, suffix: str) -> str:
-    base = go_env()["GOPROXY"].split(",")[0].split("|")[0]
-    return f"{base.rstrip('/')}/{_escape(module)}/@v/{version}.{suffix}"
-
-
-def _module_cache() -> Path | None:
-    with tempfile.TemporaryDirectory() as tmp:  # outside any module: `go env` must not read a go.mod
-        try:
-            out = subprocess.run(
-                ["go", "env", "GOMODCACHE"], cwd=tmp, env=go_env(), capture_output=True, text=True, timeout=30
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-    return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
-
-
-def module_file(module: str, version: str, suffix: str) -> str:
-    """``<module>/@v/<version>.<suffix>`` from Go's module cache if it has it, else from the proxy."""
-    cache = _module_cache()
-    if cache is not None:
-        local = cache / "cache" / "download" / _escape(module) / "@v" / f"{version}.{suffix}"
-        if local.is_file():
-            return local.read_text()
-    url = proxy_url(module, version, suffix)
-    if url.startswith("off/") or url.startswith("direct/"):
-        raise BuildError(f"no module proxy to read {module}@{version}.{suffix} from (GOPROXY={go_env()['GOPROXY']})")
-    try:
-        # file:// is meant: a module cache's cache/download folder is a module proxy
-        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310
-            return str(resp.read().decode())
-    except OSError as exc:
-        raise BuildError(
-            f"the Go module proxy is unreachable ({url}): {exc}",
-            "set GOPROXY to a module proxy this machine can reach, or put the binaries in KFBOOT_SANDBOX_BIN_DIR",
-        ) from exc
-
-
-def write_wrapper(tmp: Path, requires: dict[str, str], replaces: dict[str, str]) -> None:
-    lines = ["module kfboot.local/sandbox-build", "", "go 1.26.0", "", "require ("]
-    lines += [f"\t{m} {v}" for m, v in requires.items()]
-    lines += [")", ""]
-    if replaces:
-        lines += ["replace ("] + [f"\t{m} => {m} {v}" for m, v in replaces.items()] + [")"]
-    (tmp / "go.mod").write_text("\n".join(lines) + "\n")
-
-
-Tick = Callable[[], None]
 
 
 def build_kubernetes(out: Path, work: Path, tick: Tick, binaries: tuple[str, ...] = V.KUBERNETES_BINARIES) -> None:
@@ -320,17 +207,27 @@ def build_kubelet(out: Path, work: Path, tick: Tick) -> None:
     build_kubernetes(out, work, tick, ("kubelet",))
 
 
+def build_coredns(out: Path, work: Path, tick: Tick) -> None:
+    go_install(out, [f"github.com/coredns/coredns@{V.COREDNS_VERSION}"], "-s -w", tick)  # as its Makefile
+
+
 def build_images(out: Path, work: Path, tick: Tick) -> None:
-    """The static binaries of the real nodes' images: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>)
-    and kfboot-httpd, from kfboot's own single-file Go programs (standard library only)."""
+    """The real nodes' image binaries: pause (tagged registry.k8s.io/pause:<PAUSE_VERSION>), kfboot-httpd and
+    kfboot-gateway, from kfboot's own single-file Go programs (standard library only)."""
     env = go_env()
     env["GO111MODULE"] = "off"
     env["GOFLAGS"] = "-trimpath"
     gosrc = Path(__file__).resolve().parent / "realnode" / "gosrc"  # package data; no import (stdlib only)
-    for prog, binary in (("pause.go", "pause"), ("httpd.go", "kfboot-httpd")):
+    for prog, binary in (("pause.go", "pause"), ("httpd.go", "kfboot-httpd"), ("gateway.go", "kfboot-gateway")):
         src = work / prog
         src.write_text((gosrc / prog).read_text())
         run(["go", "build", "-ldflags", "-s -w", "-o", str(out / binary), str(src)], cwd=work, env=env, tick=tick)
+
+
+def build_rook(out: Path, work: Path, tick: Tick) -> None:
+    from kfboot.sandbox.build_rook import build_rook as build_binary  # it imports this module
+
+    build_binary(out, work, tick)
 
 
 @dataclass(frozen=True)
@@ -352,8 +249,14 @@ COMPONENTS: dict[str, Component] = {
     "dex": Component("dex", V.DEX_VERSION, ("dex",), build_dex, 200),
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
     "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
-    "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd"), build_images, 20),
+    "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd", "kfboot-gateway"), build_images, 20),
     "crictl": Component("crictl", V.CRICTL_VERSION, ("crictl",), build_crictl, 120),
+    "kube-proxy": Component(
+        "kube-proxy", V.KUBERNETES_VERSION, ("kube-proxy",), partial(build_kubernetes, binaries=("kube-proxy",)), 200
+    ),
+    "coredns": Component("coredns", V.COREDNS_VERSION, ("coredns",), build_coredns, 300),
+    "ceph": Component("ceph", V.CEPH_VERSION, ("rootfs.tar",), build_ceph, 160),
+    "rook": Component("rook", V.ROOK_VERSION, ("rook",), build_rook, 480),
 }
 
 
@@ -375,7 +278,12 @@ def folder_of(name: str, cache: Path | None = None) -> Path:
 
 
 def is_complete(folder: Path, binaries: tuple[str, ...]) -> bool:
-    return (folder / MARKER).is_file() and all(os.access(folder / b, os.X_OK) for b in binaries)
+    return (folder / MARKER).is_file() and all(usable(folder / b) for b in binaries)
+
+
+def usable(path: Path) -> bool:
+    """An executable binary, or a readable data file (a name with a suffix: the Ceph root file system)."""
+    return os.access(path, os.R_OK if path.suffix else os.X_OK)
 
 
 def estimate(names: Iterable[str]) -> int:
@@ -416,7 +324,7 @@ def build_one(name: str, reporter: Reporter, cache: Path | None = None, force: b
 
         out = Path(tmp_out)
         comp.builder(out, Path(work), tick)
-        missing = [b for b in comp.binaries if not os.access(out / b, os.X_OK)]
+        missing = [b for b in comp.binaries if not usable(out / b)]
         if missing:
             raise BuildError(f"{name} {comp.version}: the build produced no {', '.join(missing)}")
         took = time.monotonic() - start
@@ -436,7 +344,8 @@ def build(names: Iterable[str], reporter: Reporter, cache: Path | None = None, f
     gover = go_version()
     if todo:
         reporter.info(
-            f"building {', '.join(todo)} with {gover} from the Go module proxy ({go_env()['GOPROXY']}) into "
+            f"building {', '.join(todo)} with {gover} from the Go module proxy ({go_env()['GOPROXY']})"
+            f"{' (ceph: mmdebstrap of Debian sid)' if 'ceph' in todo else ''} into "
             f"{cache or default_cache_dir()}: up to about {minutes(estimate(todo))} with cold Go caches on this "
             f"machine's {os.cpu_count()} cores, minutes when Go's build cache is warm; once, then cached"
         )

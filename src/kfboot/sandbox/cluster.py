@@ -202,7 +202,7 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
             f"port {spec.port} on 127.0.0.1 is already in use", "pick a free --port, or omit --port to get one"
         )
     if spec.real_nodes:
-        realnode.check(own_dir(spec.name))
+        realnode.check(own_dir(spec.name), spec.real_ceph)
     b = bins.resolve(spec.kubernetes_version, bin_dir=bin_dir, reporter=reporter, login=spec.login)
     with_login = spec.login and all(x in b.paths for x in bins.LOGIN_BINARIES)
     if spec.login and not with_login:
@@ -262,7 +262,8 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         if spec.real_nodes:
             plans = realnode.plan(spec.name, spec.real_nodes)
             pki, kc = workdir(spec.name) / "pki", kubeconfig_path(spec.name)
-            real = [n.plan.name for n in await realnode.start(plans, mine, pki, kc, port, reporter, spec.timeout)]
+            started = await realnode.start(plans, mine, pki, kc, port, reporter, spec.timeout, spec.real_ceph)
+            real = [n.plan.name for n in started]
     except BaseException as exc:
         # leave nothing half-started: stop what was started, keep the logs of the failed start
         kept = await _keep_failed_start(spec, b["kwokctl"], exc)

@@ -35,7 +35,8 @@ MON_SECRET = "rook-ceph-mon"  # noqa: S105 (a name) — mon.go AppName, the Secr
 MON_ENDPOINTS = "rook-ceph-mon-endpoints"  # mon.go EndpointConfigMapName
 #: ceph/ceph-csi-operator v1.0.4 internal/controller/clientprofile_controller.go: cleanupFinalizer
 CSI_CLEANUP_FINALIZER = "csi.ceph.com/cleanup"
-#: rook v1.20.6 pkg/operator/ceph/cluster/cleanup.go
+#: rook v1.20.6 pkg/operator/ceph/cluster/cleanup.go. These names repeat steps/storage/cleanup.py's on
+#: purpose: the simulation states upstream's rule from upstream's code and never reads what kfboot expects.
 CLEANUP_APP = "rook-ceph-cleanup"
 CLEANUP_RETRY = 5.0  # clusterCleanUpPolicyRetryInterval, seconds
 #: rook v1.20.6 cleanup.go getCephHosts: the apps whose pods mark a host as a Ceph host

@@ -35,6 +35,7 @@ class SandboxSpec:
     login: bool = True  # run Kubeflow's login (Dex + oauth2-proxy) as a sandbox component, see .login
     timeout: float = 120.0  # seconds for each wait of start-up (API server, nodes, operator)
     real_nodes: int = 0  # containerd + kubelet nodes beside the simulated ones (kfboot.sandbox.realnode)
+    real_ceph: bool = False  # real nodes get the Ceph and Rook images and a raw loop disk each
 
     def validate(self) -> None:
         if not NAME_RE.match(self.name):
@@ -51,6 +52,8 @@ class SandboxSpec:
             raise BadInputError(f"--timeout {self.timeout:g} is out of range", "use 1 to 3600 seconds")
         if not 0 <= self.real_nodes <= 4:
             raise BadInputError(f"--real-nodes {self.real_nodes} is out of range", "use 0 to 4 (2 cores go far)")
+        if self.real_ceph and not self.real_nodes:
+            raise BadInputError("--real-ceph needs a real node for Ceph to run on", "add --real-nodes 1")
         if not 1 <= self.node_pods <= 10000:
             raise BadInputError(f"--node-pods {self.node_pods} is out of range", "use 1 to 10000")
         if self.port is not None and not 1 <= self.port <= 65535:
@@ -74,6 +77,8 @@ class RealNodeInfo:
     host_link: str
     #: component → its state (pid or "not running")
     processes: dict[str, str]
+    #: the raw disk of a node started with --real-ceph (a loop device)
+    disk: str | None = None
 
 
 @dataclass

@@ -36,11 +36,34 @@ OAUTH2_PROXY_VERSION: Final = "v7.15.6"
 #: the sandbox's real-node tests put it on the SSH session's PATH (a node's cri-tools package would).
 CRICTL_VERSION: Final = "v1.37.0"
 
+#: CoreDNS, the release kubeadm v1.36.3 deploys (kubernetes/kubernetes v1.36.3 cmd/kubeadm/app/constants:
+#: CoreDNSVersion = "v1.14.2"; the Go module proxy serves it), run as the real nodes' cluster DNS.
+COREDNS_VERSION: Final = "v1.14.2"
+#: its image name in kubeadm's manifest (constants: CoreDNSImageName under registry.k8s.io)
+COREDNS_IMAGE: Final = f"registry.k8s.io/coredns/coredns:{COREDNS_VERSION}"
+
 #: The pause image kubelet v1.36.3 expects (kubernetes/kubernetes v1.36.3 cmd/kubeadm/app/constants:
 #: PauseVersion); real nodes run a static Go pause (sandbox/realnode/gosrc/pause.go) tagged
 #: registry.k8s.io/pause:<this>.
 PAUSE_VERSION: Final = "3.10.2"
-#: Cache folder version of the image binaries scripts/build-sandbox-binaries builds (pause, kfboot-httpd).
-IMAGES_VERSION: Final = "2"
+#: Cache folder version of the image binaries scripts/build-sandbox-binaries builds (pause, kfboot-httpd,
+#: kfboot-gateway).
+IMAGES_VERSION: Final = "3"
 #: kfboot's tiny HTTP test server (sandbox/realnode/gosrc/httpd.go), imported into real nodes under this name.
 HTTPD_IMAGE: Final = "kfboot.local/httpd:2"
+#: kfboot's stand-in for Kubeflow's Istio ingress gateway on real nodes (sandbox/realnode/gosrc/gateway.go)
+GATEWAY_IMAGE: Final = "kfboot.local/gateway:3"
+#: oauth2-proxy's image as real nodes carry it, made from the sandbox's build and tagged with its true
+#: version (the bundle names v7.14.3; the real-node login test points the Deployment at this one)
+OAUTH2_PROXY_IMAGE: Final = f"quay.io/oauth2-proxy/oauth2-proxy:{OAUTH2_PROXY_VERSION}"
+
+#: Ceph as Rook v1.20.6 pins it (rook/rook v1.20.6 deploy/examples/cluster.yaml `quay.io/ceph/ceph:v20.2.4`);
+#: real nodes run it built from Debian sid's packages of exactly this upstream version (sandbox/build_ceph.py).
+CEPH_VERSION: Final = "20.2.4"
+CEPH_IMAGE: Final = "quay.io/ceph/ceph:v20.2.4"
+#: Rook: the release kfboot installs (steps/storage/releases.py) and its operator image
+#: (rook/rook v1.20.6 deploy/examples/operator.yaml), built from the Go module proxy (sandbox/build_rook.py).
+ROOK_VERSION: Final = "v1.20.6"
+ROOK_IMAGE: Final = "docker.io/rook/ceph:v1.20.6"
+#: The commit of tag v1.20.6, as the Go module proxy's github.com/rook/rook/@v/v1.20.6.info names it.
+ROOK_COMMIT: Final = "4e1b7a626891a215949ab42a6957a0ef1e1a25e6"

@@ -8,7 +8,6 @@ through kfboot's port-forward)."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import subprocess
 import sys
 from typing import Any
@@ -16,7 +15,6 @@ from urllib.parse import urljoin
 
 import httpx2 as httpx
 import pytest
-import yaml
 
 from kfboot.kube.apply import ApplyOptions, apply_manifests
 from kfboot.kube.client import async_client
@@ -24,45 +22,17 @@ from kfboot.kube.manifest import manifests_of
 from kfboot.kube.portforward import PortForwarder
 from kfboot.reporting import NullReporter
 from kfboot.sandbox import versions
-from kfboot.sandbox.realnode import node as rn
 from kfboot.steps.access import login_form
-from tests.helpers import harness
 from tests.helpers.access import wait_rollout
 from tests.helpers.harness import Sandbox
 from tests.helpers.realnode import real_node_logs
+from tests.helpers.realnode_login import dex_objects
 
 pytestmark = pytest.mark.sandbox
 
 DEFAULT = "12341234"  # the 26.03 bundle's hash in Secret dex-passwords
 NEW = "real-Dex-pw-5e1b77"
 CLIENT = "kubeflow-oidc-authservice"  # the bundle's Secret dex-oidc-client
-
-
-def dex_objects() -> list[dict[str, Any]]:
-    """The bundle's Dex: namespace auth (but Istio's routes and the NetworkPolicies: no Istio, no policy
-    engine on the real node), its CRDs and ClusterRole(Binding); Dex's Deployment
-    with a node selector and toleration added for the real node (its spec is otherwise the bundle's)."""
-    bundle = harness.testdata() / "kubeflow" / "kubeflow-26.03-example.yaml.gz"
-    with gzip.open(bundle, "rt") as f:
-        docs = [d for d in yaml.load_all(f, Loader=yaml.CSafeLoader) if d]
-    out = [
-        d
-        for d in docs
-        if (
-            d["metadata"].get("namespace") == "auth"
-            and d["kind"] != "NetworkPolicy"
-            and "istio.io/" not in d["apiVersion"]
-        )
-        or (d["kind"] == "Namespace" and d["metadata"]["name"] == "auth")
-        or (d["kind"] == "CustomResourceDefinition" and d["spec"]["group"] == "dex.coreos.com")
-        or (d["kind"] in ("ClusterRole", "ClusterRoleBinding") and d["metadata"]["name"] == "dex")
-    ]
-    (dep,) = [d for d in out if d["kind"] == "Deployment"]
-    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == versions.DEX_IMAGE
-    pod = dep["spec"]["template"]["spec"]
-    pod["nodeSelector"] = {rn.LABEL: "true"}
-    pod["tolerations"] = [{"key": rn.LABEL, "operator": "Exists", "effect": "NoSchedule"}]
-    return out
 
 
 async def dex_accepts(client: Any, password: str) -> bool:

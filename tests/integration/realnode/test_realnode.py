@@ -4,6 +4,7 @@ containernetworking-plugins, iptables, and `scripts/build-sandbox-binaries` (kub
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import node as rn
 from kfboot.sandbox.realnode import prereq
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
-from tests.helpers.realnode import real_node_logs, require_real_node_prereqs
+from tests.helpers.realnode import real_node_logs, require_real_node_prereqs, wait_service_programmed
 
 pytestmark = pytest.mark.sandbox
 
@@ -60,7 +61,17 @@ def host_state() -> dict[str, Any]:
     }
 
 
-NODE_PROGRAMS = ("containerd", "containerd-shim", "containerd-shim-runc-v2", "kubelet", "runc", "pause", "kfboot-httpd")
+NODE_PROGRAMS = (
+    "containerd",
+    "containerd-shim",
+    "containerd-shim-runc-v2",
+    "kubelet",
+    "kube-proxy",
+    "runc",
+    "pause",
+    "coredns",
+    "kfboot-httpd",
+)
 
 
 def node_processes() -> dict[int, str]:
@@ -140,7 +151,7 @@ def test_status_shows_the_real_node(real_sandbox: Sandbox) -> None:
     st = json.loads(proc.stdout)
     assert [r["name"] for r in st["real_nodes"]] == [f"{real_sandbox.name}-real-0"]
     procs = st["real_nodes"][0]["processes"]
-    assert set(procs) == {"namespaces", "relay", "containerd", "kubelet"}
+    assert set(procs) == {"namespaces", "relay", "containerd", "kubelet", "kube-proxy"}
     assert all(v.startswith("running (pid ") for v in procs.values()), procs
 
 
@@ -162,6 +173,31 @@ def test_pods_do_not_schedule_on_the_real_node_without_toleration(real_sandbox: 
     assert {p["spec"]["nodeName"] for p in pods} == {f"{real_sandbox.name}-node-0"}
 
 
+def outside_service() -> dict[str, Any]:
+    """Service `outside` (no selector) with an EndpointSlice naming the outside address."""
+    host, port = OUTSIDE.split(":")
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "outside"}, "spec": {"ports": [{"port": 80}]}},
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {"name": "outside-1", "labels": {"kubernetes.io/service-name": "outside"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+                "ports": [{"port": int(port), "protocol": "TCP"}],
+            },
+        ],
+    }
+
+
+def jump(rule: str) -> str | None:
+    words = rule.split()
+    return words[words.index("-j") + 1] if "-j" in words else None
+
+
 def test_nothing_leaves_the_namespace(real_sandbox: Sandbox) -> None:
     run_pod(real_sandbox, "dialer")
     # from inside a real pod: an outside address is unreachable at once (no route), not a timeout
@@ -174,20 +210,43 @@ def test_nothing_leaves_the_namespace(real_sandbox: Sandbox) -> None:
         "get", "--raw", f"/api/v1/namespaces/default/pods/dialer:8080/proxy/dial?addr={rn.SERVICE_IP}:443"
     ).stdout
     assert answer == "connected\n", answer
-    # the node's namespace: no default route, no NAT of any kind
-    holder = real_state(real_sandbox)["nodes"][0]["holder"]["pid"]
+    # a Service whose endpoint is outside: kube-proxy rewrites the ClusterIP to it, and the packet has nowhere
+    # to go (no route): refused at once
+    real_sandbox.kubectl("apply", "-f", "-", input=json.dumps(outside_service()))
+    ip = real_sandbox.kubectl_json("get", "service", "outside")["spec"]["clusterIP"]
+    (rule,) = wait_service_programmed(real_sandbox, "default", "outside")
+    assert f"--to-destination {OUTSIDE}" in rule, rule
+    answer = real_sandbox.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/default/pods/dialer:8080/proxy/dial?addr={ip}:80"
+    ).stdout
+    assert answer.startswith("error:") and "timeout" not in answer, answer
+    # the node's namespace: no default route
+    node = real_state(real_sandbox)["nodes"][0]
+    holder = node["holder"]["pid"]
+    pods = ipaddress.ip_network(rn.NodePlan(**node["plan"]).pod_cidr)
     ns = ("nsenter", f"--target={holder}", "--net", "--")
     routes = sh(*ns, "ip", "-4", "route", "show", "table", "all") + sh(*ns, "ip", "-6", "route", "show", "table", "all")
     assert "default" not in routes, routes
     assert "0.0.0.0/0" not in routes
-    rules = sh(*ns, "iptables-save") + sh(*ns, "ip6tables-save")
+    # address translation: only kube-proxy's (Services); its one MASQUERADE takes only the packets it marked
+    # (KUBE-POSTROUTING returns every unmarked one first), and it cannot send them anywhere without a route
     for table in ("iptables-save", "ip6tables-save"):
-        nat = sh(*ns, table, "-t", "nat")
-        assert not [ln for ln in nat.splitlines() if ln.startswith("-A")], nat  # no NAT rule at all
-    targets = [
-        w for ln in rules.splitlines() if ln.startswith("-A") for w in ln.split()[ln.split().index("-j") + 1 :][:1]
-    ]
-    assert not {"MASQUERADE", "SNAT", "DNAT", "REDIRECT"} & set(targets), rules
+        rules = [ln for ln in sh(*ns, table).splitlines() if ln.startswith("-A")]
+        snat = [ln for ln in rules if jump(ln) in ("MASQUERADE", "SNAT", "REDIRECT", "NETMAP")]
+        assert all(ln.startswith("-A KUBE-POSTROUTING ") and jump(ln) == "MASQUERADE" for ln in snat), snat
+        post = [ln for ln in rules if ln.startswith("-A KUBE-POSTROUTING ")]
+        assert len(snat) == (1 if table == "iptables-save" else len(snat)), snat
+        if snat:
+            assert post[0] == "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN", post
+            assert [ln for ln in rules if ln.startswith("-A POSTROUTING ")] == [
+                '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'
+            ], rules
+        # DNAT only to this node's pods, or to addresses the namespace has no route to (kwok's simulated pods)
+        for ln in rules:
+            if jump(ln) == "DNAT":
+                dest = ln.split("--to-destination ")[1].split()[0].rsplit(":", 1)[0].strip("[]")
+                route = subprocess.run([*ns, "ip", "route", "get", dest], capture_output=True, text=True)
+                assert ipaddress.ip_address(dest) in pods or route.returncode != 0, (ln, route.stdout)
     assert sh(*ns, "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"  # routes between veth and pods only
     # and from the node itself (containerd, kubelet, image pulls) the outside is unreachable too
     dial = subprocess.run(

@@ -4,6 +4,8 @@
 - :mod:`.node` planning (addresses), configuration and start-up;
 - :mod:`.relay` the API server, reachable from inside a node's namespace;
 - :mod:`.images` OCI images from static binaries (pause, a test HTTP server);
+- :mod:`.dns` kube-proxy and CoreDNS: cluster DNS and Services inside the nodes' namespaces;
+- :mod:`.ceph`, :mod:`.disk` the Ceph and Rook images and a raw loop disk (``--real-ceph``);
 - :mod:`.teardown` removal of exactly what was created.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kfboot.errors import RuntimeFailure
 from kfboot.sandbox.realnode import prereq
 from kfboot.sandbox.realnode.node import (
     LABEL,
@@ -42,12 +45,18 @@ __all__ = [
 ]
 
 
-def check(state_dir: Path) -> None:
+def check(state_dir: Path, real_ceph: bool = False) -> None:
     """Every prerequisite of a real node, before anything is created."""
-    from kfboot.sandbox.realnode.node import check_paths
+    from kfboot.sandbox.realnode import ceph
+    from kfboot.sandbox.realnode.files import check_paths, coredns_binary, kube_proxy_binary
 
-    prereq.check(kubelet_binary(), image_binary("pause"))
+    prereq.check(kubelet_binary(), image_binary("pause"), kube_proxy_binary(), coredns_binary())
     check_paths(state_dir)
+    if real_ceph and ceph.missing():
+        raise RuntimeFailure(
+            f"--real-ceph needs the Ceph and Rook images, which need the build components {', '.join(ceph.missing())}",
+            ceph.REMEDY,
+        )
 
 
 def status(state_dir: Path) -> list[RealNodeInfo]:
@@ -62,6 +71,7 @@ def status(state_dir: Path) -> list[RealNodeInfo]:
                 node_ip=ns.plan.node_ip,
                 host_link=ns.plan.host_if,
                 processes={k: f"running (pid {p.pid})" if p.alive() else "not running" for k, p in procs.items()},
+                disk=ns.disk.device if ns.disk else None,
             )
         )
     return out

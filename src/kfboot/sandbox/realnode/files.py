@@ -11,6 +11,7 @@ from kfboot import paths
 from kfboot.errors import BadInputError
 from kfboot.sandbox import versions
 from kfboot.sandbox.realnode.addressing import SERVICE_CIDR, SERVICE_IP, TAINT, NodePlan
+from kfboot.sandbox.realnode.dns import CLUSTER_DOMAIN, DNS_IP
 
 PAUSE_IMAGE = f"registry.k8s.io/pause:{versions.PAUSE_VERSION}"
 HTTPD_IMAGE = versions.HTTPD_IMAGE
@@ -32,6 +33,14 @@ def find_binary(component: str, version: str, binary: str) -> Path | None:
 
 def kubelet_binary() -> Path | None:
     return find_binary("kubelet", versions.KUBERNETES_VERSION, "kubelet")
+
+
+def kube_proxy_binary() -> Path | None:
+    return find_binary("kube-proxy", versions.KUBERNETES_VERSION, "kube-proxy")
+
+
+def coredns_binary() -> Path | None:
+    return find_binary("coredns", versions.COREDNS_VERSION, "coredns")
 
 
 def image_binary(name: str) -> Path | None:
@@ -128,6 +137,9 @@ def kubelet_config(p: NodePlan, ca: Path, resolv: Path) -> dict[str, Any]:
         "authorization": {"mode": "AlwaysAllow"},
         "registerWithTaints": [TAINT],
         "resolvConf": str(resolv),
+        # CoreDNS's Service (realnode.dns): pods with dnsPolicy ClusterFirst ask it, for cluster.local only
+        "clusterDNS": [DNS_IP],
+        "clusterDomain": CLUSTER_DOMAIN,
         "failSwapOn": False,
         "maxPods": 30,
         "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%"},

@@ -16,7 +16,8 @@ Per node (index ``k``, addresses in ``10.233.k.0/24``, chosen so no host address
 - the kubernetes Service IP (``SERVICE_IP``) on the node's loopback, served by a **relay** (a kfboot
   process whose listening socket lives in the namespace) to the API server on the host's 127.0.0.1; the
   cert carries that IP (kwokctl ``kubeApiserverCertSANs``). kubelet and pods use it;
-- **containerd** and **kubelet** started with ``nsenter`` into those namespaces; kubelet's cgroups under
+- **containerd**, **kubelet** and **kube-proxy** started with ``nsenter`` into those namespaces (kube-proxy and
+  CoreDNS: :mod:`.dns`); kubelet's cgroups under
   ``/kfboot-<sandbox>-<i>`` in every hierarchy (its ``cgroupRoot``), which kfboot creates and removes.
 
 Everything created is recorded in ``realnodes.json`` as soon as it exists, and :mod:`.teardown` removes
@@ -46,7 +47,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
 from kfboot.sandbox import versions
-from kfboot.sandbox.realnode import host, images
+from kfboot.sandbox.realnode import ceph, disk, dns, host, images
 from kfboot.sandbox.realnode.addressing import (
     LABEL,
     SERVICE_CIDR,
@@ -65,8 +66,10 @@ from kfboot.sandbox.realnode.files import (
     check_paths,
     cni_config,
     containerd_config,
+    coredns_binary,
     find_binary,
     image_binary,
+    kube_proxy_binary,
     kubelet_binary,
     kubelet_config,
     kubelet_kubeconfig,
@@ -164,11 +167,65 @@ def _images() -> list[images.ImageSpec]:
                 exposed_ports=[5556],
             )
         )
+    gateway = image_binary("kfboot-gateway")
+    if gateway is not None:  # the Istio gateway's stand-in for the login chain (gosrc/gateway.go)
+        files = {"kfboot-gateway": gateway}
+        out.append(images.ImageSpec(versions.GATEWAY_IMAGE, files, ["/kfboot-gateway"], exposed_ports=[8080, 15021]))
+    oauth2 = find_binary("oauth2-proxy", versions.OAUTH2_PROXY_VERSION, "oauth2-proxy")
+    if oauth2 is not None:  # as upstream's image: /bin/oauth2-proxy on distroless nonroot (user 65532)
+        out.append(images.ImageSpec(versions.OAUTH2_PROXY_IMAGE, {"bin/oauth2-proxy": oauth2}, ["/bin/oauth2-proxy"]))
+    coredns = coredns_binary()
+    assert coredns is not None  # a prerequisite (realnode.check)
+    out.append(dns.coredns_image(coredns))
     return out
 
 
+def _import(holder: int, tar: Path) -> None:
+    ctr = ("ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io")
+    host.in_ns(holder, *ctr, "images", "import", str(tar))
+
+
+def _real_ceph(st: RealNodesState, ns: NodeState, state_dir: Path) -> None:
+    """The Ceph and Rook images, and a raw disk (loop device) for an OSD."""
+    assert ns.holder is not None
+    for spec, layers in ceph.specs():
+        ceph.stream_import(ns.holder.pid, spec, layers, Path(ns.dir) / "images.log")
+    ns.disk = disk.create(Path(ns.dir) / "disk")
+    st.save(state_dir)
+    disk.attach(ns.disk)
+    st.save(state_dir)
+
+
+def _start_kube_proxy(ns: NodeState, d: Path) -> None:
+    """kube-proxy (iptables mode) in the node's namespaces: its chains live and die with the namespace."""
+    (d / "etc" / "kube-proxy.yaml").write_text(
+        json.dumps(dns.kube_proxy_config(ns.plan, d / "etc" / "kubelet.kubeconfig"), indent=2)
+    )
+    kube_proxy = kube_proxy_binary()
+    assert kube_proxy is not None and ns.holder is not None
+    ns.procs["kube-proxy"] = _spawn(
+        [
+            "nsenter",
+            f"--target={ns.holder.pid}",
+            "--net",
+            "--mount",
+            "--",
+            str(kube_proxy),
+            f"--config={d / 'etc' / 'kube-proxy.yaml'}",
+            "--v=1",
+        ],
+        d / "kube-proxy.log",
+    )
+
+
 async def _start_one(
-    st: RealNodesState, ns: NodeState, state_dir: Path, pki: Path, port: int, reporter: Reporter, timeout: float
+    st: RealNodesState,
+    ns: NodeState,
+    state_dir: Path,
+    pki: Path,
+    port: int,
+    timeout: float,
+    real_ceph: bool = False,
 ) -> None:
     p = ns.plan
     d = Path(ns.dir)
@@ -265,10 +322,9 @@ async def _start_one(
         d / "containerd.log", "containerd successfully booted", ns.procs["containerd"], f"{p.name}: containerd", timeout
     )
     for spec in _images():
-        tar = images.cached(spec)
-        host.in_ns(
-            holder, "ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io", "images", "import", str(tar)
-        )
+        _import(holder, images.cached(spec))
+    if real_ceph:
+        _real_ceph(st, ns, state_dir)
     # 6. kubelet
     (d / "etc" / "resolv.conf").write_text("# no name servers: the real node reaches nothing outside\n")
     kcfg = kubelet_config(p, pki / "ca.crt", d / "etc" / "resolv.conf")
@@ -301,6 +357,9 @@ async def _start_one(
         d / "kubelet.log",
     )
     st.save(state_dir)
+    # 7. kube-proxy: Services (ClusterIPs) inside the namespace
+    _start_kube_proxy(ns, d)
+    st.save(state_dir)
 
 
 async def _check_service_ip(kubeconfig: Path) -> None:
@@ -308,6 +367,7 @@ async def _check_service_ip(kubeconfig: Path) -> None:
     try:
         svc = await client.get(Service, "kubernetes", namespace="default")
         ip = svc.spec.clusterIP if svc.spec else None
+        await dns.keep_kubernetes_service_on_the_relay(client)  # before any kube-proxy starts
     finally:
         await client.close()
     if ip != SERVICE_IP:
@@ -356,9 +416,11 @@ async def start(
     port: int,
     reporter: Reporter,
     timeout: float,
+    real_ceph: bool = False,
 ) -> list[NodeState]:
     """Start every planned node and wait until each is Ready. State is saved as things are created, so
-    :func:`kfboot.sandbox.realnode.teardown.stop` can remove a half-started node too."""
+    :func:`kfboot.sandbox.realnode.teardown.stop` can remove a half-started node too. ``real_ceph``: each node
+    also gets the Ceph and Rook images and a raw loop disk (:mod:`.ceph`, :mod:`.disk`)."""
     st = RealNodesState.load(state_dir) or RealNodesState()
     st.ip_forward = st.ip_forward or host.read_ip_forward()
     await _check_service_ip(kubeconfig)
@@ -366,9 +428,16 @@ async def start(
         ns = NodeState(plan=p, dir=str(state_dir / "realnodes" / p.name))
         st.nodes.append(ns)
         with reporter.progress(f"starting real node {p.name} (containerd + kubelet)") as task:
-            await _start_one(st, ns, state_dir, pki, port, reporter, timeout)
+            await _start_one(st, ns, state_dir, pki, port, timeout, real_ceph)
             task.update(f"real node {p.name}: containerd and kubelet started")
     with reporter.progress(f"waiting for {len(plans)} real node(s) to be Ready") as task:
         await wait_ready(kubeconfig, st.nodes, timeout)
         task.update(f"{len(plans)} real node(s) Ready ({', '.join(ns.plan.node_ip for ns in st.nodes)})")
+    with reporter.progress("starting CoreDNS on the real nodes (cluster DNS)") as task:
+        client = async_client(kubeconfig, timeout=10)
+        try:
+            await dns.start_coredns(client, timeout)
+        finally:
+            await client.close()
+        task.update(f"CoreDNS Ready: kube-system/kube-dns at {dns.DNS_IP} answers {dns.CLUSTER_DOMAIN}")
     return st.nodes

@@ -62,7 +62,9 @@ def cgroup_mounts(mountinfo: str | None = None) -> list[CgroupMount]:
     return out
 
 
-def problems(kubelet: Path | None, pause: Path | None) -> tuple[list[str], list[str]]:
+def problems(
+    kubelet: Path | None, pause: Path | None, kube_proxy: Path | None, coredns: Path | None
+) -> tuple[list[str], list[str]]:
     """(bad-input lines, runtime lines): each a missing prerequisite and how to get it."""
     bad: list[str] = []
     missing: list[str] = []
@@ -93,12 +95,16 @@ def problems(kubelet: Path | None, pause: Path | None) -> tuple[list[str], list[
         missing.append("kubelet not built: scripts/build-sandbox-binaries --only kubelet")
     if pause is None:
         missing.append("pause image binary not built: scripts/build-sandbox-binaries --only images")
+    if kube_proxy is None:
+        missing.append("kube-proxy not built: scripts/build-sandbox-binaries --only kube-proxy")
+    if coredns is None:
+        missing.append("CoreDNS not built: scripts/build-sandbox-binaries --only coredns")
     return bad, missing
 
 
-def check(kubelet: Path | None, pause: Path | None) -> None:
+def check(kubelet: Path | None, pause: Path | None, kube_proxy: Path | None, coredns: Path | None) -> None:
     """Raise one error listing every missing prerequisite (exit 2 for the wrong user/OS, else 3)."""
-    bad, missing = problems(kubelet, pause)
+    bad, missing = problems(kubelet, pause, kube_proxy, coredns)
     lines = bad + missing
     if not lines:
         return

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kfboot.sandbox.realnode import host
 from kfboot.sandbox.realnode.addressing import NodePlan
+from kfboot.sandbox.realnode.disk import Disk
 
 STATE_FILE = "realnodes.json"
 
@@ -32,6 +33,8 @@ class NodeState:
     link: bool = False
     cgroups: bool = False
     procs: dict[str, Proc] = field(default_factory=dict)
+    #: the raw disk (a loop device) of a node started for real Ceph
+    disk: Disk | None = None
 
 
 @dataclass
@@ -62,6 +65,7 @@ class RealNodesState:
                     link=bool(n.get("link")),
                     cgroups=bool(n.get("cgroups")),
                     procs={k: Proc(**v) for k, v in (n.get("procs") or {}).items()},
+                    disk=Disk(**n["disk"]) if n.get("disk") else None,
                 )
             )
         return cls(ip_forward=raw.get("ip_forward"), nodes=nodes)

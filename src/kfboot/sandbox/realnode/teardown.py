@@ -2,7 +2,8 @@
 
 Order: kubelet (so nothing restarts containers), then every process in the node's mount namespace
 (containerd, its shims, the holder) and in its cgroups (the containers), the relay; then the cgroups
-(deepest first, in every hierarchy); the veth (normally gone with the namespace); the host's
+(deepest first, in every hierarchy); the veth (normally gone with the namespace); a real-Ceph node's loop
+device and its file; the host's
 ``net.ipv4.ip_forward`` as it was. The namespaces go with their last process, and with them every mount,
 iptables chain (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, IPv4 and IPv6), bridge and pod
 network namespace that kubelet, containerd and CNI made inside.
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfboot.errors import RuntimeFailure
-from kfboot.sandbox.realnode import host
+from kfboot.sandbox.realnode import disk, host
 from kfboot.sandbox.realnode.node import STATE_FILE, NodeState, RealNodesState
 
 
@@ -67,6 +68,8 @@ def _stop_node(ns: NodeState, res: StopResult, timeout: float = 20) -> None:
             host.sh("ip", "link", "delete", ns.plan.host_if, check=False)
         if host.link_exists(ns.plan.host_if):
             res.left.append(f"link {ns.plan.host_if}")
+    if ns.disk is not None:  # after the processes: no OSD holds the loop device any more
+        res.left += disk.remove(ns.disk)
     res.nodes.append(ns.plan.name)
 
 
