@@ -101,6 +101,8 @@ def test_kwokctl_config_for_real_nodes(tmp_path: Path, monkeypatch: pytest.Monke
     spec = SandboxSpec(name="x", real_nodes=1)
     conf = next(load_all(kwokctl._kwokctl_config(spec, b, 6443, tmp_path / "op")))
     assert conf["options"]["kubeApiserverCertSANs"] == [node.SERVICE_IP]
+    names = [p["name"] for p in conf["componentsPatches"]]
+    assert len(names) == len(set(names)), names  # one patch per component: no flag given twice
     patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}
     assert patches["kube-apiserver"]["kubelet-preferred-address-types"] == "InternalIP"
     assert patches["kube-apiserver"]["enable-aggregator-routing"] == "true"

@@ -104,13 +104,7 @@ def components_patches(pki: Path) -> list[dict[str, Any]]:
                 }
             ),
         },
-        # one instance each: no leader election. Under load (2 cores, a real node importing images) the API
-        # server answered the lease renewal too late and kube-controller-manager exited ("leaderelection
-        # lost"): no Job, ReplicaSet or garbage collector ran after that
-        *(
-            {"name": c, "extraArgs": args({"leader-elect": "false"})}
-            for c in ("kube-controller-manager", "kube-scheduler")
-        ),
+        # (no leader election for kube-controller-manager and kube-scheduler: every sandbox, sandbox.kwokctl)
         {
             # kwok manages only kfboot's simulated nodes (annotated kwok.x-k8s.io/node=fake), never a real one
             "name": "kwok-controller",
