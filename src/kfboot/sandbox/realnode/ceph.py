@@ -30,7 +30,7 @@ from kfboot import paths
 from kfboot.errors import RuntimeFailure
 from kfboot.sandbox import versions
 from kfboot.sandbox.build_ceph import ROOTFS
-from kfboot.sandbox.realnode import images
+from kfboot.sandbox.realnode import host, images
 from kfboot.sandbox.realnode.files import find_binary
 
 CEPH_IMAGE = versions.CEPH_IMAGE
@@ -117,8 +117,7 @@ def specs() -> list[tuple[images.ImageSpec, list[images.Layer]]]:
 def stream_import(holder: int, spec: images.ImageSpec, layers: list[images.Layer], log: Path) -> None:
     """Stream ``spec`` over ``layers`` into the node's containerd (``ctr images import -``): a root file
     system of hundreds of MB is never written to disk as an image tarball first."""
-    ctr = ["nsenter", f"--target={holder}", "--net", "--mount", "--", "ctr"]
-    ctr += ["--address", "/run/containerd/containerd.sock", "-n", "k8s.io", "images", "import", "-"]
+    ctr = host.ns_cmd(holder, *host.CTR, "images", "import", "-")
     with log.open("ab") as out:
         proc = subprocess.Popen(ctr, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
         assert proc.stdin is not None

@@ -25,9 +25,18 @@ def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.Complet
     return proc
 
 
+#: ctr on the node's containerd (files.containerd_config's socket), in kubelet's namespace of images
+CTR = ("ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io")
+
+
+def ns_cmd(holder: int, *cmd: str) -> list[str]:
+    """``cmd`` entered into the network and mount namespaces of the node's holder process."""
+    return ["nsenter", f"--target={holder}", "--net", "--mount", "--", *cmd]
+
+
 def in_ns(holder: int, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in the network and mount namespaces of the node's holder process."""
-    return sh("nsenter", f"--target={holder}", "--net", "--mount", "--", *cmd, check=check)
+    return sh(*ns_cmd(holder, *cmd), check=check)
 
 
 def ns_inode(pid: int, kind: str) -> int | None:

@@ -180,11 +180,6 @@ def _images() -> list[images.ImageSpec]:
     return out
 
 
-def _import(holder: int, tar: Path) -> None:
-    ctr = ("ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io")
-    host.in_ns(holder, *ctr, "images", "import", str(tar))
-
-
 def _real_ceph(st: RealNodesState, ns: NodeState, state_dir: Path) -> None:
     """The Ceph and Rook images, and a raw disk (loop device) for an OSD."""
     assert ns.holder is not None
@@ -204,16 +199,12 @@ def _start_kube_proxy(ns: NodeState, d: Path) -> None:
     kube_proxy = kube_proxy_binary()
     assert kube_proxy is not None and ns.holder is not None
     ns.procs["kube-proxy"] = _spawn(
-        [
-            "nsenter",
-            f"--target={ns.holder.pid}",
-            "--net",
-            "--mount",
-            "--",
+        host.ns_cmd(
+            ns.holder.pid,
             str(kube_proxy),
             f"--config={d / 'etc' / 'kube-proxy.yaml'}",
             "--v=1",
-        ],
+        ),
         d / "kube-proxy.log",
     )
 
@@ -305,16 +296,12 @@ async def _start_one(
     (d / "etc" / "containerd.toml").write_text(containerd_config(cni_dir))
     containerd = host.sh("sh", "-c", "command -v containerd").stdout.strip()
     ns.procs["containerd"] = _spawn(
-        [
-            "nsenter",
-            f"--target={holder}",
-            "--net",
-            "--mount",
-            "--",
+        host.ns_cmd(
+            holder,
             containerd,
             "--config",
             str(d / "etc" / "containerd.toml"),
-        ],
+        ),
         d / "containerd.log",
     )
     st.save(state_dir)
@@ -322,7 +309,7 @@ async def _start_one(
         d / "containerd.log", "containerd successfully booted", ns.procs["containerd"], f"{p.name}: containerd", timeout
     )
     for spec in _images():
-        _import(holder, images.cached(spec))
+        host.in_ns(holder, *host.CTR, "images", "import", str(images.cached(spec)))
     if real_ceph:
         _real_ceph(st, ns, state_dir)
     # 6. kubelet
@@ -339,12 +326,8 @@ async def _start_one(
     kubelet = kubelet_binary()
     assert kubelet is not None
     ns.procs["kubelet"] = _spawn(
-        [
-            "nsenter",
-            f"--target={holder}",
-            "--net",
-            "--mount",
-            "--",
+        host.ns_cmd(
+            holder,
             str(kubelet),
             f"--config={d / 'etc' / 'kubelet.yaml'}",
             f"--kubeconfig={d / 'etc' / 'kubelet.kubeconfig'}",
@@ -353,7 +336,7 @@ async def _start_one(
             "--root-dir=/var/lib/kubelet",
             f"--node-labels={LABEL}=true",
             "--v=1",
-        ],
+        ),
         d / "kubelet.log",
     )
     st.save(state_dir)
