@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,8 @@ from lightkube.types import PatchType
 from kfboot.errors import RuntimeFailure
 from kfboot.kube.apply import ApplyOptions, apply_manifests
 from kfboot.kube.manifest import manifests_of
-from kfboot.kube.poll import get_or_none
+from kfboot.kube.poll import WaitTimeout, get_or_none, poll_until
+from kfboot.kube.readiness import why_no_endpoints
 from kfboot.reporting import NullReporter
 from kfboot.sandbox import versions
 from kfboot.sandbox.realnode import images
@@ -235,13 +235,17 @@ async def start_coredns(client: AsyncClient, timeout: float) -> None:
         raise RuntimeFailure(
             f"CoreDNS for the real nodes: {p.object}: {p.reason}", p.hint or "see the API server's log"
         )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def ready() -> tuple[bool, str]:
         dep = await get_or_none(client, Deployment, "coredns", namespace="kube-system")
-        if dep is not None and dep.status is not None and (dep.status.readyReplicas or 0) >= 1:
-            return
-        await asyncio.sleep(0.3)
-    raise RuntimeFailure(
-        f"CoreDNS (kube-system/coredns) on the real node not Ready within {timeout:.0f} s",
-        "see `kubectl -n kube-system describe pod -l k8s-app=kube-dns` and kubelet.log in the real node's folder",
-    )
+        return dep is not None and dep.status is not None and (dep.status.readyReplicas or 0) >= 1, ""
+
+    try:
+        await poll_until(ready, deadline=time.monotonic() + timeout, interval=0.3)
+    except WaitTimeout:
+        why = await why_no_endpoints(client, "kube-system", "kube-dns")
+        raise RuntimeFailure(
+            f"CoreDNS (kube-system/coredns) on the real node not Ready within {timeout:.0f} s"
+            + (f": {why}" if why else ""),
+            "see `kubectl -n kube-system describe pod -l k8s-app=kube-dns` and kubelet.log in the real node's folder",
+        ) from None
