@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from kfboot import paths
+from kfboot.download import sha256_file
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -106,11 +107,7 @@ def plain_layer(files: dict[str, Path]) -> Layer:
 
 def tar_layer(path: Path) -> Layer:
     """An uncompressed layer from a tar file (its digest is its diff_id)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = "sha256:" + h.hexdigest()
+    digest = "sha256:" + sha256_file(path)
     return Layer(digest, digest, path.stat().st_size, MEDIA_LAYER_TAR, path=path)
 
 
