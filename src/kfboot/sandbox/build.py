@@ -44,35 +44,10 @@ from typing import TYPE_CHECKING
 from kfboot import paths
 from kfboot.sandbox import versions as V
 from kfboot.sandbox.build_ceph import build_ceph
-
-# the Go toolchain helpers, re-exported: build_ceph, build_rook and binaries use them as build.*
-from kfboot.sandbox.gotool import (
-    MIN_GO as MIN_GO,
-)
-from kfboot.sandbox.gotool import (
-    BuildError as BuildError,
-)
-from kfboot.sandbox.gotool import (
-    Tick as Tick,
-)
-from kfboot.sandbox.gotool import (
-    go_env as go_env,
-)
-from kfboot.sandbox.gotool import (
-    go_version as go_version,
-)
-from kfboot.sandbox.gotool import (
-    module_file as module_file,
-)
-from kfboot.sandbox.gotool import (
-    proxy_url as proxy_url,
-)
-from kfboot.sandbox.gotool import (
-    run as run,
-)
-from kfboot.sandbox.gotool import (
-    write_wrapper as write_wrapper,
-)
+from kfboot.sandbox.build_rook import build_rook
+from kfboot.sandbox.gotool import BuildError as BuildError  # re-exported: binaries, the build script
+from kfboot.sandbox.gotool import Tick, go_env, module_file, run, write_wrapper
+from kfboot.sandbox.gotool import go_version as go_version  # re-exported: binaries
 
 if TYPE_CHECKING:
     from kfboot.reporting import Reporter, Task
@@ -202,9 +177,9 @@ def build_crictl(out: Path, work: Path, tick: Tick) -> None:
     go_install(out, [f"sigs.k8s.io/cri-tools/cmd/crictl@{ver}"], ld, tick)
 
 
-def build_kubelet(out: Path, work: Path, tick: Tick) -> None:
-    """kubelet for the sandbox's real nodes, through the same wrapper module as the control plane."""
-    build_kubernetes(out, work, tick, ("kubelet",))
+def build_node_binary(binary: str) -> Callable[[Path, Path, Tick], None]:
+    """kubelet or kube-proxy for the sandbox's real nodes, through the same wrapper module as the control plane."""
+    return partial(build_kubernetes, binaries=(binary,))
 
 
 def build_coredns(out: Path, work: Path, tick: Tick) -> None:
@@ -222,12 +197,6 @@ def build_images(out: Path, work: Path, tick: Tick) -> None:
         src = work / prog
         src.write_text((gosrc / prog).read_text())
         run(["go", "build", "-ldflags", "-s -w", "-o", str(out / binary), str(src)], cwd=work, env=env, tick=tick)
-
-
-def build_rook(out: Path, work: Path, tick: Tick) -> None:
-    from kfboot.sandbox.build_rook import build_rook as build_binary  # it imports this module
-
-    build_binary(out, work, tick)
 
 
 @dataclass(frozen=True)
@@ -248,12 +217,10 @@ COMPONENTS: dict[str, Component] = {
     "kustomize4": Component("kustomize", V.KUSTOMIZE_V4_VERSION, ("kustomize",), build_kustomize4, 40),
     "dex": Component("dex", V.DEX_VERSION, ("dex",), build_dex, 200),
     "oauth2-proxy": Component("oauth2-proxy", V.OAUTH2_PROXY_VERSION, ("oauth2-proxy",), build_oauth2_proxy, 400),
-    "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_kubelet, 230),
+    "kubelet": Component("kubelet", V.KUBERNETES_VERSION, ("kubelet",), build_node_binary("kubelet"), 230),
     "images": Component("images", V.IMAGES_VERSION, ("pause", "kfboot-httpd", "kfboot-gateway"), build_images, 20),
     "crictl": Component("crictl", V.CRICTL_VERSION, ("crictl",), build_crictl, 120),
-    "kube-proxy": Component(
-        "kube-proxy", V.KUBERNETES_VERSION, ("kube-proxy",), partial(build_kubernetes, binaries=("kube-proxy",)), 200
-    ),
+    "kube-proxy": Component("kube-proxy", V.KUBERNETES_VERSION, ("kube-proxy",), build_node_binary("kube-proxy"), 200),
     "coredns": Component("coredns", V.COREDNS_VERSION, ("coredns",), build_coredns, 300),
     "ceph": Component("ceph", V.CEPH_VERSION, ("rootfs.tar",), build_ceph, 160),
     "rook": Component("rook", V.ROOK_VERSION, ("rook",), build_rook, 480),

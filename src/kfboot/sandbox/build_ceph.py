@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kfboot.sandbox import versions as V
+from kfboot.sandbox.gotool import BuildError
 
 if TYPE_CHECKING:
-    from kfboot.sandbox.build import Tick
+    from kfboot.sandbox.gotool import Tick
 
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "sid"
@@ -105,10 +106,8 @@ def upstream(debian_version: str) -> str:
 
 
 def build_ceph(out: Path, work: Path, tick: Tick) -> None:
-    from kfboot.sandbox import build as B  # it imports this module
-
     if shutil.which("mmdebstrap") is None:
-        raise B.BuildError("mmdebstrap is not installed", "apt-get install mmdebstrap (Debian package)")
+        raise BuildError("mmdebstrap is not installed", "apt-get install mmdebstrap (Debian package)")
     rootfs = work / ROOTFS
     log = work / "mmdebstrap.log"
     with log.open("wb") as fh:
@@ -118,10 +117,10 @@ def build_ceph(out: Path, work: Path, tick: Tick) -> None:
             time.sleep(1)
     if proc.returncode != 0:
         tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
-        raise B.BuildError(f"mmdebstrap of Debian {SUITE} failed: {' / '.join(tail)}", f"needs root and {MIRROR}")
+        raise BuildError(f"mmdebstrap of Debian {SUITE} failed: {' / '.join(tail)}", f"needs root and {MIRROR}")
     version = installed_version(rootfs, "ceph-common")
     if version is None or upstream(version) != V.CEPH_VERSION:
-        raise B.BuildError(
+        raise BuildError(
             f"Debian {SUITE} installed ceph-common {version}, not {V.CEPH_VERSION}: "
             f"the image would be tagged {V.CEPH_IMAGE} but hold another Ceph",
             "pin another Debian suite or snapshot that has it, or move kfboot's Ceph pin with Rook's",

@@ -31,7 +31,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from kfboot.sandbox import build as B
+from kfboot.sandbox import gotool as B
 from kfboot.sandbox import versions as V
 
 MODULE = "github.com/rook/rook"
