@@ -119,3 +119,36 @@ def chromium_page(chromium: str, profile: Path) -> Iterator[Page]:
         stop_process(proc)
         with contextlib.suppress(ProcessLookupError):  # what the browser started and left (its own group)
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def dex_login(page: Page, port: int, email: str, password: str, shots: Path | None = None) -> list[bytes]:
+    """Kubeflow's login in the browser at `kfboot connect`'s port: oauth2-proxy's sign-in page, its button to
+    Dex's form, the form filled and sent; asserts each page on the way, that the browser ends at ``/`` and
+    holds oauth2-proxy's session cookie. With ``shots`` (a folder): screenshots of the sign-in page and
+    Dex's form, returned as PNG bytes."""
+    taken: list[bytes] = []
+    page.load("Page.navigate", url=f"http://localhost:{port}/")
+    assert page.eval("document.title") == "Sign In"
+    if shots is not None:
+        taken.append(page.screenshot(shots / "1-sign-in.png"))
+    page.load("document.querySelector('form[action^=\"/oauth2/start\"] button').click()")
+    assert page.eval("location.pathname") == "/dex/auth/local/login"
+    assert page.eval("document.querySelector('#login') !== null && document.querySelector('#password') !== null")
+    if shots is not None:
+        taken.append(page.screenshot(shots / "2-dex-login.png"))
+    page.load(
+        f"document.querySelector('#login').value = {json.dumps(email)};"
+        f"document.querySelector('#password').value = {json.dumps(password)};"
+        "document.querySelector('#submit-login').click()"
+    )
+    assert page.eval("location.pathname") == "/"
+    cookies = page.call("Network.getCookies", urls=[f"http://localhost:{port}/"])["cookies"]
+    assert "oauth2_proxy_kubeflow" in {c["name"] for c in cookies}
+    return taken
+
+
+def assert_screenshot(png: bytes) -> None:
+    """A real screenshot of the 1280x900 window :func:`chromium_page` opens."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1280, 900)

@@ -17,7 +17,7 @@ import pytest
 
 from kfboot.sandbox import versions
 from tests.helpers.access import require_login_binaries, running_connect, wait_rollout
-from tests.helpers.browser import chromium_page, find_chromium
+from tests.helpers.browser import assert_screenshot, chromium_page, dex_login, find_chromium
 from tests.helpers.chain import binary
 from tests.helpers.harness import Sandbox, make_env, start_sandbox, stop_sandbox
 
@@ -153,25 +153,10 @@ def test_a_browser_logs_in_on_the_sandbox(kf: Sandbox, tmp_path: Path) -> None:
         pytest.skip("no Chromium (apt-get install chromium-headless-shell) for the browser test")
     wait_serving(kf)
     with running_connect(kf) as (port, _), chromium_page(chromium, tmp_path / "profile") as page:
-        page.load("Page.navigate", url=f"http://localhost:{port}/")
-        assert page.eval("document.title") == "Sign In"
-        sign_in = page.screenshot(tmp_path / "1-sign-in.png")
-        page.load("document.querySelector('form[action^=\"/oauth2/start\"] button').click()")
-        assert page.eval("location.pathname") == "/dex/auth/local/login"
-        assert page.eval("document.querySelector('#login') !== null && document.querySelector('#password') !== null")
-        login = page.screenshot(tmp_path / "2-dex-login.png")
-        page.load(
-            "document.querySelector('#login').value = 'user@example.com';"
-            f"document.querySelector('#password').value = '{DEFAULT}';"
-            "document.querySelector('#submit-login').click()"
-        )
-        assert page.eval("location.pathname") == "/"
+        shots = dex_login(page, port, "user@example.com", DEFAULT, shots=tmp_path)
         assert page.eval("document.title") == "Kubeflow (kfboot sandbox)"
         assert page.eval("document.querySelector('#user').innerText").startswith("Signed in as user@example.com")
-        signed_in = page.screenshot(tmp_path / "3-signed-in.png")
-        cookies = page.call("Network.getCookies", urls=[f"http://localhost:{port}/"])["cookies"]
-        assert "oauth2_proxy_kubeflow" in {c["name"] for c in cookies}
-    for png in (sign_in, login, signed_in):
-        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
-        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-        assert (width, height) == (1280, 900)
+        shots.append(page.screenshot(tmp_path / "3-signed-in.png"))
+    for png in shots:
+        assert_screenshot(png)
+    assert len(shots) == 3

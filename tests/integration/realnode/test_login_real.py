@@ -20,7 +20,7 @@ from kfboot.kube.client import async_client
 from kfboot.kube.manifest import manifests_of
 from kfboot.reporting import NullReporter
 from tests.helpers.access import running_connect, wait_rollout
-from tests.helpers.browser import chromium_page, find_chromium
+from tests.helpers.browser import chromium_page, dex_login, find_chromium
 from tests.helpers.harness import Sandbox
 from tests.helpers.realnode import real_node_logs, wait_service_programmed
 from tests.helpers.realnode_login import bundle, dex_objects, gateway_objects, oauth2_proxy_objects
@@ -138,18 +138,7 @@ def test_a_browser_logs_in_through_the_real_chain(chain: Sandbox, tmp_path: Path
     if chromium is None:
         pytest.skip("no Chromium (apt-get install chromium-headless-shell) for the browser test")
     with running_connect(chain) as (port, _), chromium_page(chromium, tmp_path / "profile") as page:
-        page.load("Page.navigate", url=f"http://localhost:{port}/")
-        assert page.eval("document.title") == "Sign In"
-        page.load("document.querySelector('form[action^=\"/oauth2/start\"] button').click()")
-        assert page.eval("location.pathname") == "/dex/auth/local/login"
-        page.load(
-            "document.querySelector('#login').value = 'user@example.com';"
-            f"document.querySelector('#password').value = '{DEFAULT}';"
-            "document.querySelector('#submit-login').click()"
-        )
-        assert page.eval("location.pathname") == "/"
+        dex_login(page, port, "user@example.com", DEFAULT)
         assert page.eval("document.title") == "Kubeflow (kfboot real node)"
         assert page.eval("document.querySelector('#user').innerText").startswith("Signed in as user@example.com")
         page.screenshot(tmp_path / "signed-in.png")
-        cookies = page.call("Network.getCookies", urls=[f"http://localhost:{port}/"])["cookies"]
-        assert "oauth2_proxy_kubeflow" in {c["name"] for c in cookies}
