@@ -14,7 +14,7 @@ import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.models.core_v1 import ContainerStatus
-from lightkube.resources.apps_v1 import ReplicaSet
+from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import Event, PersistentVolumeClaim, Pod, Service
 from lightkube.resources.storage_v1 import StorageClass
 
@@ -131,13 +131,32 @@ async def why_no_endpoints(client: AsyncClient, namespace: str, service: str) ->
             selector = (svc.spec.selector if svc.spec else None) or {}
             if not selector:
                 return f"Service {ref} has no selector"
-            pods = [p async for p in client.list(Pod, namespace=namespace, labels=selector)]
-            if not pods:
-                return f"no pod matches Service {ref}'s selector"
-            found = await diagnose(client, [p for p in pods if not pod_ready(p)], [], [])
-            return f"{found[0].object}: {found[0].problem}" if found else ""
+            return await _first_finding(client, namespace, selector, f"Service {ref}")
     except (ApiError, httpx.HTTPError, TimeoutError):
         return ""
+
+
+async def why_not_available(client: AsyncClient, namespace: str, deployment: str) -> str:
+    """Why Deployment ``namespace/deployment`` has no available pod, in one line (the first :func:`diagnose`
+    finding of its pods, e.g. an image that does not pull), or "" when that cannot be found within a few
+    seconds."""
+    try:
+        async with asyncio.timeout(10):
+            dep = await client.get(Deployment, deployment, namespace=namespace)
+            selector = (dep.spec.selector.matchLabels if dep.spec and dep.spec.selector else None) or {}
+            if not selector:
+                return ""
+            return await _first_finding(client, namespace, selector, f"Deployment {namespace}/{deployment}")
+    except (ApiError, httpx.HTTPError, TimeoutError):
+        return ""
+
+
+async def _first_finding(client: AsyncClient, namespace: str, selector: dict[str, Any], owner: str) -> str:
+    pods = [p async for p in client.list(Pod, namespace=namespace, labels=selector)]
+    if not pods:
+        return f"no pod matches {owner}'s selector"
+    found = await diagnose(client, [p for p in pods if not pod_ready(p)], [], [])
+    return f"{found[0].object}: {found[0].problem}" if found else ""
 
 
 async def pod_warning(client: AsyncClient, pod: Pod) -> str:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from kfboot.documents import Document, absent
 from kfboot.kube import objects as o
+from kfboot.kube.diagnosis import why_not_available
 from kfboot.kube.ownership import MANAGED_BY
 from kfboot.kube.poll import WaitTimeout, get_dict, get_or_none, poll_until
 from kfboot.kube.readiness import workload_ready
@@ -25,6 +26,7 @@ from kfboot.steps.storage.discovery import NodeDisks
 from kfboot.steps.storage.names import (
     CLASS,
     CLUSTER,
+    CSI_RBD_CONTROLLER,
     NAMESPACE,
     OPERATOR_DEPLOYMENTS,
     POOL,
@@ -191,7 +193,11 @@ async def probe_pvc(client: AsyncClient, deadline: float, reporter: Reporter) ->
     async def check() -> tuple[bool, str]:
         got = await client.get(PersistentVolumeClaim, PROBE_PVC, namespace=SYSTEM_NAMESPACE)
         phase = got.status.phase if got.status else None
-        return phase == "Bound", f"probe PVC {phase or 'Pending'}"
+        if phase == "Bound":
+            return True, "probe PVC Bound"
+        # what provisions it: the RBD controller plugin, when its pods are not ready (e.g. an image pull)
+        stuck = await why_not_available(client, NAMESPACE, CSI_RBD_CONTROLLER)
+        return False, f"probe PVC {phase or 'Pending'}" + (f"; provisioner {stuck}" if stuck else "")
 
     try:
         bound, detail = await _wait_for(

@@ -19,6 +19,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.apply import ApplyOptions, ApplyReport, apply_manifests
 from kfboot.kube.apply_report import ApplyDoc
 from kfboot.kube.client import raw_get_json
+from kfboot.kube.diagnosis import why_not_available
 from kfboot.kube.manifest import Manifest
 from kfboot.kube.ownership import MANAGED_BY
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS, default_classes, workload_ready
@@ -188,7 +189,8 @@ async def _wait_operator(client: AsyncClient, deadline: float, reporter: Reporte
             except ApiError as exc:
                 ok, why = False, exc.status.message or "absent"
             if not ok:
-                waiting.append(f"{name} {why}")
+                stuck = await why_not_available(client, NAMESPACE, name)
+                waiting.append(f"{name} {why}" + (f" ({stuck})" if stuck else ""))
         return not waiting, "; ".join(waiting) or "rook-ceph-operator and the Ceph CSI operator are available"
 
     ok, detail = await _wait_for("waiting for the Rook operator", check, deadline, reporter, phase="rook-operator")

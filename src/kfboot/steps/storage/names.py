@@ -21,6 +21,10 @@ NO_DEFAULT_CLASS_HINT = (
 )
 ROOK_FILES = ("crds.yaml", "common.yaml", "csi-operator.yaml", "operator.yaml")
 OPERATOR_DEPLOYMENTS = ("rook-ceph-operator", "ceph-csi-controller-manager")
+#: the RBD driver's controller plugin (CreateVolume: provisions rook-ceph-block's volumes): ceph-csi-operator
+#: names it ``<Driver name>-ctrlplugin`` (ceph/ceph-csi-operator v1.0.4 internal/controller/driver_controller.go
+#: ``generateName``), and Rook names the Driver after the provisioner
+CSI_RBD_CONTROLLER = f"{PROVISIONER}-ctrlplugin"
 
 CephCluster = create_namespaced_resource("ceph.rook.io", "v1", "CephCluster", "cephclusters")
 CephBlockPool = create_namespaced_resource("ceph.rook.io", "v1", "CephBlockPool", "cephblockpools")
