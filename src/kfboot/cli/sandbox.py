@@ -26,7 +26,9 @@ NameOpt = Annotated[str, typer.Option("--name", help="sandbox name")]
 def up(
     ctx: typer.Context,
     name: NameOpt = "kfboot",
-    nodes: Annotated[int, typer.Option("--nodes", help="number of simulated nodes")] = 3,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", help="number of simulated nodes [default: 3; 0 with --real-ceph]")
+    ] = None,
     node_cpu: Annotated[str, typer.Option("--node-cpu", help="CPU capacity of each node")] = "8",
     node_memory: Annotated[str, typer.Option("--node-memory", help="memory capacity of each node")] = "32Gi",
     node_pods: Annotated[int, typer.Option("--node-pods", help="pod capacity of each node")] = 110,
@@ -62,7 +64,8 @@ def up(
         bool,
         typer.Option(
             "--real-ceph",
-            help="give each real node the Ceph and Rook images (Rook v1.20.6's tags) and a raw 10 GiB loop disk",
+            help="Ceph for real: each real node gets the Ceph and Rook images (Rook v1.20.6's tags), a raw 10 GiB "
+            "loop disk and no taint; no Rook simulation",
         ),
     ] = False,
     bin_dir: Annotated[
@@ -73,7 +76,7 @@ def up(
     st = state(ctx)
     spec = cluster.SandboxSpec(
         name=name,
-        nodes=nodes,
+        nodes=nodes if nodes is not None else (0 if real_ceph else 3),
         node_cpu=node_cpu,
         node_memory=node_memory,
         node_pods=node_pods,
@@ -91,15 +94,15 @@ def up(
         emit_json(result)
         return
     out = st.out
-    out.success(
-        f"sandbox {result.name} is up: Kubernetes {result.version}, {result.nodes} Ready nodes, {result.seconds:.1f} s"
-    )
+    counted = f"{result.nodes} simulated + {len(result.real_nodes)} real" if result.real_nodes else str(result.nodes)
+    took = f"{result.seconds:.1f} s"
+    out.success(f"sandbox {result.name} is up: Kubernetes {result.version}, {counted} Ready nodes, {took}")
     out.line(f"  API server  {result.server}")
     out.line(f"  kubeconfig  {result.kubeconfig}")
     out.line(f"  note        {result.admission}")
     out.line(f"  login       {result.login}")
     if result.real_nodes:
-        out.line(f"  real nodes  {', '.join(result.real_nodes)} (taint sandbox.kfboot.io/real-node=true:NoSchedule)")
+        out.line(f"  real nodes  {', '.join(result.real_nodes)} ({result.real_node_note})")
     out.line(f"\n  export KUBECONFIG={result.kubeconfig}")
 
 

@@ -157,7 +157,7 @@ async def _setup_cluster(spec: SandboxSpec, reporter: Reporter) -> str:
             version = await wait_api(client, spec.timeout)
             task.update(f"API server ready ({version})")
         with reporter.progress("installing kwok Stages") as task:
-            stages = load_bundled_stages()
+            stages = load_bundled_stages(rook=not spec.real_ceph)
             for doc in stages:
                 obj = Stage.from_dict(doc)
                 await client.apply(obj, field_manager=FIELD_MANAGER, force=True)
@@ -174,7 +174,10 @@ async def _setup_cluster(spec: SandboxSpec, reporter: Reporter) -> str:
             )
         with reporter.progress("starting the sandbox operator") as task:
             await _wait_operator(spec.name, spec.timeout)
-            task.update("sandbox operator running (Stage refresh, Rook CSI provisioning)")
+            task.update(
+                "sandbox operator running (Stage refresh"
+                + (", no Rook simulation: Ceph is real)" if spec.real_ceph else ", Rook CSI provisioning)")
+            )
         return version
     except ApiError as exc:
         raise RuntimeFailure(
@@ -281,6 +284,7 @@ async def up(spec: SandboxSpec, reporter: Reporter, *, bin_dir: Path | None = No
         binaries=b.sources,
         login=login,
         real_nodes=real,
+        real_node_note=realnode.taint_note(spec.real_ceph) if real else "",
     )
 
 

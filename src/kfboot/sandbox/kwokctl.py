@@ -125,7 +125,7 @@ def _kwokctl_config(
             {
                 "name": OPERATOR,
                 "binary": str(operator_script),
-                "args": ["--kubeconfig", str(kubeconfig_path(spec.name))],
+                "args": ["--kubeconfig", str(kubeconfig_path(spec.name))] + (["--no-rook"] if spec.real_ceph else []),
                 "workDir": str(workdir(spec.name)),
                 "links": ["kube-apiserver"],
             }

@@ -20,6 +20,10 @@ stopped with the sandbox, and does five things:
 5. **Rook's and ceph-csi-operator's multi-object behaviour** (:mod:`kfboot.sandbox.rook_operator`):
    the mon Secret/ConfigMap with their finalizers, daemon Deployments, ClientProfile, CephCluster and
    pool deletion rules, the cleanup Jobs.
+
+With ``--no-rook`` (a sandbox whose Ceph is real: ``sandbox up --real-ceph``) it does only 1 and 4: the real
+Rook operator, Ceph and ceph-csi answer for 2, 3 and 5, and a simulation beside them would write the same
+objects.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ __all__ = [
 log = logging.getLogger("kfboot.sandbox.operator")
 
 
-async def watch_crds(client: AsyncClient) -> None:
+async def watch_crds(client: AsyncClient, rook: bool = True) -> None:
     pending: dict[str, asyncio.Task[None]] = {}
     profiles: asyncio.Task[None] | None = None
     rook_watches: dict[str, asyncio.Task[None]] = {}
@@ -127,12 +131,12 @@ async def watch_crds(client: AsyncClient) -> None:
             pending[uid] = asyncio.create_task(_on_established(client, crd))
         if o.name(crd) == PROFILE_CRD and _established(crd) and (profiles is None or profiles.done()):
             profiles = asyncio.create_task(watch_profiles(client))
-        rook = {CEPHCLUSTER_CRD: CephClusterRes, CEPHBLOCKPOOL_CRD: CephBlockPoolRes}
-        if o.name(crd) in rook and _established(crd) and uid not in rook_watches:
-            rook_watches[uid] = asyncio.create_task(watch_pool_health(client, rook[o.name(crd)]))
+        pools = {CEPHCLUSTER_CRD: CephClusterRes, CEPHBLOCKPOOL_CRD: CephBlockPoolRes} if rook else {}
+        if o.name(crd) in pools and _established(crd) and uid not in rook_watches:
+            rook_watches[uid] = asyncio.create_task(watch_pool_health(client, pools[o.name(crd)]))
 
 
-async def run(kubeconfig: str) -> None:
+async def run(kubeconfig: str, rook: bool = True) -> None:
     client = async_client(kubeconfig, field_manager="kfboot-sandbox-operator")
     # wait for the API: the component may start before kube-apiserver serves
     deadline = time.monotonic() + 120
@@ -146,15 +150,19 @@ async def run(kubeconfig: str) -> None:
                 raise
             log.info("waiting for the API server: %s", exc)
             await asyncio.sleep(1)
-    log.info("kfboot sandbox operator running")
+    log.info("kfboot sandbox operator running%s", "" if rook else " (no Rook simulation: Ceph is real)")
+    if not rook:
+        await watch_crds(client, rook=False)
+        return
     await asyncio.gather(watch_crds(client), watch_pvcs(client), watch_pvs(client), rook_operator.run(client))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kfboot-sandbox-operator")
     ap.add_argument("--kubeconfig", required=True)
+    ap.add_argument("--no-rook", action="store_true", help="simulate no Rook or ceph-csi (Ceph is real)")
     args = ap.parse_args(argv)
-    return run_component(run(args.kubeconfig), log)
+    return run_component(run(args.kubeconfig, rook=not args.no_rook), log)
 
 
 def _entry(args: Any = None) -> None:

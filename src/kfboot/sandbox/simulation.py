@@ -19,12 +19,17 @@ Stage = create_global_resource("kwok.x-k8s.io", "v1alpha1", "Stage", "stages")
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 
-def load_bundled_stages() -> list[dict[str, Any]]:
-    """kwok Stages shipped with kfboot: kwok's default node and pod lifecycle plus Rook's."""
+#: the Stages that simulate Rook (left out when Ceph is real: ``sandbox up --real-ceph``)
+ROOK_STAGES_PREFIX = "rook-"
+
+
+def load_bundled_stages(*, rook: bool = True) -> list[dict[str, Any]]:
+    """kwok Stages shipped with kfboot: kwok's default node and pod lifecycle plus Rook's (``rook=False``:
+    without Rook's, for a sandbox whose Ceph is real)."""
     docs: list[dict[str, Any]] = []
     folder = resources.files("kfboot.sandbox") / "stages"
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
+        if entry.name.endswith(".yaml") and (rook or not entry.name.startswith(ROOK_STAGES_PREFIX)):
             docs.extend(d for d in load_all(entry.read_text()) if d)
     return docs
 

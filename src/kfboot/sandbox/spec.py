@@ -35,7 +35,9 @@ class SandboxSpec:
     login: bool = True  # run Kubeflow's login (Dex + oauth2-proxy) as a sandbox component, see .login
     timeout: float = 120.0  # seconds for each wait of start-up (API server, nodes, operator)
     real_nodes: int = 0  # containerd + kubelet nodes beside the simulated ones (kfboot.sandbox.realnode)
-    real_ceph: bool = False  # real nodes get the Ceph and Rook images and a raw loop disk each
+    #: Ceph for real: real nodes get the Ceph and Rook images and a raw loop disk each, and carry no taint;
+    #: the sandbox simulates no Rook (no rook-* Stages, no Rook/CSI parts in the sandbox operator)
+    real_ceph: bool = False
 
     def validate(self) -> None:
         if not NAME_RE.match(self.name):
@@ -43,8 +45,10 @@ class SandboxSpec:
                 f"sandbox name {self.name!r} is invalid",
                 "use 1-32 lower-case letters, digits and '-', starting and ending alphanumeric",
             )
-        if not 1 <= self.nodes <= 200:
-            raise BadInputError(f"--nodes {self.nodes} is out of range", "use 1 to 200 nodes")
+        if not (0 if self.real_nodes else 1) <= self.nodes <= 200:
+            raise BadInputError(
+                f"--nodes {self.nodes} is out of range", "use 1 to 200 nodes (0 only beside --real-nodes)"
+            )
         for flag, value in (("--node-cpu", self.node_cpu), ("--node-memory", self.node_memory)):
             if not _QUANTITY_RE.match(str(value)):
                 raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity", f"e.g. {flag} 8 / 32Gi")
@@ -54,6 +58,15 @@ class SandboxSpec:
             raise BadInputError(f"--real-nodes {self.real_nodes} is out of range", "use 0 to 4 (2 cores go far)")
         if self.real_ceph and not self.real_nodes:
             raise BadInputError("--real-ceph needs a real node for Ceph to run on", "add --real-nodes 1")
+        if self.real_ceph and self.nodes:
+            # rook/rook v1.20.6 deploy/examples/operator.yaml and csi-operator.yaml set no tolerations, and the
+            # CephCluster kfboot writes tolerates only named nodes' taints: with simulated nodes beside the real
+            # one, the scheduler would put the Rook operator or a CSI pod on a simulated node, which runs nothing
+            raise BadInputError(
+                f"--real-ceph runs Rook for real, so its pods must land on the real node, not on --nodes {self.nodes} "
+                "simulated ones",
+                "use --nodes 0 (the default with --real-ceph)",
+            )
         if not 1 <= self.node_pods <= 10000:
             raise BadInputError(f"--node-pods {self.node_pods} is out of range", "use 1 to 10000")
         if self.port is not None and not 1 <= self.port <= 65535:
@@ -107,6 +120,8 @@ class UpResult:
     binaries: dict[str, str]
     login: str = "off (--no-login)"
     real_nodes: list[str] = field(default_factory=list)
+    #: how pods get onto the real nodes (their taint, or none with --real-ceph)
+    real_node_note: str = ""
 
 
 @dataclass

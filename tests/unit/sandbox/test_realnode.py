@@ -21,7 +21,8 @@ import pytest
 from kfboot.errors import BadInputError
 from kfboot.sandbox import binaries as bins
 from kfboot.sandbox import kwokctl
-from kfboot.sandbox.realnode import images, node, prereq
+from kfboot.sandbox.realnode import files, images, node, prereq, udev
+from kfboot.sandbox.simulation import load_bundled_stages
 from kfboot.sandbox.spec import SandboxSpec
 from kfboot.yamlio import load_all
 
@@ -177,3 +178,50 @@ def _unprivileged_up(tmp_path: Path) -> None:
     # the binaries are looked up in this user's (empty) cache: the fix is named
     assert any("kubelet not built: scripts/build-sandbox-binaries --only kubelet" in ln for ln in lines)
     assert not (tmp_path / "data").exists()  # nothing was created
+
+
+def test_real_ceph_sandbox_has_no_simulated_nodes_and_no_rook_simulation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SandboxSpec(nodes=0, real_nodes=1, real_ceph=True).validate()
+    with pytest.raises(BadInputError, match="--nodes 3 simulated"):
+        SandboxSpec(nodes=3, real_nodes=1, real_ceph=True).validate()
+    with pytest.raises(BadInputError, match="--nodes 0"):
+        SandboxSpec(nodes=0).validate()  # no node at all
+    monkeypatch.setenv("KFBOOT_DATA_DIR", str(tmp_path))
+    b = bins.SandboxBinaries({name: tmp_path / name for name in bins.BINARIES})
+    real = next(load_all(kwokctl._kwokctl_config(SandboxSpec(nodes=0, real_nodes=1, real_ceph=True), b, 1, tmp_path)))
+    plain = next(load_all(kwokctl._kwokctl_config(SandboxSpec(real_nodes=1), b, 1, tmp_path)))
+    assert real["components"][0]["args"][-1] == "--no-rook" and "--no-rook" not in plain["components"][0]["args"]
+    without = load_bundled_stages(rook=False)
+    names = {s["metadata"]["name"] for s in without}
+    assert names and not any("ceph" in s["spec"]["resourceRef"]["kind"].lower() for s in without)
+    assert names < {s["metadata"]["name"] for s in load_bundled_stages()}
+
+
+def test_real_ceph_node_has_no_taint_and_keeps_a_udev_database(tmp_path: Path) -> None:
+    p = node.plan("x", 1, used=[])[0]
+    tainted = files.kubelet_config(p, tmp_path / "ca", tmp_path / "resolv")
+    untainted = files.kubelet_config(p, tmp_path / "ca", tmp_path / "resolv", tainted=False)
+    assert tainted["registerWithTaints"] == [node.TAINT] and untainted["registerWithTaints"] == []
+    assert node.holder_script(False) == node.HOLDER_SCRIPT and "udev" not in node.HOLDER_SCRIPT
+    script = node.holder_script(True)
+    assert "exec sleep infinity" not in script and "/run/udev/data/b$(cat" in script
+
+
+def test_udev_stand_in_writes_blkids_properties_for_each_block_device(tmp_path: Path) -> None:
+    """The refresh loop's body on a fake /sys and /dev: one db file per device, ``E:`` lines of
+    ``blkid -p -o udev`` (here an ext4 image file) and ``V:1``."""
+    if shutil.which("mkfs.ext4") is None or shutil.which("blkid") is None:
+        pytest.skip("needs mkfs.ext4 and blkid")
+    sysblock, dev, run = tmp_path / "sys" / "block", tmp_path / "dev", tmp_path / "run"
+    (sysblock / "loop9").mkdir(parents=True)
+    (sysblock / "loop9" / "dev").write_text("7:9\n")
+    dev.mkdir()
+    subprocess.run(["truncate", "-s", "8M", str(dev / "loop9")], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(dev / "loop9")], check=True)
+    body = udev.REFRESH_LOOP.replace("while :; do", "for once in 1; do").replace(f"sleep {udev.INTERVAL}", ":")
+    body = body.replace("/run/udev", str(run)).replace("/sys/block", str(sysblock)).replace('"/dev/', f'"{dev}/')
+    subprocess.run(["sh", "-ec", body], check=True)
+    lines = (run / "data" / "b7:9").read_text().splitlines()
+    assert "E:ID_FS_TYPE=ext4" in lines and lines[-1] == "V:1"

@@ -5,7 +5,8 @@
 - :mod:`.relay` the API server, reachable from inside a node's namespace;
 - :mod:`.images` OCI images from static binaries (pause, a test HTTP server);
 - :mod:`.dns` kube-proxy and CoreDNS: cluster DNS and Services inside the nodes' namespaces;
-- :mod:`.ceph`, :mod:`.disk` the Ceph and Rook images and a raw loop disk (``--real-ceph``);
+- :mod:`.ceph`, :mod:`.disk`, :mod:`.udev` the Ceph and Rook images, a raw loop disk and a udev database
+  stand-in (``--real-ceph``);
 - :mod:`.teardown` removal of exactly what was created.
 """
 
@@ -26,6 +27,7 @@ from kfboot.sandbox.realnode.node import (
     kubelet_binary,
     plan,
     start,
+    taint_note,
 )
 from kfboot.sandbox.realnode.teardown import stop
 from kfboot.sandbox.spec import RealNodeInfo
@@ -42,6 +44,7 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "taint_note",
 ]
 
 

@@ -9,6 +9,13 @@
   user ``rook`` (uid 2016, the Dockerfile's ``useradd rook -u 2016``), ``USER 2016``,
   ``ENTRYPOINT ["/usr/local/bin/rook"]``, ``CMD [""]``.
 
+One deviation from upstream, in a layer of its own under both images: ``/usr/local/sbin/dmsetup``, a stand-in
+that answers only ``dmsetup version`` (:data:`DMSETUP_STANDIN`). Rook's OSD prepare calls it first and stops when
+it fails (rook/rook v1.20.6 ``pkg/daemon/ceph/osd/daemon.go`` ``Provision`` → ``encryption.go``
+``dmsetupVersion``); this kernel has no device-mapper, so Debian's ``dmsetup version`` fails (``/dev/mapper/control:
+open failed: No such device``, measured). A raw-mode OSD on a loop device (what kfboot plans) uses no
+device-mapper; any other ``dmsetup`` command fails loudly, naming the stand-in.
+
 Not in them (upstream has it): s5cmd (a GitHub download in Rook's Dockerfile), and from ceph/ceph's
 container/Containerfile the packages for CephFS, RGW, NFS, iSCSI, rbd-mirror and the mgr modules Debian
 splits out — a block-storage cluster under Rook starts none of them.
@@ -37,6 +44,18 @@ CEPH_IMAGE = versions.CEPH_IMAGE
 ROOK_IMAGE = versions.ROOK_IMAGE
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ROOK_UID = 2016
+#: ``/usr/local/sbin`` comes first in the images' PATH, so Rook's ``dmsetup version`` finds this one
+DMSETUP_STANDIN = """#!/bin/sh
+# kfboot sandbox stand-in (kfboot.sandbox.realnode.ceph): this kernel has no device-mapper; Rook's OSD
+# prepare only asks `dmsetup version` before a raw-mode OSD (rook/rook v1.20.6 pkg/daemon/ceph/osd/encryption.go)
+if [ "$1" = version ]; then
+  echo "Library version:   kfboot stand-in (no device-mapper in this kernel)"
+  echo "Driver version:    none"
+  exit 0
+fi
+echo "dmsetup $*: not available: kfboot's sandbox stand-in answers only 'dmsetup version' (no device-mapper)" >&2
+exit 1
+"""
 REMEDY = "scripts/build-sandbox-binaries --only ceph --only rook (root, mmdebstrap, Go; see docs/sandbox.md)"
 
 
@@ -111,7 +130,10 @@ def specs() -> list[tuple[images.ImageSpec, list[images.Layer]]]:
     with tempfile.TemporaryDirectory(prefix="kfboot-rook-") as tmp:
         rook_image = rook_spec(rook, _users(base, Path(tmp)))
         rook_layer = images.plain_layer(rook_image.files)  # read now, while the user files exist
-    return [(ceph_spec(), [rootfs_layer]), (rook_image, [rootfs_layer, rook_layer])]
+        standin = Path(tmp) / "dmsetup"
+        standin.write_text(DMSETUP_STANDIN)
+        standin_layer = images.plain_layer({"usr/local/sbin/dmsetup": standin})
+    return [(ceph_spec(), [rootfs_layer, standin_layer]), (rook_image, [rootfs_layer, standin_layer, rook_layer])]
 
 
 def stream_import(holder: int, spec: images.ImageSpec, layers: list[images.Layer], log: Path) -> None:

@@ -117,7 +117,8 @@ def cni_config(p: NodePlan) -> dict[str, Any]:
     }
 
 
-def kubelet_config(p: NodePlan, ca: Path, resolv: Path) -> dict[str, Any]:
+def kubelet_config(p: NodePlan, ca: Path, resolv: Path, *, tainted: bool = True) -> dict[str, Any]:
+    """``tainted``: register with :data:`TAINT` (only pods that tolerate it run here)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -135,7 +136,7 @@ def kubelet_config(p: NodePlan, ca: Path, resolv: Path) -> dict[str, Any]:
             "x509": {"clientCAFile": str(ca)},
         },
         "authorization": {"mode": "AlwaysAllow"},
-        "registerWithTaints": [TAINT],
+        "registerWithTaints": [TAINT] if tainted else [],
         "resolvConf": str(resolv),
         # CoreDNS's Service (realnode.dns): pods with dnsPolicy ClusterFirst ask it, for cluster.local only
         "clusterDNS": [DNS_IP],

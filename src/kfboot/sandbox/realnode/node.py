@@ -47,7 +47,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
 from kfboot.sandbox import versions
-from kfboot.sandbox.realnode import ceph, disk, dns, host, images
+from kfboot.sandbox.realnode import ceph, disk, dns, host, images, udev
 from kfboot.sandbox.realnode.addressing import (
     LABEL,
     SERVICE_CIDR,
@@ -103,6 +103,7 @@ __all__ = [
     "kubelet_kubeconfig",
     "plan",
     "start",
+    "taint_note",
     "wait_ready",
 ]
 
@@ -118,6 +119,20 @@ ip link set lo up
 echo holder-ready
 exec sleep infinity
 """
+
+
+def holder_script(real_ceph: bool) -> str:
+    """The namespace holder's script; with real Ceph it keeps the udev database stand-in (:mod:`.udev`)."""
+    if not real_ceph:
+        return HOLDER_SCRIPT
+    return HOLDER_SCRIPT.replace("exec sleep infinity\n", "set +e\n" + udev.REFRESH_LOOP)
+
+
+def taint_note(real_ceph: bool) -> str:
+    """How pods get onto a real node: its taint, or (real Ceph) none, since Rook's pods tolerate none."""
+    if real_ceph:
+        return "no taint: Rook's and ceph-csi's pods run here (--real-ceph)"
+    return f"taint {TAINT['key']}={TAINT['value']}:{TAINT['effect']}"
 
 
 # -------------------------------------------------------------------------------------------- start
@@ -233,7 +248,7 @@ async def _start_one(
             "--",
             "/bin/sh",
             "-c",
-            HOLDER_SCRIPT,
+            holder_script(real_ceph),
             "holder",
             str(d),
         ],
@@ -314,7 +329,7 @@ async def _start_one(
         _real_ceph(st, ns, state_dir)
     # 6. kubelet
     (d / "etc" / "resolv.conf").write_text("# no name servers: the real node reaches nothing outside\n")
-    kcfg = kubelet_config(p, pki / "ca.crt", d / "etc" / "resolv.conf")
+    kcfg = kubelet_config(p, pki / "ca.crt", d / "etc" / "resolv.conf", tainted=not real_ceph)
     (d / "etc" / "kubelet.yaml").write_text(json.dumps(kcfg, indent=2))
     (d / "etc" / "kubelet.kubeconfig").write_text(json.dumps(kubelet_kubeconfig(pki), indent=2))
     # the node's CRI endpoint where kubeadm v1.36 records it on every node, for tools on the node (crictl
