@@ -9,7 +9,7 @@ import pytest
 from kfboot.config import Environment
 from kfboot.errors import BadInputError, CheckFailedError
 from kfboot.steps import storage
-from kfboot.steps.host import Device
+from kfboot.steps.host import Device, classify
 
 
 def disk(name: str, *, eligible: bool = True, reason: str = "eligible: an empty whole disk") -> Device:
@@ -126,6 +126,18 @@ def test_health_gate_verdicts() -> None:
     assert ok and "HEALTH_WARN: MON_CLOCK_SKEW (skew)" in why
     ok, why = storage.cluster_health(cluster(health="HEALTH_ERR", OSD_FULL={"message": "full"}), READY_POOL, 3)
     assert not ok and "OSD_FULL" in why
+    # a failed mgr module alone (measured on a fresh real cluster) leaves RBD usable: passed, with the fix
+    module = {"message": "Module 'devicehealth' has failed: disk I/O error", "severity": "HEALTH_ERR"}
+    low = {"message": "mon a is low on available space", "severity": "HEALTH_WARN"}
+    ok, why = storage.cluster_health(
+        cluster(health="HEALTH_ERR", MGR_MODULE_ERROR=module, MON_DISK_LOW=low), READY_POOL, 3
+    )
+    assert ok and "HEALTH_ERR: MGR_MODULE_ERROR (Module 'devicehealth'" in why and "rollout restart" in why
+    full = {"message": "1 full osd(s)", "severity": "HEALTH_ERR"}
+    ok, why = storage.cluster_health(
+        cluster(health="HEALTH_ERR", MGR_MODULE_ERROR=module, OSD_FULL=full), READY_POOL, 3
+    )
+    assert not ok and "OSD_FULL" in why
     ok, why = storage.cluster_health(cluster(osds=1), READY_POOL, 3)
     assert not ok and "1 OSD(s) up (3 deployed), the pool needs 3" in why
     ok, why = storage.cluster_health(cluster(), {"status": {}}, 1)
@@ -188,3 +200,28 @@ def test_a_tainted_node_named_explicitly_is_used_and_tolerated() -> None:
     ]
     spec = storage.cluster_objects(plan, storage.ROOK_RELEASES[0])[0]["spec"]
     assert spec["placement"] == {"all": {"tolerations": plan.tolerations}}
+
+
+def test_a_rerun_keeps_the_disks_kfboots_cephcluster_gave_its_osds() -> None:
+    """On a real cluster the disk kfboot gave Ceph holds its OSD after the first install (measured:
+    ``ceph_bluestore``); the second install must plan it again, not refuse it as a disk with a signature."""
+    from kfboot.steps.storage.discovery import OWN_OSD, NodeDisks, keep_cluster_disks
+
+    def disks() -> list[NodeDisks]:
+        osd = Device(name="loop0", path="/dev/loop0", type="loop", size=10 * 2**30, fstype="ceph_bluestore")
+        ext4 = Device(name="sdc", path="/dev/sdc", type="disk", size=10 * 2**30, fstype="ext4")
+        for d in (osd, ext4):
+            classify(d, [osd, ext4], allow_loop=True)
+        return [NodeDisks("n1", "local", [osd, ext4])]
+
+    mine = {
+        "metadata": {"labels": {"kfboot.io/managed-by": "kfboot"}},
+        "spec": {"storage": {"nodes": [{"name": "n1", "devices": [{"name": "loop0"}, {"name": "sdc"}]}]}},
+    }
+    kept = disks()
+    assert keep_cluster_disks(kept, mine) == ["n1:/dev/loop0"]
+    assert kept[0].devices[0].eligible and kept[0].devices[0].reason == OWN_OSD
+    assert not kept[0].devices[1].eligible  # named, but a file system: still refused
+    not_mine = disks()
+    assert keep_cluster_disks(not_mine, {**mine, "metadata": {}}) == [] and not not_mine[0].devices[0].eligible
+    assert keep_cluster_disks(disks(), None) == []

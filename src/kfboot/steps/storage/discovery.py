@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Node
@@ -13,6 +13,7 @@ from pydantic import Field
 from kfboot.config import Environment
 from kfboot.documents import Document
 from kfboot.kube import objects as o
+from kfboot.kube.ownership import MANAGED_BY
 from kfboot.reporting import Reporter
 from kfboot.steps import host
 
@@ -61,6 +62,33 @@ def node_taints(node: Node) -> list[str]:
         if t.effect in ("NoSchedule", "NoExecute"):
             out.append(f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}")
     return out
+
+
+#: what a disk of kfboot's own CephCluster holding its OSD is, on a re-run
+OWN_OSD = "holds an OSD of kfboot's CephCluster, which names it (kept)"
+
+
+def keep_cluster_disks(disks: list[NodeDisks], cluster: dict[str, Any] | None) -> list[str]:
+    """On a re-run, the disks kfboot's existing CephCluster names (spec.storage.nodes[].devices) now hold its
+    OSDs (``ceph_bluestore``): they stay in the plan, so the CephCluster is applied unchanged, instead of
+    being refused like any disk with a signature. Only ``ceph_bluestore`` and only the named node and device:
+    a disk of that name with a file system, partitions or LVM is still refused. Rook itself skips a disk whose
+    OSD belongs to another cluster (its fsid; rook/rook v1.20.6 pkg/daemon/ceph/osd/volume.go). Returns the
+    disks kept ("node:/dev/x")."""
+    if cluster is None or o.dig(cluster, "metadata", "labels", MANAGED_BY) != "kfboot":
+        return []
+    named = {
+        (str(n.get("name")), str(d.get("name")))
+        for n in o.dig(cluster, "spec", "storage", "nodes") or []
+        for d in n.get("devices") or []
+    }
+    kept = []
+    for nd in disks:
+        for dev in nd.devices:
+            if dev.fstype == "ceph_bluestore" and {(nd.node, dev.name), (nd.node, dev.path)} & named:
+                dev.eligible, dev.reason = True, OWN_OSD
+                kept.append(f"{nd.node}:{dev.path}")
+    return kept
 
 
 def _local_names() -> set[str]:

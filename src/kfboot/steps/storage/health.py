@@ -87,6 +87,15 @@ def stale_generation(obj: dict[str, Any] | None) -> str:
 
 #: Ceph health checks that mean OSDs are missing (ceph/ceph src/mon/OSDMonitor.cc, PGMap.cc)
 OSD_CHECKS = ("OSD_DOWN", "OSD_HOST_DOWN", "OSD_ROOT_DOWN")
+#: HEALTH_ERR checks that leave block storage usable, with what to do. MGR_MODULE_ERROR: a mgr module (Python)
+#: raised; the mgr marks it failed until it restarts (ceph/ceph v20.2.4 src/mgr/PyModuleRegistry.cc
+#: get_health_checks, "Module '…' has failed: …"). Measured on a fresh real cluster (one OSD): devicehealth
+#: opened its database while the .mgr pool's PG was still inactive and failed with "disk I/O error" for
+#: good; RBD volumes do not go through the mgr.
+USABLE_ERRORS = {
+    "MGR_MODULE_ERROR": "a mgr module failed (often on a fresh cluster, before its pool was active); RBD is "
+    "unaffected. Restart the mgr to clear it: kubectl -n rook-ceph rollout restart deployment -l app=rook-ceph-mgr"
+}
 
 
 def cluster_health(cluster: dict[str, Any] | None, pool: dict[str, Any] | None, size: int) -> tuple[bool, str]:
@@ -107,7 +116,7 @@ def cluster_health(cluster: dict[str, Any] | None, pool: dict[str, Any] | None, 
         missing.append(f"CephCluster {stale}")
     if not ceph:
         missing.append("no Ceph status yet (Rook's status check writes it once the cluster is created)")
-    elif health == "HEALTH_ERR":
+    elif health == "HEALTH_ERR" and not _only_usable_errors(cluster):
         missing.append(f"HEALTH_ERR: {_health_codes(cluster)}")
     details = ceph.get("details") or {}
     down = [f"{c} ({(details[c] or {}).get('message', '')})" for c in OSD_CHECKS if c in details]
@@ -125,8 +134,23 @@ def cluster_health(cluster: dict[str, Any] | None, pool: dict[str, Any] | None, 
         missing.append(f"pool {POOL} {stale}")
     if missing:
         return False, "; ".join(missing)
-    warn = f", HEALTH_WARN: {_health_codes(cluster)}" if health == "HEALTH_WARN" else ""
-    return True, f"Ready, {health}, {up} OSD(s) up of {deployed} deployed, pool {POOL} Ready{warn}"
+    warn = f", {health}: {_health_codes(cluster)}" if health in ("HEALTH_WARN", "HEALTH_ERR") else ""
+    fix = "".join(f"; {code}: {USABLE_ERRORS[code]}" for code in _error_codes(cluster))
+    return True, f"Ready, {health}, {up} OSD(s) up of {deployed} deployed, pool {POOL} Ready{warn}{fix}"
+
+
+def _only_usable_errors(cluster: dict[str, Any]) -> bool:
+    """HEALTH_ERR comes only from checks in :data:`USABLE_ERRORS` (and Rook's details say which)."""
+    errors = _error_codes(cluster)
+    return bool(errors) and set(errors) <= set(USABLE_ERRORS)
+
+
+def _error_codes(cluster: dict[str, Any]) -> list[str]:
+    """The health checks of severity HEALTH_ERR (Rook copies ``ceph health detail``: code → message, severity)."""
+    details = o.dig(cluster, "status", "ceph", "details") or {}
+    if not isinstance(details, dict):
+        return []
+    return sorted(code for code, d in details.items() if (d or {}).get("severity") == "HEALTH_ERR")
 
 
 def _health_codes(cluster: dict[str, Any]) -> str:

@@ -22,19 +22,22 @@ from kfboot.kube.client import raw_get_json
 from kfboot.kube.diagnosis import why_not_available
 from kfboot.kube.manifest import Manifest
 from kfboot.kube.ownership import MANAGED_BY
+from kfboot.kube.poll import get_dict
 from kfboot.kube.readiness import DEFAULT_CLASS_ANNOTATIONS, default_classes, workload_ready
 from kfboot.reporting import Reporter
 from kfboot.steps import images
-from kfboot.steps.storage.discovery import NodeDisks, NodeDisksDoc, discover
+from kfboot.steps.storage.discovery import OWN_OSD, NodeDisks, NodeDisksDoc, discover, keep_cluster_disks
 from kfboot.steps.storage.health import Health, _wait_for, health_gate
 from kfboot.steps.storage.manifests import fetch_manifests, operator_manifests
 from kfboot.steps.storage.names import (
     CLASS,
+    CLUSTER,
     COMPONENT_LABEL,
     DEMOTED_ANNOTATION,
     NAMESPACE,
     OPERATOR_DEPLOYMENTS,
     ROOK_FILES,
+    CephCluster,
 )
 from kfboot.steps.storage.releases import RookRelease, choose_release
 from kfboot.steps.storage.shape import ClusterPlan, ClusterShape, cluster_objects, plan_cluster
@@ -137,6 +140,8 @@ async def prepare(client: AsyncClient, cfg: Environment, reporter: Reporter) -> 
         fetch_manifests(release, cfg.storage.rook.manifests, reporter), allow_loop=cfg.storage.rook.allowLoopDevices
     )
     discovery = await discover(client, cfg, reporter)
+    for kept in keep_cluster_disks(discovery, await get_dict(client, CephCluster, CLUSTER, namespace=NAMESPACE)):
+        reporter.info(f"{kept} {OWN_OSD}")
     return Prepared(release, manifests, discovery, plan_cluster(cfg, discovery))
 
 
