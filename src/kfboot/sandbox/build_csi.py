@@ -92,11 +92,7 @@ def api_source(work: Path, info: dict[str, object], tick: B.Tick) -> Path:
 
 
 def build_csi_operator(out: Path, work: Path, tick: B.Tick) -> None:
-    info = json.loads(B.module_file(MODULE, V.CSI_OPERATOR_VERSION, "info"))
-    commit = (info.get("Origin") or {}).get("Hash", "")
-    if commit != V.CSI_OPERATOR_COMMIT:
-        raise B.BuildError(f"the module proxy names {commit!r} for {MODULE} {V.CSI_OPERATOR_VERSION}, not the pin")
-    gomod = B.module_file(MODULE, V.CSI_OPERATOR_VERSION, "mod")
+    info, gomod = B.pinned(MODULE, V.CSI_OPERATOR_VERSION, V.CSI_OPERATOR_COMMIT)
     if replaces(gomod) != {API: "./api"}:
         raise B.BuildError(f"{MODULE} {V.CSI_OPERATOR_VERSION} go.mod's replaces changed: {replaces(gomod)}")
     B.write_wrapper(work, {MODULE: V.CSI_OPERATOR_VERSION}, {})

@@ -105,11 +105,7 @@ def _wrapper(work: Path, gomod: str, apis: Path) -> None:
 
 
 def build_rook(out: Path, work: Path, tick: B.Tick) -> None:
-    info = json.loads(B.module_file(MODULE, V.ROOK_VERSION, "info"))
-    commit = (info.get("Origin") or {}).get("Hash", "")
-    if commit != V.ROOK_COMMIT:
-        raise B.BuildError(f"the module proxy names {commit!r} for {MODULE} {V.ROOK_VERSION}, not the pinned commit")
-    gomod = B.module_file(MODULE, V.ROOK_VERSION, "mod")
+    info, gomod = B.pinned(MODULE, V.ROOK_VERSION, V.ROOK_COMMIT)
     if replaces(gomod).get(APIS) != "./pkg/apis":
         raise B.BuildError(f"{MODULE} {V.ROOK_VERSION} go.mod changed: no `{APIS} => ./pkg/apis` replace")
     B.write_wrapper(work, {MODULE: V.ROOK_VERSION}, {})
