@@ -226,7 +226,7 @@ COMPONENTS: dict[str, Component] = {
     "coredns": Component("coredns", V.COREDNS_VERSION, ("coredns",), build_coredns, 300),
     "ceph": Component("ceph", V.CEPH_VERSION, ("rootfs.tar",), build_ceph, 160),
     "rook": Component("rook", V.ROOK_VERSION, ("rook",), build_rook, 480),
-    "ceph-csi-operator": Component("ceph-csi-operator", V.CSI_OPERATOR_VERSION, ("manager",), build_csi_operator, 300),
+    "ceph-csi-operator": Component("ceph-csi-operator", V.CSI_OPERATOR_VERSION, ("manager",), build_csi_operator, 420),
 }
 
 
