@@ -99,10 +99,12 @@ def test_images_are_tagged_and_laid_out_as_rooks_manifests_expect() -> None:
         ["/usr/local/bin/rook"],
         [""],
     )
-    # the Rook image is the Ceph image plus one layer; every blob the manifests name is in the tarball
+    # the Rook image is the Ceph image (root file system + the dmsetup stand-in's layer) plus one layer; every
+    # blob the manifests name is in the tarball
     ceph_layer_digests = [la["digest"] for la in ceph_img["manifest"]["layers"]]  # type: ignore[index]
     rook_layer_digests = [la["digest"] for la in rook_img["manifest"]["layers"]]  # type: ignore[index]
-    assert rook_layer_digests[:-1] == ceph_layer_digests and len(rook_layer_digests) == 2
+    assert len(ceph_layer_digests) == 2 and rook_layer_digests[:-1] == ceph_layer_digests
+    assert len(rook_layer_digests) == 3
     for img in (ceph_img, rook_img):
         named = [la["digest"] for la in img["manifest"]["layers"]] + [img["manifest"]["config"]["digest"]]  # type: ignore[index]
         assert {d.split(":")[1] for d in named} <= img["blobs"]  # type: ignore[operator]
@@ -161,9 +163,7 @@ def test_real_ceph_node_runs_the_images_and_has_a_raw_disk(tmp_path: Path) -> No
     require_real_node_prereqs()
     require_ceph_components()
     env = make_env(tmp_path)
-    sb = start_sandbox(
-        env, f"c{uuid.uuid4().hex[:6]}", "--nodes", "1", "--real-nodes", "1", "--real-ceph", "--timeout", "300"
-    )
+    sb = start_sandbox(env, f"c{uuid.uuid4().hex[:6]}", "--real-nodes", "1", "--real-ceph", "--timeout", "300")
     disk_file = None
     try:
         status = json.loads(env.kfboot("sandbox", "status", "--name", sb.name, "-o", "json").stdout)
