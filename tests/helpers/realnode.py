@@ -74,3 +74,14 @@ def httpd_pod(name: str, labels: dict[str, str]) -> dict[str, object]:
         "containers": [container],
     }
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
+
+
+def node_images(sb: Sandbox) -> set[str]:
+    """The image references in containerd's k8s.io namespace on the (first) real node."""
+    state = json.loads((sb.env.data / "sandbox" / "kfboot" / sb.name / rn.STATE_FILE).read_text())
+    ctr = ["ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io", "images", "ls", "-q"]
+    holder = state["nodes"][0]["holder"]["pid"]
+    out = subprocess.run(
+        ["nsenter", f"--target={holder}", "--net", "--mount", "--", *ctr], check=True, capture_output=True, text=True
+    )
+    return set(out.stdout.split())

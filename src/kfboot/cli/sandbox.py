@@ -64,8 +64,8 @@ def up(
         bool,
         typer.Option(
             "--real-ceph",
-            help="Ceph for real: each real node gets the Ceph and Rook images (Rook v1.20.6's tags), a raw 10 GiB "
-            "loop disk and no taint; no Rook simulation",
+            help="Ceph for real: each real node gets the Ceph, Rook and ceph-csi-operator images (Rook v1.20.6's "
+            "tags), a raw 10 GiB loop disk and no taint; no Rook simulation",
         ),
     ] = False,
     bin_dir: Annotated[

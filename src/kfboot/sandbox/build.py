@@ -16,7 +16,8 @@ Components (versions pinned in :mod:`kfboot.sandbox.versions`):
 - ``crictl``: sigs.k8s.io/cri-tools (go install), for ``images pull``'s SSH path on real nodes;
 - ``images``: the real nodes' image binaries (pause, kfboot-httpd, kfboot-gateway), from kfboot's own
   single-file Go programs in ``kfboot/sandbox/realnode/gosrc/`` (standard library only);
-- ``ceph``, ``rook``: their Ceph root file system (:mod:`.build_ceph`), Rook and its files (:mod:`.build_rook`).
+- ``ceph``, ``rook``: their Ceph root file system (:mod:`.build_ceph`), Rook and its files (:mod:`.build_rook`);
+- ``ceph-csi-operator``: the manager of Rook's csi-operator.yaml image (:mod:`.build_csi`).
 
 Output: ``<cache>/bin/<component>/<version>/<binary>``; a complete folder is skipped, each is built in a
 temporary sibling and renamed into place. go.mod/.info files come from Go's module cache, else from the first
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING
 from kfboot import paths
 from kfboot.sandbox import versions as V
 from kfboot.sandbox.build_ceph import build_ceph
+from kfboot.sandbox.build_csi import build_csi_operator
 from kfboot.sandbox.build_rook import build_rook
 from kfboot.sandbox.gotool import BuildError as BuildError  # re-exported: binaries, the build script
 from kfboot.sandbox.gotool import Tick, go_env, module_file, run, write_wrapper
@@ -224,6 +226,7 @@ COMPONENTS: dict[str, Component] = {
     "coredns": Component("coredns", V.COREDNS_VERSION, ("coredns",), build_coredns, 300),
     "ceph": Component("ceph", V.CEPH_VERSION, ("rootfs.tar",), build_ceph, 160),
     "rook": Component("rook", V.ROOK_VERSION, ("rook",), build_rook, 480),
+    "ceph-csi-operator": Component("ceph-csi-operator", V.CSI_OPERATOR_VERSION, ("manager",), build_csi_operator, 420),
 }
 
 

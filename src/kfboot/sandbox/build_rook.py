@@ -56,7 +56,7 @@ def replaces(gomod: str) -> dict[str, str]:
     return out
 
 
-def _pseudo_version(info: dict[str, object]) -> str:
+def pseudo_version(info: dict[str, object]) -> str:
     when = dt.datetime.fromisoformat(str(info["Time"]).replace("Z", "+00:00")).astimezone(dt.UTC)
     origin = info.get("Origin") or {}
     commit = origin.get("Hash", "") if isinstance(origin, dict) else ""
@@ -105,16 +105,12 @@ def _wrapper(work: Path, gomod: str, apis: Path) -> None:
 
 
 def build_rook(out: Path, work: Path, tick: B.Tick) -> None:
-    info = json.loads(B.module_file(MODULE, V.ROOK_VERSION, "info"))
-    commit = (info.get("Origin") or {}).get("Hash", "")
-    if commit != V.ROOK_COMMIT:
-        raise B.BuildError(f"the module proxy names {commit!r} for {MODULE} {V.ROOK_VERSION}, not the pinned commit")
-    gomod = B.module_file(MODULE, V.ROOK_VERSION, "mod")
+    info, gomod = B.pinned(MODULE, V.ROOK_VERSION, V.ROOK_COMMIT)
     if replaces(gomod).get(APIS) != "./pkg/apis":
         raise B.BuildError(f"{MODULE} {V.ROOK_VERSION} go.mod changed: no `{APIS} => ./pkg/apis` replace")
     B.write_wrapper(work, {MODULE: V.ROOK_VERSION}, {})
     src = Path(json.loads(B.run(["go", "mod", "download", "-json", f"{MODULE}@{V.ROOK_VERSION}"], cwd=work))["Dir"])
-    apis = _apis_from_proxy(work, _pseudo_version(info), tick) or _apis_from_git(work)
+    apis = _apis_from_proxy(work, pseudo_version(info), tick) or _apis_from_git(work)
     _wrapper(work, gomod, apis)
     ld = f"-s -w -X {MODULE}/pkg/version.Version={V.ROOK_VERSION}"
     # rook/rook v1.20.6 Makefile: TAGS ?= ceph_preview (go-ceph's preview APIs, e.g. rgw/admin accounts)

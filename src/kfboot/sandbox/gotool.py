@@ -5,6 +5,7 @@ Only the standard library and :mod:`kfboot.errors` are imported (see :mod:`kfboo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -145,6 +146,15 @@ def module_file(module: str, version: str, suffix: str) -> str:
             f"the Go module proxy is unreachable ({url}): {exc}",
             "set GOPROXY to a module proxy this machine can reach, or put the binaries in KFBOOT_SANDBOX_BIN_DIR",
         ) from exc
+
+
+def pinned(module: str, version: str, commit: str) -> tuple[dict[str, object], str]:
+    """The proxy's .info and go.mod of ``module@version``; raises unless the .info names ``commit``."""
+    info = json.loads(module_file(module, version, "info"))
+    found = (info.get("Origin") or {}).get("Hash", "")
+    if found != commit:
+        raise BuildError(f"the module proxy names {found!r} for {module} {version}, not the pinned commit {commit}")
+    return info, module_file(module, version, "mod")
 
 
 def write_wrapper(tmp: Path, requires: dict[str, str], replaces: dict[str, str]) -> None:

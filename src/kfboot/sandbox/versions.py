@@ -67,3 +67,14 @@ ROOK_VERSION: Final = "v1.20.6"
 ROOK_IMAGE: Final = "docker.io/rook/ceph:v1.20.6"
 #: The commit of tag v1.20.6, as the Go module proxy's github.com/rook/rook/@v/v1.20.6.info names it.
 ROOK_COMMIT: Final = "4e1b7a626891a215949ab42a6957a0ef1e1a25e6"
+
+#: ceph-csi-operator: the image Rook v1.20.6 deploy/examples/csi-operator.yaml runs
+#: (quay.io/cephcsi/ceph-csi-operator:v1.0.4), built from the Go module proxy (sandbox/build_csi.py).
+CSI_OPERATOR_VERSION: Final = "v1.0.4"
+CSI_OPERATOR_IMAGE: Final = f"quay.io/cephcsi/ceph-csi-operator:{CSI_OPERATOR_VERSION}"
+#: The commit of tag v1.0.4, as the Go module proxy's github.com/ceph/ceph-csi-operator/@v/v1.0.4.info names it.
+CSI_OPERATOR_COMMIT: Final = "29a66b683aa8873001c729b7b120e18604cdb445"
+#: `git rev-parse v1.0.4:api` in ceph/ceph-csi-operator: the nested api module's source at the tag.
+CSI_OPERATOR_API_TREE: Final = "50b415f47c4bcfa8c80fba1829b25201c4ce29f3"
+#: github.com/ceph/ceph-csi-operator/api at v1.0.1's commit, as rook/rook v1.20.6 go.mod requires it.
+CSI_OPERATOR_API_BASE: Final = "v0.0.0-20260527105556-70b2f7cfddf0"

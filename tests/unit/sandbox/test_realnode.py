@@ -1,6 +1,6 @@
 """Real-node pieces that need no running node: the OCI image builder (checked against the image-spec
 layout it must produce), address planning, the kwokctl additions, the pod network config, and the
-prerequisite check run as an unprivileged user."""
+prerequisite check run as an unprivileged user, and which build components --real-ceph still lacks."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import pytest
 
 from kfboot.errors import BadInputError
 from kfboot.sandbox import binaries as bins
-from kfboot.sandbox import kwokctl
-from kfboot.sandbox.realnode import files, images, node, prereq, udev
+from kfboot.sandbox import kwokctl, versions
+from kfboot.sandbox.realnode import ceph, files, images, node, prereq, udev
 from kfboot.sandbox.simulation import load_bundled_stages
 from kfboot.sandbox.spec import SandboxSpec
 from kfboot.yamlio import load_all
@@ -225,3 +225,25 @@ def test_udev_stand_in_writes_blkids_properties_for_each_block_device(tmp_path: 
     subprocess.run(["sh", "-ec", body], check=True)
     lines = (run / "data" / "b7:9").read_text().splitlines()
     assert "E:ID_FS_TYPE=ext4" in lines and lines[-1] == "V:1"
+
+
+def test_real_ceph_names_each_missing_build_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KFBOOT_SANDBOX_BIN_DIR", raising=False)
+    monkeypatch.setenv("KFBOOT_CACHE_DIR", str(tmp_path))
+    assert ceph.missing() == ["ceph", "rook", "ceph-csi-operator"]
+    bin_dir = tmp_path / "bin"
+    for component, version, name in (
+        ("ceph", versions.CEPH_VERSION, "rootfs.tar"),
+        ("rook", versions.ROOK_VERSION, "rook"),
+    ):
+        (bin_dir / component / version).mkdir(parents=True)
+        (bin_dir / component / version / name).write_bytes(b"")
+        (bin_dir / component / version / name).chmod(0o755)
+    assert ceph.missing() == ["ceph-csi-operator"]
+    assert "--only ceph-csi-operator" in ceph.REMEDY
+    manager = bin_dir / "ceph-csi-operator" / versions.CSI_OPERATOR_VERSION / "manager"
+    manager.parent.mkdir(parents=True)
+    manager.write_bytes(b"")
+    assert ceph.missing() == ["ceph-csi-operator"]  # not executable: not a binary
+    manager.chmod(0o755)
+    assert ceph.missing() == []

@@ -5,8 +5,8 @@
 - :mod:`.relay` the API server, reachable from inside a node's namespace;
 - :mod:`.images` OCI images from static binaries (pause, a test HTTP server);
 - :mod:`.dns` kube-proxy and CoreDNS: cluster DNS and Services inside the nodes' namespaces;
-- :mod:`.ceph`, :mod:`.disk`, :mod:`.udev` the Ceph and Rook images, a raw loop disk and a udev database
-  stand-in (``--real-ceph``);
+- :mod:`.ceph`, :mod:`.csi_images`, :mod:`.disk`, :mod:`.udev` the Ceph, Rook and ceph-csi-operator images,
+  a raw loop disk and a udev database stand-in (``--real-ceph``);
 - :mod:`.teardown` removal of exactly what was created.
 """
 
@@ -57,7 +57,8 @@ def check(state_dir: Path, real_ceph: bool = False) -> None:
     check_paths(state_dir)
     if real_ceph and ceph.missing():
         raise RuntimeFailure(
-            f"--real-ceph needs the Ceph and Rook images, which need the build components {', '.join(ceph.missing())}",
+            f"--real-ceph needs the Ceph, Rook and ceph-csi-operator images, which need the build components "
+            f"{', '.join(ceph.missing())}",
             ceph.REMEDY,
         )
 

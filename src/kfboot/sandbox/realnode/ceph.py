@@ -37,7 +37,7 @@ from kfboot import paths
 from kfboot.errors import RuntimeFailure
 from kfboot.sandbox import versions
 from kfboot.sandbox.build_ceph import ROOTFS
-from kfboot.sandbox.realnode import host, images
+from kfboot.sandbox.realnode import csi_images, host, images
 from kfboot.sandbox.realnode.files import find_binary
 
 CEPH_IMAGE = versions.CEPH_IMAGE
@@ -56,7 +56,10 @@ fi
 echo "dmsetup $*: not available: kfboot's sandbox stand-in answers only 'dmsetup version' (no device-mapper)" >&2
 exit 1
 """
-REMEDY = "scripts/build-sandbox-binaries --only ceph --only rook (root, mmdebstrap, Go; see docs/sandbox.md)"
+REMEDY = (
+    "scripts/build-sandbox-binaries --only ceph --only rook --only ceph-csi-operator "
+    "(root, mmdebstrap, Go; see docs/sandbox.md)"
+)
 
 
 def rootfs() -> Path | None:
@@ -75,8 +78,9 @@ def rook_folder() -> Path | None:
 
 
 def missing() -> list[str]:
-    """The build components the Ceph and Rook images still need."""
-    return [name for name, found in (("ceph", rootfs()), ("rook", rook_folder())) if found is None]
+    """The build components the Ceph, Rook and ceph-csi-operator images still need."""
+    found = {"ceph": rootfs(), "rook": rook_folder(), csi_images.COMPONENT: csi_images.manager()}
+    return [name for name, path in found.items() if path is None]
 
 
 def ceph_spec() -> images.ImageSpec:

@@ -47,7 +47,7 @@ from kfboot.kube import objects as o
 from kfboot.kube.client import async_client
 from kfboot.reporting import Reporter
 from kfboot.sandbox import versions
-from kfboot.sandbox.realnode import ceph, disk, dns, host, images, udev
+from kfboot.sandbox.realnode import ceph, csi_images, disk, dns, host, images, udev
 from kfboot.sandbox.realnode.addressing import (
     LABEL,
     SERVICE_CIDR,
@@ -196,10 +196,11 @@ def _images() -> list[images.ImageSpec]:
 
 
 def _real_ceph(st: RealNodesState, ns: NodeState, state_dir: Path) -> None:
-    """The Ceph and Rook images, and a raw disk (loop device) for an OSD."""
+    """The Ceph, Rook and ceph-csi-operator images, and a raw disk (loop device) for an OSD."""
     assert ns.holder is not None
     for spec, layers in ceph.specs():
         ceph.stream_import(ns.holder.pid, spec, layers, Path(ns.dir) / "images.log")
+    host.in_ns(ns.holder.pid, *host.CTR, "images", "import", str(images.cached(csi_images.operator_spec())))
     ns.disk = disk.create(Path(ns.dir) / "disk")
     st.save(state_dir)
     disk.attach(ns.disk)
@@ -418,7 +419,8 @@ async def start(
 ) -> list[NodeState]:
     """Start every planned node and wait until each is Ready. State is saved as things are created, so
     :func:`kfboot.sandbox.realnode.teardown.stop` can remove a half-started node too. ``real_ceph``: each node
-    also gets the Ceph and Rook images and a raw loop disk (:mod:`.ceph`, :mod:`.disk`)."""
+    also gets the Ceph, Rook and ceph-csi-operator images and a raw loop disk (:mod:`.ceph`, :mod:`.csi_images`,
+    :mod:`.disk`)."""
     st = RealNodesState.load(state_dir) or RealNodesState()
     st.ip_forward = st.ip_forward or host.read_ip_forward()
     await _check_service_ip(kubeconfig)
