@@ -1,6 +1,7 @@
 """Reading an object that may not exist, and waiting for a state: the two things every step does.
 
-* :func:`get_or_none` — ``client.get``, or ``None`` when the API answers 404; :func:`missing_ok` — a
+* :func:`get_or_none` — ``client.get``, or ``None`` when the API answers 404 (also the plain-text 404 of a
+  resource type no API serves: a custom resource whose CRD is not installed); :func:`missing_ok` — a
   block (a delete, a patch) whose 404 means there is nothing to do.
 * :func:`poll_until` — call a check until it says done or a deadline passes. The check says what it waits
   for each time (``(False, "2/3 pods ready")``); on timeout :class:`WaitTimeout` carries the last of those,
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
@@ -27,6 +29,10 @@ async def get_or_none(client: AsyncClient, res: type[R], name: str, *, namespace
         obj: R = await client.get(res, name, namespace=namespace)  # type: ignore[type-var]
     except ApiError as exc:
         if exc.status.code == 404:
+            return None
+        raise
+    except httpx.HTTPStatusError as exc:  # "404 page not found": no API serves the type (its CRD is absent)
+        if exc.response.status_code == 404:
             return None
         raise
     return obj
