@@ -28,15 +28,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from real_node import KFBOOT, isolated_env, sandbox_up  # noqa: E402  (the same isolated kfboot folders)
 
 TESTDATA = Path(os.environ.get("KFBOOT_TESTDATA", REPO.parent / "shared" / "testdata"))
-
-
-def bin_dir() -> Path:
-    if os.environ.get("KFBOOT_SANDBOX_BIN_DIR"):
-        return Path(os.environ["KFBOOT_SANDBOX_BIN_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("KFBOOT_CACHE_DIR", Path(base) / "kfboot")) / "bin"
 
 
 def events(stderr: str) -> list[dict[str, Any]]:
@@ -75,31 +71,13 @@ def main() -> int:
     ap.add_argument("--timeout", default="6m", help="storage.timeout of the install")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="kfboot-bench-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KFBOOT_", "KWOK_", "KUBECONFIG"))}
-        env.update(
-            HOME=tmp,
-            KFBOOT_DATA_DIR=f"{tmp}/data",
-            KFBOOT_SANDBOX_BIN_DIR=str(bin_dir()),
-            NO_COLOR="1",
-            PYTHONPATH=str(REPO / "src"),
-        )
-        kfboot = [sys.executable, "-m", "kfboot"]
-        name = "benchceph"
-        t0 = time.monotonic()
-        up = subprocess.run(
-            [*kfboot, "sandbox", "up", "--name", name, "--real-nodes", "1", "--real-ceph", "--no-login", "-o", "json"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        t_up = time.monotonic() - t0
+        env = isolated_env(tmp)
+        kfboot, name = KFBOOT, "benchceph"
+        info, t_up = sandbox_up(env, name, "--real-nodes", "1", "--real-ceph", "--no-login")
         try:
-            if up.returncode != 0:
-                raise SystemExit(f"sandbox up failed: {up.stdout}{up.stderr}")
-            info = json.loads(up.stdout)
             status_cmd = [*kfboot, "sandbox", "status", "--name", name, "-o", "json"]
             status = json.loads(subprocess.run(status_cmd, env=env, capture_output=True, text=True).stdout)
-            node, disk = info["real_nodes"][0], status["real_nodes"][0]["disk"]
+            node, disk = info["real_nodes"][0], status["real_nodes"][0]["disk"]  # type: ignore[index]
             config = Path(tmp) / "kfboot.yaml"
             config.write_text(
                 json.dumps(

@@ -35,6 +35,34 @@ def bin_dir() -> Path:
     return Path(os.environ.get("KFBOOT_CACHE_DIR", Path(base) / "kfboot")) / "bin"
 
 
+def isolated_env(tmp: str) -> dict[str, str]:
+    """This environment without kfboot's/kwok's variables, with kfboot's folders under ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFBOOT_", "KWOK_", "KUBECONFIG"))}
+    env.update(
+        HOME=tmp,
+        KFBOOT_DATA_DIR=f"{tmp}/data",
+        KFBOOT_SANDBOX_BIN_DIR=str(bin_dir()),
+        NO_COLOR="1",
+        PYTHONPATH=str(REPO / "src"),
+    )
+    return env
+
+
+KFBOOT = [sys.executable, "-m", "kfboot"]
+
+
+def sandbox_up(env: dict[str, str], name: str, *flags: str) -> tuple[dict[str, object], float]:
+    """`kfboot sandbox up` (its -o json document) and how long it took; exits when it failed."""
+    t0 = time.monotonic()
+    up = subprocess.run(
+        [*KFBOOT, "sandbox", "up", "--name", name, *flags, "-o", "json"], env=env, capture_output=True, text=True
+    )
+    if up.returncode != 0:
+        subprocess.run([*KFBOOT, "sandbox", "down", "--name", name], env=env, capture_output=True)
+        raise SystemExit(f"sandbox up failed: {up.stdout}{up.stderr}")
+    return json.loads(up.stdout), time.monotonic() - t0
+
+
 POD = {
     "apiVersion": "v1",
     "kind": "Pod",
@@ -56,28 +84,12 @@ POD = {
 
 def one_run(i: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="kfboot-bench-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KFBOOT_", "KWOK_", "KUBECONFIG"))}
-        env.update(
-            HOME=tmp,
-            KFBOOT_DATA_DIR=f"{tmp}/data",
-            KFBOOT_SANDBOX_BIN_DIR=str(bin_dir()),
-            NO_COLOR="1",
-            PYTHONPATH=str(REPO / "src"),
-        )
+        env = isolated_env(tmp)
         name = f"bench{i}"
-        kfboot = [sys.executable, "-m", "kfboot"]
         t0 = time.monotonic()
-        up = subprocess.run(
-            [*kfboot, "sandbox", "up", "--name", name, "--nodes", "1", "--real-nodes", "1", "-o", "json"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        t_up = time.monotonic() - t0
+        info, t_up = sandbox_up(env, name, "--nodes", "1", "--real-nodes", "1")
         try:
-            if up.returncode != 0:
-                raise SystemExit(f"sandbox up failed: {up.stdout}{up.stderr}")
-            kc = json.loads(up.stdout)["kubeconfig"]
+            kc = str(info["kubeconfig"])
             kubectl = [str(bin_dir() / "kubernetes" / versions.KUBERNETES_VERSION / "kubectl"), "--kubeconfig", kc]
             subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(POD), text=True, check=True)
             subprocess.run(
@@ -85,7 +97,7 @@ def one_run(i: int) -> tuple[float, float]:
             )
             t_pod = time.monotonic() - t0
         finally:
-            subprocess.run([*kfboot, "sandbox", "down", "--name", name], env=env, capture_output=True)
+            subprocess.run([*KFBOOT, "sandbox", "down", "--name", name], env=env, capture_output=True)
         return t_up, t_pod
 
 
