@@ -195,37 +195,45 @@ def plan_cluster(cfg: Environment, disks: list[NodeDisks]) -> ClusterPlan:
     )
 
 
+def _multiple_per_node(allowed: bool) -> dict[str, bool]:
+    """``allowMultiplePerNode`` only when true (``omitempty``: see :func:`cluster_objects`)."""
+    return {"allowMultiplePerNode": True} if allowed else {}
+
+
 def cluster_objects(plan: ClusterPlan, release: RookRelease) -> list[dict[str, Any]]:
-    """CephCluster, the block pool(s) and the StorageClass for ``plan``."""
+    """CephCluster, the block pool(s) and the StorageClass for ``plan``.
+
+    The Rook objects are written in the form Rook's own update gives them, so a re-run applies them
+    unchanged: Rook adds its finalizer with an Update of the whole typed object (rook/rook v1.20.6
+    ``pkg/operator/ceph/controller/finalizer.go`` ``AddFinalizerIfNotPresent``), which drops every
+    ``omitempty`` field at its zero value (``allowUnsupported: false``, ``confirmation: ""``,
+    ``requireSafeReplicaSize: false``, ``useAllNodes: false``, ``disable: false``) and writes ``{}`` for a
+    struct field (a storage node's ``resources``). Measured on real Rook: kfboot's second install changed
+    the CephCluster and both pools back (generation 2 → 3) and made Rook reconcile everything again. So
+    zero values are left out (Rook's defaults are the same), the struct is sent as ``{}``, and
+    ``useAllDevices: false`` is kept: a ``*bool`` in Rook's types, it survives the update."""
     single = len(plan.nodes) == 1
     storage_nodes: list[dict[str, Any]] = []
     for node, devices in sorted(plan.nodes.items()):
-        entry: dict[str, Any] = {"name": node}
+        entry: dict[str, Any] = {"name": node, "resources": {}}
         if devices:
             entry["devices"] = [{"name": d} for d in devices]
         else:
             entry["deviceFilter"] = plan.device_filter
         storage_nodes.append(entry)
     spec: dict[str, Any] = {
-        "cephVersion": {"image": release.ceph_image, "allowUnsupported": False},
+        "cephVersion": {"image": release.ceph_image},
         "dataDirHostPath": "/var/lib/rook",
         "security": {"cephx": {"csi": {"keyType": "aes"}}},
-        "mon": {"count": plan.mons, "allowMultiplePerNode": single or len(plan.nodes) < plan.mons},
-        "mgr": {
-            "count": plan.mgrs,
-            "allowMultiplePerNode": single or len(plan.nodes) < plan.mgrs,
-            "modules": [{"name": "rook", "enabled": False}],
-        },
+        "mon": {"count": plan.mons} | _multiple_per_node(single or len(plan.nodes) < plan.mons),
+        "mgr": {"count": plan.mgrs} | _multiple_per_node(single or len(plan.nodes) < plan.mgrs),
         "dashboard": {"enabled": True, "ssl": True},
-        "monitoring": {"enabled": False},
-        "crashCollector": {"disable": False},
-        "cleanupPolicy": {"confirmation": "", "allowUninstallWithVolumes": False},
         "priorityClassNames": {
             "mon": "system-node-critical",
             "osd": "system-node-critical",
             "mgr": "system-cluster-critical",
         },
-        "storage": {"useAllNodes": False, "useAllDevices": False, "nodes": storage_nodes},
+        "storage": {"useAllDevices": False, "nodes": storage_nodes},
         "disruptionManagement": {"managePodBudgets": True},
     }
     if plan.tolerations:
@@ -235,7 +243,7 @@ def cluster_objects(plan: ClusterPlan, release: RookRelease) -> list[dict[str, A
     meta = {"name": CLUSTER, "namespace": NAMESPACE}
     pool_spec: dict[str, Any] = {
         "failureDomain": plan.failure_domain,
-        "replicated": {"size": plan.size, "requireSafeReplicaSize": plan.size > 1},
+        "replicated": {"size": plan.size} | ({"requireSafeReplicaSize": True} if plan.size > 1 else {}),
     }
     objs: list[dict[str, Any]] = [
         {"apiVersion": "ceph.rook.io/v1", "kind": "CephCluster", "metadata": meta, "spec": spec},
@@ -252,7 +260,7 @@ def cluster_objects(plan: ClusterPlan, release: RookRelease) -> list[dict[str, A
                 "apiVersion": "ceph.rook.io/v1",
                 "kind": "CephBlockPool",
                 "metadata": {"name": "builtin-mgr", "namespace": NAMESPACE},
-                "spec": {"name": ".mgr", "replicated": {"size": 1, "requireSafeReplicaSize": False}},
+                "spec": {"name": ".mgr", "replicated": {"size": 1}},
             }
         )
     secret_ns = NAMESPACE
