@@ -118,6 +118,9 @@ def test_host_devices_on_the_real_node_tell_a_raw_disk_from_one_with_ext4(
         subprocess.run(["losetup", "-d", device], check=False)
 
 
+# four installs' worth of real Ceph (~10 min here: the probe claim waits for ceph-csi until each deadline),
+# and the module's sandbox goes down in this test's teardown: above the suite's 600 s per test
+@pytest.mark.timeout(1500)
 def test_storage_install_runs_real_rook_and_ceph_then_uninstall_wipes_the_disk(
     ceph_node: tuple[Sandbox, str], tmp_path: Path
 ) -> None:
