@@ -27,7 +27,7 @@ def up(
     ctx: typer.Context,
     name: NameOpt = "kfboot",
     nodes: Annotated[
-        int | None, typer.Option("--nodes", help="number of simulated nodes [default: 3; 0 with --real-ceph]")
+        int | None, typer.Option("--nodes", help="number of simulated nodes (default 3; 0 with --real-ceph)")
     ] = None,
     node_cpu: Annotated[str, typer.Option("--node-cpu", help="CPU capacity of each node")] = "8",
     node_memory: Annotated[str, typer.Option("--node-memory", help="memory capacity of each node")] = "32Gi",
