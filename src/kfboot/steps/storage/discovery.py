@@ -72,9 +72,10 @@ def keep_cluster_disks(disks: list[NodeDisks], cluster: dict[str, Any] | None) -
     """On a re-run, the disks kfboot's existing CephCluster names (spec.storage.nodes[].devices) now hold its
     OSDs (``ceph_bluestore``): they stay in the plan, so the CephCluster is applied unchanged, instead of
     being refused like any disk with a signature. Only ``ceph_bluestore`` and only the named node and device:
-    a disk of that name with a file system, partitions or LVM is still refused. Rook itself skips a disk whose
-    OSD belongs to another cluster (its fsid; rook/rook v1.20.6 pkg/daemon/ceph/osd/volume.go). Returns the
-    disks kept ("node:/dev/x")."""
+    a disk of that name with a file system, partitions or LVM is still refused. Rook makes no new OSD on a
+    disk that already holds one (rook/rook v1.20.6 pkg/daemon/ceph/osd/daemon.go ``getAvailableDevices``) and
+    wipes another cluster's only with ``cleanupPolicy.wipeDevicesFromOtherClusters``, which kfboot never
+    sets. Returns the disks kept ("node:/dev/x")."""
     if cluster is None or o.dig(cluster, "metadata", "labels", MANAGED_BY) != "kfboot":
         return []
     named = {
