@@ -74,7 +74,8 @@ def test_preflight_and_storage_use_this_machines_disks_for_a_node_named_in_the_c
     proc = run(True, "storage", "install")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     spec = fresh_sandbox.kubectl_json("get", "cephcluster", "-n", "rook-ceph", "rook-ceph")["spec"]
-    assert spec["storage"]["nodes"] == [{"name": node, "devices": [{"name": loops["empty"].removeprefix("/dev/")}]}]
+    want = {"name": node, "devices": [{"name": loops["empty"].removeprefix("/dev/")}], "resources": {}}
+    assert spec["storage"]["nodes"] == [want]
     operator_config = fresh_sandbox.kubectl_json("get", "cm", "-n", "rook-ceph", "rook-ceph-operator-config")
     assert operator_config["data"]["ROOK_CEPH_ALLOW_LOOP_DEVICES"] == "true"
 
