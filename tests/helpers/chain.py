@@ -279,6 +279,7 @@ class DexPods:
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.server: FrontServer | None = None
+        self.follower: threading.Thread | None = None
 
     def pods(self) -> list[dict[str, Any]]:
         items = self.chain.sb.kubectl_json("-n", "auth", "get", "pods", "-l", "app=dex")["items"]
@@ -309,6 +310,8 @@ class DexPods:
             for pod in pods:
                 name = pod["metadata"]["name"]
                 running = pod.get("status", {}).get("phase") == "Running"
+                if self.done.is_set():
+                    break
                 if running and not pod["metadata"].get("deletionTimestamp") and name not in self.procs:
                     port = free_port()
                     path, env = self.chain.dex_config(port)
@@ -339,13 +342,20 @@ class DexPods:
 
         self.server = FrontServer(("127.0.0.1", self.chain.dex_port), Front)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        threading.Thread(target=self._follow, daemon=True).start()
+        self.follower = threading.Thread(target=self._follow, daemon=True)
+        self.follower.start()
 
     def stop(self) -> None:
         self.done.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        # the follower may be between its look at the pods and starting a Dex for one: once it has seen
+        # `done`, it starts none (a Dex started after the processes were collected below would outlive the
+        # module, as one did in a random-order run)
+        if self.follower is not None:
+            self.follower.join(60)
+            assert not self.follower.is_alive(), "the Dex pod follower did not stop"
         with self.lock:
             procs = [p for _, p in self.procs.values()]
             self.procs.clear()
