@@ -10,9 +10,10 @@ or a name looked up in the pod's container ports). The choice is cached; it is d
 Service's EndpointSlices change or a stream to the pod fails, so new connections move to another Ready
 pod when the current one goes away, and when the Service's targetPort now resolves to another port (the
 slices' port for the Service port changed). A connection open on a pod that left the Service's Ready
-endpoints is closed as soon as no byte has moved on it for :data:`GONE_QUIET` seconds: a kubelet
-(containerd) keeps a stream to a dead pod open, so the client would otherwise wait forever — while a
-transfer still under way (a terminating pod finishing its answers) is not cut.
+endpoints is closed as soon as no byte has moved on it for :data:`GONE_QUIET` seconds after the pod's
+last bytes, or :data:`AWAITING_ANSWER` seconds after the client's (a request may still get its answer): a
+kubelet (containerd) keeps a stream to a dead pod open, so the client would otherwise wait forever — while
+a transfer still under way (a terminating pod finishing its answers) is not cut.
 
 The choice of pod is :mod:`.portforward_backend`, one stream :mod:`.portforward_stream`; this module listens,
 follows the endpoints and pumps the bytes.
@@ -59,16 +60,23 @@ CHUNK = 64 * 1024
 #: After the local side reached EOF (the v4 protocol cannot pass a half-close on, and kwok keeps a
 #: stream open until the client ends it), the stream is closed once the pod side is quiet this long.
 QUIET_AFTER_EOF = 3.0
-#: A connection whose pod left the Service's Ready endpoints is closed once it has been silent this long.
+#: A connection whose pod left the Service's Ready endpoints is closed once it has been silent this long
+#: after the pod spoke last (an answer ended, or a keep-alive connection idles between requests) ...
 GONE_QUIET = 2.0
+#: ... or this long after the client spoke last: a request on its way to the pod may still get its answer
+#: from a terminating pod, and on a busy machine that takes more than GONE_QUIET (a random-order test run
+#: saw a request cut with no answer); a stream to a dead pod then ends this much later, not never.
+AWAITING_ANSWER = 10.0
 
 
 @dataclass(eq=False)
 class _Conn:
-    """One forwarded connection: its task and when a byte last moved on it (either way)."""
+    """One forwarded connection: its task, when a byte last moved on it (either way), and whether the
+    client sent the last bytes (so an answer may be due)."""
 
     task: asyncio.Task[None]
     last: float = field(default_factory=time.monotonic)
+    client_spoke_last: bool = False
 
 
 @dataclass
@@ -253,12 +261,13 @@ class PortForwarder:
 
     async def _close_when_quiet(self, conn: _Conn) -> None:
         while not conn.task.done():
+            limit = AWAITING_ANSWER if conn.client_spoke_last else GONE_QUIET
             quiet = time.monotonic() - conn.last
-            if quiet >= GONE_QUIET:
+            if quiet >= limit:
                 self.stats.closed_pod_gone += 1
                 conn.task.cancel()
                 return
-            await asyncio.wait({conn.task}, timeout=GONE_QUIET - quiet)
+            await asyncio.wait({conn.task}, timeout=min(limit - quiet, GONE_QUIET))
 
     # ------------------------------------------------------------------------------------- streams
 
@@ -331,7 +340,7 @@ class PortForwarder:
 
         async def upstream() -> None:
             while data := await reader.read(CHUNK):
-                conn.last = time.monotonic()
+                conn.last, conn.client_spoke_last = time.monotonic(), True
                 await ws.send(bytes([DATA]) + data)
 
         async def downstream() -> None:
@@ -340,6 +349,7 @@ class PortForwarder:
                 if isinstance(msg, str) or not msg:
                     continue
                 last_remote = conn.last = time.monotonic()
+                conn.client_spoke_last = False
                 if msg[0] == DATA:
                     writer.write(msg[1:])
                     await writer.drain()
