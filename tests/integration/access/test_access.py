@@ -134,7 +134,10 @@ def test_connect_forwards_concurrently_and_follows_the_replacement_pod(kf: Chain
             if i == 60:  # mid-run: the forwarded pod goes away; its ReplicaSet makes a new one
                 sb.kubectl("-n", "istio-system", "delete", "pod", old_pod, "--wait=false")
             with httpx.Client(base_url=base, cookies=cookies, timeout=60, trust_env=False) as http:
-                resp = http.get("/", params={"i": i})
+                try:
+                    resp = http.get("/", params={"i": i})
+                except httpx.HTTPError as exc:  # reported below with connect's own lines
+                    return 0, repr(exc)
                 return resp.status_code, resp.text
 
         start = time.monotonic()
