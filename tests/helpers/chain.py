@@ -308,10 +308,10 @@ class DexPods:
                 continue
             names = {p["metadata"]["name"] for p in pods}
             for pod in pods:
+                if self.done.is_set():  # stop() is collecting the processes: start no more
+                    break
                 name = pod["metadata"]["name"]
                 running = pod.get("status", {}).get("phase") == "Running"
-                if self.done.is_set():
-                    break
                 if running and not pod["metadata"].get("deletionTimestamp") and name not in self.procs:
                     port = free_port()
                     path, env = self.chain.dex_config(port)
